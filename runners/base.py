@@ -1,0 +1,82 @@
+"""What every runner shares: the parameters of a run, the record's runner fields, blocks.
+
+A runner never raises for a run that went wrong: it returns a record whose status says what
+happened, so the scheduler can store it and go on. Infrastructure errors (a kernel that
+would not start, a lost connection, a refused quota) are flagged so the scheduler retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from study.plan import RunJob
+from study.spec import Environment, Study
+from study.store import ResultsStore
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def run_parameters(study: Study, env: Environment, job: RunJob, record_path: str,
+                   dataset_path: str | None = None) -> dict[str, Any]:
+    """The notebook's parameters for one run: study, then environment, then the runner's."""
+    return {**study.parameters, **env.parameters, "record_path": record_path, "seed": job.seed,
+            "dataset": study.dataset(job.dataset).protocol_config(dataset_path),
+            "accelerator": env.accelerator}
+
+
+def base_record(study: Study, env: Environment, job: RunJob, attempt: int) -> dict[str, Any]:
+    return {"run_id": job.run_id, "study": study.name, "environment": env.name,
+            "dataset": job.dataset, "block": job.block, "repetition": job.repetition,
+            "seed": job.seed, "warmup": job.warmup, "attempt": attempt, "runner": env.runner,
+            "status": "failed", "error": None, "started_at": utc_now(), "wall_s": None}
+
+
+class Runner(ABC):
+    """One kind of environment. Blocks let a runner keep a session open across a block."""
+
+    #: True when the runner's kernel reads the local disk (protocol helpers, folder datasets).
+    local_files = True
+
+    def __init__(self, study: Study, environment: Environment, store: ResultsStore):
+        self.study, self.env, self.store = study, environment, store
+
+    def check(self) -> None:
+        """Fail before the first run when the runner cannot work at all (missing client...)."""
+
+    def open_block(self, block: int) -> None:
+        """Called before the first run of this environment in a block."""
+
+    def close_block(self) -> None:
+        """Called after the block, whatever happened in it."""
+
+    @property
+    def timeout_s(self) -> float:
+        return self.env.timeout_s or self.study.timeout_s
+
+    @abstractmethod
+    def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
+        """Execute one run and return its full record (never raise for a failed run)."""
+
+    def notebook_path(self, job: RunJob) -> Path:
+        return self.store.notebook_path(job.run_id)
+
+
+def make_runner(study: Study, environment: Environment, store: ResultsStore) -> Runner:
+    if environment.runner == "local":
+        from runners.local import LocalRunner
+
+        return LocalRunner(study, environment, store)
+    if environment.runner == "jupyter":
+        from runners.jupyter import JupyterRunner
+
+        return JupyterRunner(study, environment, store)
+    if environment.runner == "colab":
+        from runners.colab import ColabRunner
+
+        return ColabRunner(study, environment, store)
+    raise ValueError(f"no runner for {environment.runner!r}")

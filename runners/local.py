@@ -1,0 +1,162 @@
+"""The local runner: each repetition in a fresh kernel on this machine, through papermill.
+
+papermill runs in a child process (runners.execute) so that the runner can enforce the
+whole run's timeout, kill the kernel's process tree and sample its memory while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from runners.base import Runner, base_record, run_parameters
+from study.plan import RunJob
+from study.spec import PROJECT_ROOT
+
+SAMPLE_INTERVAL_S = 0.1
+OOM_NAMES = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
+
+
+def _tree_rss_mb(parent: psutil.Process) -> float:
+    """Resident memory of the kernel: every descendant of the papermill child, not itself."""
+    total = 0
+    try:
+        for proc in parent.children(recursive=True):
+            try:
+                total += proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+    except psutil.NoSuchProcess:
+        pass
+    return total / 2**20
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        parent = psutil.Process(proc.pid)
+        victims = parent.children(recursive=True) + [parent]
+    except psutil.NoSuchProcess:
+        return
+    for victim in victims:
+        try:
+            victim.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=10)
+
+
+def _oom_kills() -> int | None:
+    """The cgroup's count of OOM kills, to tell an out-of-memory death from another."""
+    try:
+        for line in Path("/sys/fs/cgroup/memory.events").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class LocalRunner(Runner):
+    """papermill on a kernel of this machine, with the environment's variables."""
+
+    kernel_manager_class: str | None = None
+
+    def kernel_env(self) -> dict[str, str]:
+        """The child's (and so the kernel's) environment: ours, the study's, import paths."""
+        env = {**os.environ, **self.env.env}
+        paths = [str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        return env
+
+    def parameters(self, job: RunJob, record_path: Path) -> dict[str, Any]:
+        return run_parameters(self.study, self.env, job, str(record_path))
+
+    def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
+        record = base_record(self.study, self.env, job, attempt)
+        work = self.store.work_dir / f"{job.run_id}.{attempt}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        protocol_record = work / "record.json"
+        spec = {"input": str(self.study.notebook), "output": str(work / "executed.ipynb"),
+                "parameters": self.parameters(job, protocol_record),
+                "kernel": self.env.kernel or self.study.kernel, "cwd": str(work),
+                "report": str(work / "report.json"),
+                "kernel_manager_class": self.kernel_manager_class}
+        (work / "job.json").write_text(json.dumps(spec), encoding="utf-8")
+        outcome = self._execute(work, record)
+        record.update(outcome)
+        if protocol_record.exists() and record["status"] == "ok":
+            measured = json.loads(protocol_record.read_text(encoding="utf-8"))
+            sampled = record.pop("sampled_rss_mb", None)
+            record.update({k: v for k, v in measured.items() if k not in record or k == "seed"})
+            if sampled:
+                record["peak_rss_mb"] = round(max(sampled, measured.get("peak_rss_mb") or 0), 1)
+        record.pop("sampled_rss_mb", None)
+        executed = work / "executed.ipynb"
+        if executed.exists():
+            os.replace(executed, self.notebook_path(job))
+        shutil.rmtree(work, ignore_errors=True)
+        return record
+
+    def _execute(self, work: Path, record: dict[str, Any]) -> dict[str, Any]:
+        """Run the child, sample memory, enforce the timeout; return status fields."""
+        log = open(self.store.log_path(record["run_id"]), "ab")  # noqa: SIM115
+        oom_before = _oom_kills()
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "runners.execute", str(work / "job.json")],
+                                env=self.kernel_env(), stdout=log, stderr=log,
+                                start_new_session=True)
+        peak, timed_out = 0.0, False
+        try:
+            parent = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                peak = max(peak, _tree_rss_mb(parent))
+                if time.perf_counter() - start > self.timeout_s:
+                    timed_out = True
+                    _kill_tree(proc)
+                    break
+                time.sleep(SAMPLE_INTERVAL_S)
+        except BaseException:
+            _kill_tree(proc)  # Ctrl-C or a kill of the study: leave no orphan kernel behind
+            raise
+        finally:
+            proc.wait()
+            log.close()
+        wall = time.perf_counter() - start
+        fields: dict[str, Any] = {"wall_s": round(wall, 4), "sampled_rss_mb": round(peak, 1) or None}
+        if timed_out:
+            return fields | {"status": "timeout",
+                             "error": f"the run exceeded its timeout of {self.timeout_s:g} s"}
+        report_path = work / "report.json"
+        if not report_path.exists():
+            return fields | {"status": "failed", "infrastructure": True,
+                             "error": f"the papermill process exited with code {proc.returncode} "
+                                      f"without a report; see {self.store.log_path(record['run_id'])}"}
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        if report["ok"]:
+            if not (work / "record.json").exists():
+                return fields | {"status": "failed",
+                                 "error": "the notebook finished without writing its record"}
+            return fields | {"status": "ok", "error": None}
+        error = f"{report.get('ename')}: {report.get('evalue')}".strip()
+        oom_after = _oom_kills()
+        oom = report.get("ename") in OOM_NAMES or (
+            report["kind"] == "dead_kernel" and oom_before is not None
+            and oom_after is not None and oom_after > oom_before)
+        if oom:
+            return fields | {"status": "oom", "error": f"out of memory: {error}"}
+        if report["kind"] == "timeout":
+            return fields | {"status": "timeout", "error": error}
+        if report["kind"] == "dead_kernel":
+            error = f"the kernel died: {error}"
+        return fields | {"status": "failed", "error": error,
+                         "infrastructure": report["kind"] == "infrastructure"}

@@ -1,0 +1,370 @@
+"""The study file: loaded from TOML and validated before anything runs.
+
+Every error is a :class:`SpecError` that names the file, the key and what was expected,
+because a study that fails an hour in over a typo wastes the researcher's machine time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data.datasets import DatasetError, check_dataset
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+RUNNERS = ("local", "colab", "jupyter")
+SOURCES = ("shapes", "folder", "keras")
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+HYPOTHESES = ("two-sided", "less", "greater")
+ORDERS = ("interleaved", "sequential")
+LANGUAGES = ("en", "es")
+COLAB_GPUS = ("t4", "l4", "a100", "h100")
+COLAB_TPUS = ("v5e1", "v6e1")
+# Parameters the runner fills in for every run; a study may not set them.
+RESERVED_PARAMETERS = ("record_path", "dataset", "seed", "accelerator")
+DEFAULT_METRICS = ("train_s", "total_s", "test_accuracy", "test_loss", "peak_rss_mb")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class SpecError(ValueError):
+    """A study file that cannot be run, with the place and the reason."""
+
+    def __init__(self, path: Path | str, key: str, message: str):
+        self.path, self.key = str(path), key
+        super().__init__(f"{path}: {key}: {message}" if key else f"{path}: {message}")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    source: str
+    images: int | None = None  # shapes: how many to generate; others: an optional cap
+    path: Path | None = None  # folder
+    size: tuple[int, int] | None = None  # folder: (width, height) after resizing
+    color: str = "grayscale"  # folder: grayscale | rgb
+    keras_name: str | None = None  # keras
+    test_fraction: float = 1 / 3
+
+    def protocol_config(self, path_override: str | None = None) -> dict[str, Any]:
+        """The `dataset` parameter handed to the notebook (plain JSON types only)."""
+        config: dict[str, Any] = {"name": self.name, "source": self.source,
+                                  "test_fraction": self.test_fraction}
+        if self.images is not None:
+            config["images"] = self.images
+        if self.path is not None:
+            config["path"] = path_override or str(self.path)
+        if self.size is not None:
+            config["size"] = list(self.size)
+            config["color"] = self.color
+        if self.keras_name is not None:
+            config["keras_name"] = self.keras_name
+        return config
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    runner: str
+    env: dict[str, str] = field(default_factory=dict)
+    gpu: str | None = None
+    tpu: str | None = None
+    url: str | None = None
+    token_env: str | None = None
+    kernel: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float | None = None
+
+    @property
+    def accelerator(self) -> str:
+        return "gpu" if self.gpu else "tpu" if self.tpu else "cpu"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    alpha: float = 0.05
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class Study:
+    path: Path
+    name: str
+    repetitions: int | str  # an int, or "auto" (see max_repetitions / target_halfwidth)
+    seed: int
+    order: str
+    hypothesis: str
+    notebook: Path
+    parameters: dict[str, Any]
+    datasets: tuple[Dataset, ...]
+    environments: tuple[Environment, ...]
+    analysis: Analysis
+    kernel: str = "python3"
+    timeout_s: float = 1800.0
+    retries: int = 1
+    warmup: int = 0
+    max_repetitions: int = 30
+    min_repetitions: int = 5
+    target_halfwidth: float = 0.05
+    description: str = ""
+
+    @property
+    def planned_repetitions(self) -> int:
+        """Repetitions planned up front (for "auto", the minimum before the stopping rule)."""
+        return self.repetitions if isinstance(self.repetitions, int) else self.min_repetitions
+
+    def environment(self, name: str) -> Environment:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise SpecError(self.path, "environments", f"no environment named {name!r}; "
+                        f"the study has {', '.join(e.name for e in self.environments)}")
+
+    def dataset(self, name: str) -> Dataset:
+        for ds in self.datasets:
+            if ds.name == name:
+                return ds
+        raise SpecError(self.path, "datasets", f"no dataset named {name!r}")
+
+    def file_sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+class _Table:
+    """Typed, key-checked access to one TOML table, so errors can name `section.key`."""
+
+    def __init__(self, path: Path, where: str, table: Any, allowed: tuple[str, ...]):
+        self.path, self.where = path, where
+        if not isinstance(table, dict):
+            raise SpecError(path, where, f"expected a table, got {type(table).__name__}")
+        unknown = sorted(set(table) - set(allowed))
+        if unknown:
+            raise SpecError(path, self.key(unknown[0]),
+                            f"unknown key; expected one of: {', '.join(allowed)}")
+        self.table = table
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ...,
+            choices: tuple[Any, ...] | None = None) -> Any:
+        if name not in self.table:
+            if default is ...:
+                raise SpecError(self.path, self.key(name), "missing required key")
+            return default
+        value = self.table[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # TOML booleans are ints to Python; never accept one where a number is meant.
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise SpecError(self.path, self.key(name),
+                            f"expected {names}, got {type(value).__name__} {value!r}")
+        if choices is not None and value not in choices:
+            raise SpecError(self.path, self.key(name),
+                            f"{value!r} is not one of: {', '.join(map(str, choices))}")
+        return value
+
+    def positive(self, name: str, kind: type, default: Any = ..., minimum: float = 1) -> Any:
+        value = self.get(name, (int, float) if kind is float else kind, default)
+        if value is not None and value < minimum:
+            raise SpecError(self.path, self.key(name), f"must be at least {minimum}, got {value}")
+        return float(value) if kind is float and value is not None else value
+
+
+def resolve_path(raw: str, spec_path: Path) -> Path:
+    """Relative paths are tried against the working directory, then the toolkit's root.
+
+    The second lets `protocols/cnn_train.ipynb` work from anywhere once installed.
+    """
+    candidate = Path(raw).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    for base in (Path.cwd(), spec_path.parent, PROJECT_ROOT):
+        if (base / candidate).exists():
+            return (base / candidate).resolve()
+    return (Path.cwd() / candidate).resolve()
+
+
+def _check_name(path: Path, key: str, value: str) -> str:
+    if not NAME_RE.match(value):
+        raise SpecError(path, key, f"{value!r} must start with a letter or digit and hold only "
+                        "letters, digits, '_', '.' and '-' (it names folders and files)")
+    return value
+
+
+def _check_parameters(path: Path, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    for name in params:
+        # papermill writes the names into the injected cell as code, unescaped.
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise SpecError(path, f"{key}.{name}", "parameter names must be Python identifiers")
+        if name in RESERVED_PARAMETERS:
+            raise SpecError(path, f"{key}.{name}",
+                            f"set by the runner for every run; reserved: {RESERVED_PARAMETERS}")
+    return dict(params)
+
+
+def notebook_parameters(path: Path, notebook: Path, key: str = "protocol.notebook") -> set[str]:
+    """Names defined in the notebook's cell tagged `parameters` (papermill's convention)."""
+    import nbformat
+    import papermill
+
+    if not notebook.is_file():
+        raise SpecError(path, key, f"notebook not found: {notebook}")
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:  # nbformat raises several unrelated types
+        raise SpecError(path, key, f"{notebook} is not a readable notebook: {exc}") from exc
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        raise SpecError(path, key, f"{notebook} has no cell tagged 'parameters'; "
+                        "papermill needs one to inject the study's parameters")
+    return set(papermill.inspect_notebook(str(notebook)))
+
+
+def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Dataset:
+    t = _Table(path, f"datasets[{i}]", raw, ("name", "source", "images", "path", "size",
+                                            "color", "keras_name", "test_fraction"))
+    name = _check_name(path, t.key("name"), t.get("name", str))
+    source = t.get("source", str, "shapes", choices=SOURCES)
+    images = t.positive("images", int, None, minimum=6)
+    test_fraction = t.get("test_fraction", (int, float), 1 / 3)
+    if not 0 < test_fraction < 1:
+        raise SpecError(path, t.key("test_fraction"), f"must be between 0 and 1, got {test_fraction}")
+    ds_path = size = keras_name = None
+    color = t.get("color", str, "grayscale", choices=("grayscale", "rgb"))
+    if source == "folder":
+        ds_path = resolve_path(t.get("path", str), path)
+        raw_size = t.get("size", list, [28, 28])
+        if len(raw_size) != 2 or not all(isinstance(v, int) and v > 0 for v in raw_size):
+            raise SpecError(path, t.key("size"), f"expected [width, height] in pixels, got {raw_size}")
+        size = (raw_size[0], raw_size[1])
+    elif "path" in raw:
+        raise SpecError(path, t.key("path"), "only a 'folder' dataset has a path")
+    if source == "keras":
+        keras_name = t.get("keras_name", str, name)
+        if keras_name not in KERAS_DATASETS:
+            raise SpecError(path, t.key("keras_name" if "keras_name" in raw else "name"),
+                            f"{keras_name!r} is not a Keras dataset; expected one of "
+                            f"{', '.join(KERAS_DATASETS)}")
+    dataset = Dataset(name=name, source=source, images=images, path=ds_path, size=size,
+                      color=color, keras_name=keras_name, test_fraction=float(test_fraction))
+    try:
+        if check_data:
+            check_dataset(dataset.protocol_config())
+    except DatasetError as exc:
+        raise SpecError(path, t.key("path" if source == "folder" else "source"), str(exc)) from exc
+    return dataset
+
+
+def _load_environment(path: Path, i: int, raw: Any) -> Environment:
+    t = _Table(path, f"environments[{i}]", raw, ("name", "runner", "env", "gpu", "tpu", "url",
+                                                "token_env", "kernel", "parameters", "timeout_s"))
+    name = _check_name(path, t.key("name"), t.get("name", str))
+    runner = t.get("runner", str, "local", choices=RUNNERS)
+    env = t.get("env", dict, {})
+    for k, v in env.items():
+        if not isinstance(v, str):
+            raise SpecError(path, f"{t.key('env')}.{k}",
+                            f"environment variables are strings; write {k} = \"{v}\"")
+    gpu = t.get("gpu", str, None)
+    tpu = t.get("tpu", str, None)
+    if gpu and tpu:
+        raise SpecError(path, t.key("tpu"), "ask for a gpu or a tpu, not both")
+    if runner == "colab":
+        if gpu is not None and gpu not in COLAB_GPUS:
+            raise SpecError(path, t.key("gpu"), f"{gpu!r} is not one of {', '.join(COLAB_GPUS)}")
+        if tpu is not None and tpu not in COLAB_TPUS:
+            raise SpecError(path, t.key("tpu"), f"{tpu!r} is not one of {', '.join(COLAB_TPUS)}")
+    url = t.get("url", str, None)
+    token_env = t.get("token_env", str, None)
+    if runner == "jupyter":
+        if not url:
+            raise SpecError(path, t.key("url"), "a jupyter environment needs the server's url")
+        if not re.match(r"^https?://", url):
+            raise SpecError(path, t.key("url"), f"expected http:// or https://, got {url!r}")
+    elif url is not None or token_env is not None:
+        key = "url" if url is not None else "token_env"
+        raise SpecError(path, t.key(key), f"only a 'jupyter' environment has {key}")
+    params = _check_parameters(path, t.key("parameters"), t.get("parameters", dict, {}))
+    return Environment(name=name, runner=runner, env=dict(env), gpu=gpu, tpu=tpu, url=url,
+                       token_env=token_env, kernel=t.get("kernel", str, None),
+                       parameters=params, timeout_s=t.positive("timeout_s", float, None))
+
+
+def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
+    """Read and validate a study file. `check_data=False` skips opening the images."""
+    path = Path(spec_path)
+    if not path.is_file():
+        raise SpecError(path, "", "study file not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(path, "", f"not valid TOML: {exc}") from exc
+    top = _Table(path, "", raw, ("study", "protocol", "datasets", "environments", "analysis"))
+
+    s = _Table(path, "study", top.get("study", dict), (
+        "name", "repetitions", "seed", "order", "hypothesis", "timeout_s", "retries", "warmup",
+        "max_repetitions", "min_repetitions", "target_halfwidth", "description", "kernel"))
+    name = _check_name(path, "study.name", s.get("name", str))
+    repetitions = s.get("repetitions", (int, str), 10)
+    if isinstance(repetitions, str) and repetitions != "auto":
+        raise SpecError(path, "study.repetitions", f"expected a number or \"auto\", got {repetitions!r}")
+    if isinstance(repetitions, int) and repetitions < 1:
+        raise SpecError(path, "study.repetitions", f"must be at least 1, got {repetitions}")
+    target = s.get("target_halfwidth", (int, float), 0.05)
+    if not 0 < target < 1:
+        raise SpecError(path, "study.target_halfwidth", f"a fraction such as 0.05, got {target}")
+
+    p = _Table(path, "protocol", top.get("protocol", dict, {}), ("notebook", "parameters"))
+    notebook = resolve_path(p.get("notebook", str, "protocols/cnn_train.ipynb"), path)
+    parameters = _check_parameters(path, "protocol.parameters", p.get("parameters", dict, {}))
+
+    datasets = tuple(_load_dataset(path, i, d, check_data)
+                     for i, d in enumerate(top.get("datasets", list)))
+    environments = tuple(_load_environment(path, i, e)
+                         for i, e in enumerate(top.get("environments", list)))
+    for what, items in (("datasets", datasets), ("environments", environments)):
+        if not items:
+            raise SpecError(path, what, "at least one is needed")
+        names = [x.name for x in items]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise SpecError(path, what, f"the name {dup!r} is used twice")
+
+    known = notebook_parameters(path, notebook)
+    for where, params in [("protocol.parameters", parameters)] + [
+            (f"environments[{i}].parameters", e.parameters) for i, e in enumerate(environments)]:
+        for pname in params:
+            if pname not in known:
+                raise SpecError(path, f"{where}.{pname}", f"not a parameter of {notebook.name}; "
+                                f"it defines: {', '.join(sorted(known))}")
+
+    a = _Table(path, "analysis", top.get("analysis", dict, {}), ("metrics", "alpha", "language"))
+    metrics = a.get("metrics", list, list(DEFAULT_METRICS))
+    if not metrics or not all(isinstance(m, str) for m in metrics):
+        raise SpecError(path, "analysis.metrics", "expected a non-empty list of column names")
+    alpha = a.get("alpha", float, 0.05)
+    if not 0 < alpha < 1:
+        raise SpecError(path, "analysis.alpha", f"must be between 0 and 1, got {alpha}")
+
+    return Study(
+        path=path.resolve(), name=name, repetitions=repetitions, seed=s.get("seed", int, 200),
+        order=s.get("order", str, "interleaved", choices=ORDERS),
+        hypothesis=s.get("hypothesis", str, "two-sided", choices=HYPOTHESES),
+        notebook=notebook, parameters=parameters, datasets=datasets, environments=environments,
+        analysis=Analysis(metrics=tuple(metrics), alpha=alpha,
+                          language=a.get("language", str, "en", choices=LANGUAGES)),
+        kernel=s.get("kernel", str, "python3"),
+        timeout_s=s.positive("timeout_s", float, 1800.0),
+        retries=s.positive("retries", int, 1, minimum=0),
+        warmup=s.positive("warmup", int, 0, minimum=0),
+        max_repetitions=s.positive("max_repetitions", int, 30, minimum=2),
+        min_repetitions=s.positive("min_repetitions", int, 5, minimum=2),
+        target_halfwidth=float(target), description=s.get("description", str, ""),
+    )
+
