@@ -97,7 +97,8 @@ def check_device(accelerator: str) -> Any:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as exc:
-            raise DeviceError(f"this environment asks for a TPU, but none was found: {exc}") from exc
+            raise DeviceError(
+                f"this environment asks for a TPU, but none was found: {exc}") from exc
         return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()
 

@@ -8,7 +8,6 @@ would not start, a lost connection, a refused quota) are flagged so the schedule
 from __future__ import annotations
 
 import datetime as dt
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ def base_record(study: Study, env: Environment, job: RunJob, attempt: int) -> di
             "status": "failed", "error": None, "started_at": utc_now(), "wall_s": None}
 
 
-class Runner(ABC):
+class Runner:
     """One kind of environment. Blocks let a runner keep a session open across a block."""
 
     #: True when the runner's kernel reads the local disk (protocol helpers, folder datasets).
@@ -58,9 +57,9 @@ class Runner(ABC):
     def timeout_s(self) -> float:
         return self.env.timeout_s or self.study.timeout_s
 
-    @abstractmethod
     def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
         """Execute one run and return its full record (never raise for a failed run)."""
+        raise NotImplementedError
 
     def notebook_path(self, job: RunJob) -> Path:
         return self.store.notebook_path(job.run_id)

@@ -132,15 +132,17 @@ class LocalRunner(Runner):
             proc.wait()
             log.close()
         wall = time.perf_counter() - start
-        fields: dict[str, Any] = {"wall_s": round(wall, 4), "sampled_rss_mb": round(peak, 1) or None}
+        fields: dict[str, Any] = {"wall_s": round(wall, 4),
+                                  "sampled_rss_mb": round(peak, 1) or None}
         if timed_out:
             return fields | {"status": "timeout",
                              "error": f"the run exceeded its timeout of {self.timeout_s:g} s"}
         report_path = work / "report.json"
         if not report_path.exists():
+            log_path = self.store.log_path(record["run_id"])
             return fields | {"status": "failed", "infrastructure": True,
-                             "error": f"the papermill process exited with code {proc.returncode} "
-                                      f"without a report; see {self.store.log_path(record['run_id'])}"}
+                             "error": f"the papermill process exited with code "
+                                      f"{proc.returncode} without a report; see {log_path}"}
         report = json.loads(report_path.read_text(encoding="utf-8"))
         if report["ok"]:
             if not (work / "record.json").exists():

@@ -234,14 +234,16 @@ def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Data
     images = t.positive("images", int, None, minimum=6)
     test_fraction = t.get("test_fraction", (int, float), 1 / 3)
     if not 0 < test_fraction < 1:
-        raise SpecError(path, t.key("test_fraction"), f"must be between 0 and 1, got {test_fraction}")
+        raise SpecError(path, t.key("test_fraction"),
+                        f"must be between 0 and 1, got {test_fraction}")
     ds_path = size = keras_name = None
     color = t.get("color", str, "grayscale", choices=("grayscale", "rgb"))
     if source == "folder":
         ds_path = resolve_path(t.get("path", str), path)
         raw_size = t.get("size", list, [28, 28])
         if len(raw_size) != 2 or not all(isinstance(v, int) and v > 0 for v in raw_size):
-            raise SpecError(path, t.key("size"), f"expected [width, height] in pixels, got {raw_size}")
+            raise SpecError(path, t.key("size"),
+                            f"expected [width, height] in pixels, got {raw_size}")
         size = (raw_size[0], raw_size[1])
     elif "path" in raw:
         raise SpecError(path, t.key("path"), "only a 'folder' dataset has a path")
@@ -313,7 +315,8 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
     name = _check_name(path, "study.name", s.get("name", str))
     repetitions = s.get("repetitions", (int, str), 10)
     if isinstance(repetitions, str) and repetitions != "auto":
-        raise SpecError(path, "study.repetitions", f"expected a number or \"auto\", got {repetitions!r}")
+        raise SpecError(path, "study.repetitions",
+                        f"expected a number or \"auto\", got {repetitions!r}")
     if isinstance(repetitions, int) and repetitions < 1:
         raise SpecError(path, "study.repetitions", f"must be at least 1, got {repetitions}")
     target = s.get("target_halfwidth", (int, float), 0.05)
