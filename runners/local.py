@@ -53,6 +53,20 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     psutil.wait_procs(victims, timeout=10)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the study process dies, even by kill -9 (Linux).
+
+    The kernel follows on its own: ipykernel exits when its parent (papermill) goes.
+    """
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _oom_kills() -> int | None:
     """The cgroup's count of OOM kills, to tell an out-of-memory death from another."""
     try:
@@ -114,7 +128,7 @@ class LocalRunner(Runner):
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "runners.execute", str(work / "job.json")],
                                 env=self.kernel_env(), stdout=log, stderr=log,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
         peak, timed_out = 0.0, False
         try:
             parent = psutil.Process(proc.pid)

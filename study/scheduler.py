@@ -124,10 +124,14 @@ class Executor:
             runner.check()
 
     def run_one(self, runner: Runner, job: RunJob) -> dict[str, Any]:
-        """One run, with retries of infrastructure errors; every try is kept."""
-        for attempt in range(1, self.study.retries + 2):
+        """One run, with retries of infrastructure errors; every try is kept.
+
+        Attempts are numbered across invocations, so a rerun never overwrites an old try.
+        """
+        first = self.store.last_attempt(job.run_id) + 1
+        for attempt in range(first, first + self.study.retries + 1):
             record = runner.run(job, attempt)
-            retry = record.pop("infrastructure", False) and attempt <= self.study.retries
+            retry = record.pop("infrastructure", False) and attempt < first + self.study.retries
             if not retry:
                 break
             self.store.write_attempt(record)

@@ -92,6 +92,14 @@ class ResultsStore:
         write_json_atomic(self.attempts_dir / f"{record['run_id']}.{record['attempt']}.json",
                           record)
 
+    def last_attempt(self, run_id: str) -> int:
+        """The attempt number of the newest try of a run, 0 if it never ran."""
+        path = self.record_path(run_id)
+        tries = [int(p.suffixes[-2][1:]) for p in self.attempts_dir.glob(f"{run_id}.*.json")]
+        if path.exists():
+            tries.append(json.loads(path.read_text(encoding="utf-8")).get("attempt", 1))
+        return max(tries, default=0)
+
     def records(self) -> list[dict[str, Any]]:
         out = []
         if not self.records_dir.is_dir():

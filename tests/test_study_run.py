@@ -1,0 +1,167 @@
+"""Running studies for real: papermill, fresh kernels, failures, timeouts, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from conftest import PROTOCOL, write_study
+from study.cli import main
+from study.scheduler import run_study
+from study.spec import load_study
+from study.store import COLUMNS, ResultsStore, StoreError
+
+pytestmark = pytest.mark.slow
+
+
+def test_protocol_notebook_produces_a_valid_record(tmp_path: Path) -> None:
+    spec = write_study(tmp_path / "tiny.toml", f"""
+[study]
+name = "tiny"
+repetitions = 1
+[protocol]
+notebook = "{PROTOCOL}"
+[protocol.parameters]
+model = "shapes_cnn"
+epochs = 2
+batch_size = 32
+[[datasets]]
+name = "shapes"
+images = 300
+[[environments]]
+name = "pc"
+env = {{ TF_NUM_INTRAOP_THREADS = "1" }}
+""")
+    result = run_study(load_study(spec), output=tmp_path / "out")
+    [record] = result.executed
+    assert record["status"] == "ok", record["error"]
+    for key in COLUMNS[:-3]:
+        assert key in record, key
+    assert record["run_id"] == "pc+shapes+r001" and record["n_train"] == 200
+    assert record["n_test"] == 100 and record["n_params"] == 779
+    assert len(record["epoch_s"]) == 2 and record["first_epoch_s"] == record["epoch_s"][0]
+    assert 0 < record["train_s"] < record["total_s"] < record["wall_s"]
+    assert record["import_s"] > 0 and record["load_s"] > 0 and record["eval_s"] > 0
+    assert 0 <= record["test_accuracy"] <= 1 and record["test_loss"] > 0
+    assert record["peak_rss_mb"] > 100 and record["accelerator"] == "cpu"
+    assert len(record["host_id"]) == 12 and record["tensorflow"]
+    store = result.store
+    assert store.notebook_path("pc+shapes+r001").exists()
+    frame = pd.read_csv(store.csv_path)
+    assert list(frame.columns[: len(COLUMNS)]) == COLUMNS and len(frame) == 1
+    assert json.loads(frame.loc[0, "epoch_s"]) == record["epoch_s"]
+    manifest = json.loads(store.manifest_path.read_text())
+    assert len(manifest["notebook_sha256"]) == 64 and manifest["parameters"]["epochs"] == 2
+
+
+def test_environment_variables_reach_the_kernel_and_failures_do_not_stop(
+        tmp_path: Path, quick_study) -> None:
+    spec = quick_study(parameters='fail_on = "a+shapes+r001"')
+    result = run_study(load_study(spec), output=tmp_path / "out")
+    by_id = {r["run_id"]: r for r in result.executed}
+    assert len(by_id) == 4
+    failed = by_id["a+shapes+r001"]
+    assert failed["status"] == "failed" and "deliberate failure" in failed["error"]
+    assert failed["attempt"] == 1, "a failing cell is not an infrastructure error"
+    assert by_id["a+shapes+r002"]["marker_env"] == "from-a"
+    assert by_id["b+shapes+r001"]["marker_env"] == "from-b"
+    frame = pd.read_csv(result.store.csv_path)
+    assert sorted(frame["status"]) == ["failed", "ok", "ok", "ok"]
+
+
+def test_rerun_runs_only_what_is_missing(tmp_path: Path, quick_study) -> None:
+    spec = quick_study(parameters='fail_on = "b+shapes+r002"')
+    first = run_study(load_study(spec), output=tmp_path / "out")
+    assert len(first.executed) == 4
+    again = run_study(load_study(spec), output=tmp_path / "out")
+    assert [r["run_id"] for r in again.executed] == ["b+shapes+r002"], "only the failed run"
+    more = run_study(load_study(spec), output=tmp_path / "out", repetitions=3)
+    assert sorted(r["run_id"] for r in more.executed) == [
+        "a+shapes+r003", "b+shapes+r002", "b+shapes+r003"]
+    records = ResultsStore(tmp_path / "out").records()
+    assert len(records) == 6 == len({r["run_id"] for r in records})
+    assert len(list((tmp_path / "out" / "attempts").glob("b+shapes+r002.*.json"))) == 2
+
+
+def test_kill_minus_nine_then_resume_loses_and_doubles_nothing(
+        tmp_path: Path, quick_study) -> None:
+    spec = quick_study(repetitions=3, parameters="sleep_s = 1.0")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "study.cli", "run", str(spec),
+                             "--output", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "records").glob("*.json"))) < 2:
+        time.sleep(0.1)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.stem for p in (out / "records").glob("*.json")}
+    assert 2 <= len(done_before) < 6
+    gone, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, f"orphaned processes after kill -9: {alive}"
+
+    result = run_study(load_study(spec), output=out)
+    rerun = {r["run_id"] for r in result.executed}
+    assert not rerun & done_before, "a completed run was run again"
+    records = ResultsStore(out).records()
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+    assert not [p for p in (out / "records").iterdir() if p.name.startswith(".")]
+    frame = pd.read_csv(out / "runs.csv")
+    assert len(frame) == 6 and frame["run_id"].is_unique
+
+
+def test_timeout_is_enforced_by_the_runner(tmp_path: Path, quick_study) -> None:
+    spec = quick_study(repetitions=1, parameters="sleep_s = 60.0",
+                       extra="", environments='[[environments]]\nname = "slow"\ntimeout_s = 4\n')
+    start = time.perf_counter()
+    [record] = run_study(load_study(spec), output=tmp_path / "out").executed
+    assert time.perf_counter() - start < 40
+    assert record["status"] == "timeout" and "timeout of 4 s" in record["error"]
+
+
+def test_dead_kernel_is_recorded(tmp_path: Path, quick_study, quick_notebook: Path) -> None:
+    quick_notebook.write_text(quick_notebook.read_text().replace(
+        "import json, os, time", "import json, os, time\\nos.kill(os.getpid(), 9)"))
+    spec = quick_study(repetitions=1, environments='[[environments]]\nname = "x"\n')
+    [record] = run_study(load_study(spec), output=tmp_path / "out").executed
+    assert record["status"] == "failed" and "kernel died" in record["error"]
+
+
+def test_infrastructure_errors_are_retried_and_each_try_kept(
+        tmp_path: Path, quick_study) -> None:
+    spec = quick_study(repetitions=1, extra="retries = 2",
+                       environments='[[environments]]\nname = "x"\nkernel = "no-such-kernel"\n')
+    [record] = run_study(load_study(spec), output=tmp_path / "out").executed
+    assert record["status"] == "failed" and record["attempt"] == 3
+    assert "no-such-kernel" in record["error"]
+    assert len(list((tmp_path / "out" / "attempts").glob("*.json"))) == 2
+
+
+def test_unwritable_results_folder_stops_before_the_first_run(
+        tmp_path: Path, quick_study) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="not writable"):
+        run_study(load_study(quick_study()), output=blocker / "results")
+
+
+def test_run_and_status_commands(tmp_path: Path, quick_study,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    spec = quick_study(repetitions=5)
+    out = tmp_path / "cli"
+    assert main(["run", str(spec), "--repetitions", "2", "--output", str(out)]) == 0
+    assert len(pd.read_csv(out / "runs.csv")) == 4
+    capsys.readouterr()
+    assert main(["status", str(spec), "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "a" in text and "3" in text  # 2 done, 3 pending of the study's 5
