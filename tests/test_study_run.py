@@ -165,3 +165,12 @@ def test_run_and_status_commands(tmp_path: Path, quick_study,
     assert main(["status", str(spec), "--output", str(out)]) == 0
     text = capsys.readouterr().out
     assert "a" in text and "3" in text  # 2 done, 3 pending of the study's 5
+
+
+def test_out_of_memory_is_recorded_as_oom(tmp_path: Path, quick_study,
+                                          quick_notebook: Path) -> None:
+    quick_notebook.write_text(quick_notebook.read_text().replace(
+        "import json, os, time", "import json, os, time\\nraise MemoryError('cannot allocate')"))
+    spec = quick_study(repetitions=1, environments='[[environments]]\nname = "x"\n')
+    [record] = run_study(load_study(spec), output=tmp_path / "out").executed
+    assert record["status"] == "oom" and "cannot allocate" in record["error"]
