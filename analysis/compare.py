@@ -1,0 +1,321 @@
+"""From a runs table to the analysis JSON of DESIGN.md: every metric, dataset and pair.
+
+``load_runs`` reads any CSV with the columns environment, dataset, an optional status and
+numeric metrics (timings gathered by other means too); ``analyze`` runs the procedure of
+the reference study on it: Shapiro-Wilk per group, then Student's t (or Welch's when
+Levene rejects equal variances) if both groups look normal, Mann-Whitney otherwise, with
+Holm's correction across the datasets of a metric and pair.
+
+Extra keys beyond DESIGN.md, in each comparison: ``p_method`` ("exact", "asymptotic" or
+"t"), ``median_ratio`` {estimate, ci_low, ci_high} (a / b, percentile bootstrap),
+``outliers`` {env: {modified_z, tukey[, run_ids]}}, ``warnings``, ``alternative`` and
+``alpha``; the t-tests also carry ``mean_difference``, ``ci_low``, ``ci_high`` and the
+Hodges-Lehmann shift its ``method``. At the top level, ``kruskal_wallis`` when there are
+more than two environments.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats as S
+
+REQUIRED = ("environment", "dataset")
+# Numeric columns that describe a run rather than measure it.
+BOOKKEEPING = frozenset({
+    "run_id", "block", "repetition", "seed", "epochs", "batch_size", "n_train", "n_test",
+    "cpu_count", "ram_gb", "attempt", "attempts", "warmup", "images",
+})
+_NA_TOKENS = ("", "nan", "NaN", "NA", "N/A", "n/a", "null", "None", "none")
+_TRUE_TOKENS = ("true", "1", "1.0", "yes")
+
+
+class AnalysisError(ValueError):
+    """Input the analysis cannot use, with the file and column at fault."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _as_numeric(column: pd.Series) -> tuple[pd.Series | None, Any]:
+    """The column as floats, or (None, the first value that is not a number and its label)."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column.astype(float), None
+    text = column.astype(str).str.strip()
+    missing = column.isna() | text.isin(_NA_TOKENS)
+    values = pd.to_numeric(text.where(~missing), errors="coerce")
+    bad = values.isna() & ~missing
+    if bad.any():
+        label = bad.idxmax()
+        return None, (label, column[label])
+    return values.astype(float), None
+
+
+def usable_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs that count: status "ok" where a status is recorded, warm-up runs left out."""
+    keep = pd.Series(True, index=frame.index)
+    if "status" in frame.columns:
+        keep &= frame["status"].astype(str).str.strip().eq("ok")
+    if "warmup" in frame.columns:
+        keep &= ~frame["warmup"].astype(str).str.strip().str.lower().isin(_TRUE_TOKENS)
+    return frame[keep]
+
+
+def load_runs(path: str | Path, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a runs CSV: environment and dataset as text, only usable runs, metrics as floats.
+
+    Every error is an :class:`AnalysisError` naming the file and the column (and the line
+    of a value that is not a number), because these CSVs also come from outside the
+    toolkit. The index keeps each row's position among the CSV's data rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError(f"{path}: no such file")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AnalysisError(f"{path}: not a readable CSV file ({exc})") from exc
+    raw.columns = [str(c).strip() for c in raw.columns]
+    for column in REQUIRED:
+        if column not in raw.columns:
+            raise AnalysisError(f"{path}: missing column {column!r} "
+                                f"(the file has: {', '.join(raw.columns) or 'no columns'})")
+    frame = usable_runs(raw).copy()
+    for column in REQUIRED:
+        blank = frame[column].str.strip().eq("")
+        if blank.any():
+            raise AnalysisError(f"{path}: line {blank.idxmax() + 2}: empty {column!r}")
+        frame[column] = frame[column].str.strip()
+    for column in frame.columns:
+        if column in REQUIRED or column == "status":
+            continue
+        values, _ = _as_numeric(frame[column])
+        if values is not None:
+            frame[column] = values
+    if metrics is not None:
+        check_metrics(frame, metrics, source=str(path), csv_lines=True)
+    return frame
+
+
+def _is_metric_column(frame: pd.DataFrame, column: str) -> bool:
+    return (column not in BOOKKEEPING and column not in REQUIRED and column != "status"
+            and pd.api.types.is_numeric_dtype(frame[column])
+            and not pd.api.types.is_bool_dtype(frame[column]) and frame[column].notna().any())
+
+
+def check_metrics(frame: pd.DataFrame, metrics: Sequence[str] | None, source: str = "runs",
+                  csv_lines: bool = False) -> list[str]:
+    """The metrics to analyse: the ones asked for, each a numeric column, or (None) every
+    numeric column with data that is not bookkeeping (run_id, block, repetition, seed, ...).
+
+    ``csv_lines``: the index holds positions among a CSV's data rows, so an error can name
+    the file's line.
+    """
+    if metrics is None:
+        return [c for c in frame.columns if _is_metric_column(frame, c)]
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    for metric in metrics:
+        if metric not in frame.columns:
+            known = [c for c in frame.columns if _is_metric_column(frame, c)]
+            raise AnalysisError(f"{source}: unknown metric {metric!r} "
+                                f"(numeric columns: {', '.join(known) or 'none'})")
+        values, bad = _as_numeric(frame[metric])
+        if values is None:
+            label, value = bad
+            where = f"line {label + 2}" if csv_lines else f"row {label!r}"
+            raise AnalysisError(f"{source}: column {metric!r} is not numeric "
+                                f"({where} has {value!r})")
+    return list(dict.fromkeys(metrics))
+
+
+# --------------------------------------------------------------------------- one group
+
+
+@dataclass
+class Group:
+    """One environment on one dataset for one metric, computed once and shared by its pairs."""
+
+    values: np.ndarray  # finite values, input order
+    descriptives: dict[str, Any]
+    shapiro: dict[str, Any]
+    outliers: dict[str, Any]
+    warnings: list[str]
+    draws: np.ndarray  # bootstrap medians
+
+    @property
+    def median(self) -> float | None:
+        return self.descriptives["median"]
+
+
+def _stream(seed: int, *names: str) -> np.random.Generator:
+    """A generator per group, so a group's interval does not depend on what else is analysed."""
+    return np.random.default_rng([seed, zlib.crc32("\x00".join(names).encode())])
+
+
+def _run_order(frame: pd.DataFrame) -> np.ndarray:
+    """Row positions in the order the runs were made: by repetition (then block), else start
+    time, else as listed. The warm-up warning needs the first run of each group."""
+    for keys in (["repetition", "block"], ["repetition"], ["started_at"]):
+        if all(k in frame.columns for k in keys):
+            try:
+                return frame.sort_values(keys, kind="stable").index.to_numpy()
+            except TypeError:  # mixed types: fall back to the listed order
+                continue
+    return np.arange(len(frame))
+
+
+@dataclass
+class _Context:
+    frame: pd.DataFrame
+    alternative: str
+    alpha: float
+    seed: int
+    indices: dict[tuple[str, str], np.ndarray]  # (dataset, env) -> positions, input order
+    rank_in_order: np.ndarray  # position -> place in run order
+    run_ids: np.ndarray | None
+    cache: dict[tuple[str, str, str], Group] = field(default_factory=dict)
+
+    def group(self, metric: str, dataset: str, env: str, column: np.ndarray) -> Group:
+        key = (metric, dataset, env)
+        if key not in self.cache:
+            self.cache[key] = self._build(metric, dataset, env, column)
+        return self.cache[key]
+
+    def _build(self, metric: str, dataset: str, env: str, column: np.ndarray) -> Group:
+        pos = self.indices.get((dataset, env), np.zeros(0, dtype=np.int64))
+        raw = column[pos]
+        finite = np.isfinite(raw)
+        values = raw[finite]
+        where = f"{metric}, {dataset}, {env}"
+        notes = []
+        if values.size < 2:
+            notes.append(f"{where}: only {values.size} usable run(s); tests not computable")
+        elif values.size < 3:
+            notes.append(f"{where}: fewer than 3 runs; Shapiro-Wilk not computable")
+        if (~finite).any():
+            notes.append(f"{where}: {int((~finite).sum())} run(s) without a value left out")
+        if values.size > 5000:
+            notes.append(f"{where}: n > 5000, Shapiro-Wilk's p may be inaccurate")
+        in_order = raw[np.argsort(self.rank_in_order[pos], kind="stable")]
+        notes += [f"{where}: {w}" for w in
+                  S.measurement_warnings(in_order, check_warmup=metric.endswith("_s"))]
+        outliers: dict[str, Any] = S.outlier_flags(raw)
+        if self.run_ids is not None:
+            ids = self.run_ids[pos]
+            outliers["run_ids"] = {rule: [str(ids[i]) for i in flagged]
+                                   for rule, flagged in list(outliers.items())}
+        draws = S.bootstrap_medians(values, S.DEFAULT_BOOTSTRAP,
+                                    _stream(self.seed, metric, dataset, env))
+        return Group(values, S.descriptives(values), S.shapiro_wilk(values), outliers,
+                     notes, draws)
+
+
+def _choose_test(ga: Group, gb: Group, levene: dict[str, Any], alpha: float) -> str:
+    """Both groups normal at alpha (Shapiro-Wilk p > alpha): a t-test, Welch's when Levene
+    rejects equal variances; otherwise, or when normality cannot be checked, Mann-Whitney."""
+    normal = all(g.shapiro["p"] is not None and g.shapiro["p"] > alpha for g in (ga, gb))
+    if not normal:
+        return "mann_whitney"
+    return "welch_t" if levene["p"] is not None and levene["p"] < alpha else "student_t"
+
+
+def _compare(ctx: _Context, metric: str, dataset: str, a: str, b: str,
+             column: np.ndarray) -> dict[str, Any]:
+    ga, gb = (ctx.group(metric, dataset, env, column) for env in (a, b))
+    x, y = ga.values, gb.values
+    ranks = S.rank_table(x, y)
+    entry: dict[str, Any] = {
+        "metric": metric, "dataset": dataset, "a": a, "b": b,
+        "n_a": int(x.size), "n_b": int(y.size),
+        "descriptives": {a: ga.descriptives, b: gb.descriptives},
+        "shapiro": {a: ga.shapiro, b: gb.shapiro},
+        "ranks": {a: ranks[0], b: ranks[1]},
+        "mann_whitney": S.mann_whitney(x, y, ctx.alternative),
+        "hodges_lehmann": S.hodges_lehmann(x, y),
+        "levene": S.levene(x, y),
+        "student_t": S.student_t(x, y, ctx.alternative),
+        "welch_t": S.welch_t(x, y, ctx.alternative),
+    }
+    used = _choose_test(ga, gb, entry["levene"], ctx.alpha)
+    if used == "mann_whitney":
+        mw = entry["mann_whitney"]
+        exact = mw["p_exact"] is not None
+        p, method = (mw["p_exact"], "exact") if exact else (mw["p_asymptotic"], "asymptotic")
+    else:
+        p, method = entry[used]["p"], "t"
+    warnings = ga.warnings + gb.warnings
+    if p is None:
+        warnings.append(f"{metric}, {dataset}, {a} vs {b}: no test could be computed")
+    entry.update({
+        "test_used": used, "p": p, "p_holm": None, "significant": False,
+        "p_method": method if p is not None else None,
+        "median_ratio": S.ratio_from_draws(ga.median, gb.median, ga.draws, gb.draws),
+        "outliers": {a: ga.outliers, b: gb.outliers},
+        "warnings": warnings, "alternative": ctx.alternative, "alpha": ctx.alpha,
+    })
+    return entry
+
+
+def _first_seen(values: Iterable[Any]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
+            alternative: str = "two-sided", alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
+    """The analysis JSON (DESIGN.md) of a runs frame, strictly serialisable (no NaN).
+
+    Pairs (a, b) follow the order in which environments first appear; entries are ordered
+    by metric, dataset, pair. ``p_holm`` adjusts over the datasets of one metric and pair;
+    ``significant`` is p_holm < alpha. ``seed`` drives the bootstrap of the median ratio.
+    """
+    S.check_alternative(alternative)
+    if not 0 < alpha < 1:
+        raise AnalysisError(f"alpha must be between 0 and 1, got {alpha}")
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise AnalysisError(f"runs: missing column {missing[0]!r}")
+    frame = usable_runs(frame).reset_index(drop=True)
+    frame = frame.assign(environment=frame["environment"].astype(str),
+                         dataset=frame["dataset"].astype(str))
+    chosen = check_metrics(frame, metrics)
+    envs, datasets = _first_seen(frame["environment"]), _first_seen(frame["dataset"])
+    grouped = frame.groupby(["dataset", "environment"], sort=False).indices
+    order = _run_order(frame)
+    rank_in_order = np.empty(len(frame), dtype=np.int64)
+    rank_in_order[order] = np.arange(len(frame))
+    ctx = _Context(frame, alternative, alpha, seed,
+                   {k: np.asarray(v) for k, v in grouped.items()}, rank_in_order,
+                   frame["run_id"].astype(str).to_numpy() if "run_id" in frame else None)
+    pairs = list(itertools.combinations(envs, 2))
+    comparisons: list[dict[str, Any]] = []
+    kruskal: list[dict[str, Any]] = []
+    for metric in chosen:
+        column, _ = _as_numeric(frame[metric])
+        column = column.to_numpy(dtype=float)
+        for dataset in datasets:
+            for a, b in pairs:
+                comparisons.append(_compare(ctx, metric, dataset, a, b, column))
+            if len(envs) > 2:
+                groups = [ctx.group(metric, dataset, env, column).values for env in envs]
+                kruskal.append({"metric": metric, "dataset": dataset, "environments": envs,
+                                **S.kruskal_wallis(groups)})
+    families: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for entry in comparisons:
+        families.setdefault((entry["metric"], entry["a"], entry["b"]), []).append(entry)
+    for members in families.values():
+        for entry, p_holm in zip(members, S.holm([c["p"] for c in members]), strict=True):
+            entry["p_holm"] = p_holm
+            entry["significant"] = p_holm is not None and p_holm < alpha
+    result: dict[str, Any] = {"comparisons": comparisons}
+    if len(envs) > 2:
+        result["kruskal_wallis"] = kruskal
+    return result

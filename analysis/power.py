@@ -1,0 +1,213 @@
+"""How many repetitions a study needs, from a pilot (issue 5's `study plan`).
+
+Two answers per dataset and pair of environments, for a relative effect (0.05: the
+environments differ by 5 % of the pilot's level) at a power (0.8) and alpha:
+
+- the t-test's, from statsmodels' TTestIndPower with Cohen's d = effect x pilot mean /
+  pooled pilot sd;
+- Mann-Whitney's, by simulation, because its power depends on the shape of the noise
+  (timings are skewed, with slow outliers): pilot residuals (each run minus its group's
+  median) are resampled with a little Gaussian smoothing (Silverman's bandwidth, so the
+  resamples are not riddled with the ties a plain bootstrap of a small pilot makes), one
+  arm is shifted by effect x pilot median, and the same test the analysis would use
+  (exact below 50 runs, else asymptotic) is applied 400 times per candidate n. The
+  smallest n reaching the power is found by doubling then bisection, on common random
+  numbers so that power grows with n instead of jittering.
+
+``ratio_halfwidth`` serves ``repetitions = "auto"``: the relative half-width of the
+bootstrap 95 % interval of the ratio of medians, which the scheduler compares to its target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from analysis import stats as S
+
+N_SIMULATIONS = 400
+N_MAX = 5000  # beyond this the answer is "the effect is too small to detect here"
+
+
+def parse_effect(text: str | float) -> float:
+    """A relative effect from "5%", "5 %" or "0.05"; a bare number must be a fraction."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ValueError(f"effect: expected a percentage such as 5% or a fraction such as "
+                         f"0.05, got {text!r}") from None
+    if not 0 < value < 1:
+        raise ValueError(f"effect: must be between 0 and 100 % (write 5% or 0.05), "
+                         f"got {text!r}")
+    return value
+
+
+def pooled_sd(a: S.Values, b: S.Values) -> float | None:
+    x, y = S.clean(a), S.clean(b)
+    df = x.size + y.size - 2
+    if x.size < 2 or y.size < 2:
+        return None
+    return math.sqrt((np.sum((x - x.mean()) ** 2) + np.sum((y - y.mean()) ** 2)) / df)
+
+
+def _one_sided(alternative: str) -> bool:
+    return S.check_alternative(alternative) != "two-sided"
+
+
+def t_test_repetitions(a: S.Values, b: S.Values, effect: float, alpha: float = 0.05,
+                       power: float = 0.8, alternative: str = "two-sided") -> int | None:
+    """Repetitions per environment for Student's t to detect effect x pilot mean.
+
+    None when the pilot has fewer than two runs per arm or no variance at all (then any
+    difference is detected with the minimum of 2 runs, which is returned instead).
+    """
+    from statsmodels.stats.power import TTestIndPower
+
+    x, y = S.clean(a), S.clean(b)
+    sd = pooled_sd(x, y)
+    if sd is None:
+        return None
+    if sd == 0:
+        return 2
+    d = effect * abs(float(np.mean(np.concatenate((x, y))))) / sd
+    try:
+        n = TTestIndPower().solve_power(effect_size=d, alpha=alpha, power=power, ratio=1.0,
+                                        alternative="larger" if _one_sided(alternative)
+                                        else "two-sided")
+    except (ValueError, RuntimeError, ArithmeticError):
+        return None
+    n = float(np.ravel(n)[0])
+    return max(2, math.ceil(n)) if math.isfinite(n) else None
+
+
+class _Arm:
+    """Smoothed-bootstrap draws of one arm, one column per simulation. Rows are drawn in
+    order and kept, so n runs are always the first n rows: common random numbers across n."""
+
+    def __init__(self, residuals: np.ndarray, bandwidth: float, n_sim: int,
+                 rng: np.random.Generator):
+        self.residuals, self.bandwidth, self.n_sim, self.rng = residuals, bandwidth, n_sim, rng
+        self.rows = np.empty((0, n_sim))
+
+    def first(self, n: int) -> np.ndarray:
+        if n > self.rows.shape[0]:
+            more = max(n, 2 * self.rows.shape[0]) - self.rows.shape[0]
+            idx = (self.rng.random((more, self.n_sim)) * self.residuals.size).astype(np.int64)
+            fresh = self.residuals[idx] + self.bandwidth * self.rng.standard_normal(idx.shape)
+            self.rows = np.vstack((self.rows, fresh))
+        return self.rows[:n]
+
+
+def _smallest_n(power_at: Callable[[int], float], target: float, n_max: int) -> int | None:
+    """The smallest n >= 2 with power_at(n) >= target: doubling, then bisection."""
+    low, n = 1, 2
+    while power_at(n) < target:
+        if n >= n_max:
+            return None
+        low, n = n, min(2 * n, n_max)
+    while n - low > 1:
+        mid = (low + n) // 2
+        if power_at(mid) >= target:
+            n = mid
+        else:
+            low = mid
+    return n
+
+
+def mann_whitney_repetitions(a: S.Values, b: S.Values, effect: float, alpha: float = 0.05,
+                             power: float = 0.8, alternative: str = "two-sided",
+                             n_sim: int = N_SIMULATIONS, seed: int = 0,
+                             n_max: int = N_MAX) -> int | None:
+    """Repetitions per environment for Mann-Whitney to detect a shift of effect x pilot
+    median, by simulation from the pilot's residuals (see the module's docstring).
+
+    None when the pilot is too small (fewer than 2 runs per arm) or n_max does not suffice.
+    """
+    S.check_alternative(alternative)
+    x, y = S.clean(a), S.clean(b)
+    if x.size < 2 or y.size < 2:
+        return None
+    residuals = np.concatenate((x - np.median(x), y - np.median(y)))
+    shift = effect * abs(float(np.median(np.concatenate((x, y)))))
+    iqr = float(np.subtract(*np.percentile(residuals, [75, 25])))
+    spread = min(float(residuals.std(ddof=1)), iqr / 1.34) or float(residuals.std(ddof=1))
+    bandwidth = 0.9 * spread * residuals.size ** -0.2
+    rng_a, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    arm_a, arm_b = _Arm(residuals, bandwidth, n_sim, rng_a), _Arm(residuals, bandwidth, n_sim,
+                                                                  rng_b)
+    # H1 "greater" (a > b): a is shifted up; otherwise b is (a < b, or either for two-sided)
+    up_a = alternative == "greater"
+    cache: dict[int, float] = {}
+
+    def power_at(n: int) -> float:
+        if n not in cache:
+            xa = arm_a.first(n) + (shift if up_a else 0.0)
+            xb = arm_b.first(n) + (0.0 if up_a else shift)
+            exact = 2 * n < S.EXACT_LIMIT and bandwidth > 0
+            res = sps.mannwhitneyu(xa, xb, alternative=alternative, axis=0,
+                                   use_continuity=False,
+                                   method="exact" if exact else "asymptotic")
+            cache[n] = float(np.mean(res.pvalue < alpha))
+        return cache[n]
+
+    return _smallest_n(power_at, power, n_max)
+
+
+def ratio_halfwidth(a: S.Values, b: S.Values, conf_level: float = 0.95,
+                    n_boot: int = S.DEFAULT_BOOTSTRAP, seed: int = 0) -> float | None:
+    """Relative half-width of the bootstrap interval of median(a) / median(b):
+    (high - low) / 2 / estimate; None when the ratio or its interval is not defined."""
+    ratio = S.median_ratio(a, b, conf_level=conf_level, n_boot=n_boot, seed=seed)
+    est, low, high = ratio["estimate"], ratio["ci_low"], ratio["ci_high"]
+    if est is None or low is None or high is None or est == 0:
+        return None
+    return (high - low) / 2 / abs(est)
+
+
+def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, effect: float,
+                     alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided",
+                     datasets: Sequence[str] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Repetitions for one metric and pair of environments, per dataset of the pilot frame
+    (columns environment, dataset and the metric; only usable runs count), and overall: the
+    largest over the datasets, since every dataset is run the same number of times."""
+    from analysis.compare import AnalysisError, check_metrics, usable_runs
+
+    check_metrics(frame, [metric])
+    frame = usable_runs(frame)
+    values = pd.to_numeric(frame[metric], errors="coerce")
+    available = list(dict.fromkeys(frame["dataset"].astype(str)))
+    rows = []
+    for dataset in datasets if datasets is not None else available:
+        here = frame["dataset"].astype(str) == dataset
+        a = values[here & (frame["environment"].astype(str) == env_a)].to_numpy(float)
+        b = values[here & (frame["environment"].astype(str) == env_b)].to_numpy(float)
+        a, b = S.clean(a), S.clean(b)
+        if a.size == 0 or b.size == 0:
+            missing = env_a if a.size == 0 else env_b
+            raise AnalysisError(f"pilot: no usable {metric} runs of {missing!r} on {dataset!r}")
+        pooled = np.concatenate((a, b))
+        sd = pooled_sd(a, b)
+        rows.append({
+            "dataset": dataset, "n_pilot_a": int(a.size), "n_pilot_b": int(b.size),
+            "mean": float(pooled.mean()), "median": float(np.median(pooled)),
+            "sd_pooled": sd,
+            "cohen_d": S.num(effect * abs(pooled.mean()) / sd) if sd else None,
+            "n_t_test": t_test_repetitions(a, b, effect, alpha, power, alternative),
+            "n_mann_whitney": mann_whitney_repetitions(a, b, effect, alpha, power, alternative,
+                                                       seed=seed),
+            "ratio_halfwidth": ratio_halfwidth(a, b, seed=seed),
+        })
+
+    def largest(key: str) -> int | None:
+        found = [r[key] for r in rows]
+        return None if not found or None in found else max(found)
+
+    return {"metric": metric, "a": env_a, "b": env_b, "effect": effect, "alpha": alpha,
+            "power": power, "alternative": alternative, "datasets": rows,
+            "n_t_test": largest("n_t_test"), "n_mann_whitney": largest("n_mann_whitney")}

@@ -1,0 +1,519 @@
+"""Statistics for comparing two environments, with SPSS's conventions and R's numbers.
+
+Every function takes plain numeric arrays (NaN is dropped, except where a function says it
+keeps positions) and returns JSON-ready dicts: Python floats and ints, ``None`` where a
+value cannot be computed (too few observations, constant data), never NaN and never an
+exception for small or degenerate samples, because one empty group must not stop the
+analysis of a whole study.
+
+The conventions are the ones of ``shared/DESIGN.md`` ("The analysis JSON"): SPSS's for
+what is reported (U is the smaller U, W the rank sum of the smaller group, Z without
+continuity correction and never positive), R's ``stats`` package for the values, which
+``tests/test_stats_parity.py`` checks to 1e-6. ``alternative`` follows R's for ``x=a,
+y=b``: "less" means H1: a < b, "greater" means H1: a > b.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+from scipy.special import ndtr
+from scipy.stats._mannwhitneyu import _MWU  # the exact U distribution mannwhitneyu uses
+
+ALTERNATIVES = ("two-sided", "less", "greater")
+# The exact Mann-Whitney p and the exact Hodges-Lehmann interval need no ties and
+# n_a + n_b below this (DESIGN.md); above it the normal approximation is accurate.
+EXACT_LIMIT = 50
+CV_LIMIT = 0.10  # pyperf warns when the standard deviation exceeds 10 % of the mean
+MODIFIED_Z_LIMIT = 3.5  # Iglewicz and Hoaglin's cut-off
+TUKEY_K = 1.5
+DEFAULT_BOOTSTRAP = 10_000
+_R_ROOT_TOL = 1e-4  # wilcox.test's tol.root
+_DBL_EPSILON = float(np.finfo(float).eps)
+
+Values = Sequence[float] | np.ndarray
+Result = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def clean(x: Values) -> np.ndarray:
+    """The finite values of x as a float array (NaN and missing runs dropped)."""
+    arr = np.asarray(x, dtype=float).ravel()
+    return arr[np.isfinite(arr)]
+
+
+def num(x: Any) -> float | None:
+    """A JSON-safe float: None for NaN, infinity and None."""
+    if x is None:
+        return None
+    value = float(x)
+    return value if math.isfinite(value) else None
+
+
+def check_alternative(alternative: str) -> str:
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {', '.join(ALTERNATIVES)}, "
+                         f"got {alternative!r}")
+    return alternative
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence scipy's small-sample and division warnings: the caller reports None instead."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _nulls(*keys: str) -> Result:
+    return dict.fromkeys(keys)
+
+
+def _tie_sizes(sorted_values: np.ndarray) -> np.ndarray:
+    """Sizes of the runs of equal values in a sorted array (1 for untied values)."""
+    if sorted_values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    return np.diff(np.r_[starts, sorted_values.size])
+
+
+def _tie_term(sizes: np.ndarray) -> float:
+    """sum(t^3 - t) over tie groups, the correction in the variance of U and of H."""
+    t = sizes.astype(float)
+    return float(np.sum(t**3 - t))
+
+
+# --------------------------------------------------------------------------- describing groups
+
+
+def descriptives(x: Values) -> Result:
+    """n, mean, sd (n - 1), median, quartiles, min, max and CV = sd / mean.
+
+    Quartiles use SPSS's default definition ("weighted average", HAVERAGE), the quantile at
+    position p(n + 1): numpy's ``method="weibull"``, R's ``quantile(type = 6)``.
+    """
+    v = clean(x)
+    n = int(v.size)
+    if n == 0:
+        return {"n": 0, **_nulls("mean", "sd", "median", "q1", "q3", "min", "max", "cv")}
+    mean = float(v.mean())
+    sd = float(v.std(ddof=1)) if n > 1 else None
+    q1, q3 = np.quantile(v, [0.25, 0.75], method="weibull")
+    return {"n": n, "mean": mean, "sd": sd, "median": float(np.median(v)),
+            "q1": float(q1), "q3": float(q3), "min": float(v.min()), "max": float(v.max()),
+            "cv": num(sd / mean) if sd is not None and mean != 0 else None}
+
+
+def shapiro_wilk(x: Values) -> Result:
+    """Shapiro-Wilk's W and p (scipy's AS R94, as R's shapiro.test).
+
+    None for n < 3 and for constant data, where the test is not defined (R stops there).
+    Beyond n = 5000 R refuses and scipy warns that p may be inaccurate; the value is kept.
+    """
+    v = clean(x)
+    if v.size < 3 or np.ptp(v) == 0:
+        return _nulls("W", "p")
+    with _quiet():
+        res = sps.shapiro(v)
+    return {"W": num(res.statistic), "p": num(res.pvalue)}
+
+
+def modified_z_outliers(x: Values, limit: float = MODIFIED_Z_LIMIT) -> list[int]:
+    """Positions (in x, NaN kept in place, never flagged) with |0.6745 (x - median) / MAD| > limit.
+
+    Where the MAD is 0 (more than half the values equal) the mean absolute deviation
+    scaled by 1.253314 stands in, as Iglewicz and Hoaglin suggest; if that is 0 too,
+    nothing is flagged.
+    """
+    arr = np.asarray(x, dtype=float).ravel()
+    ok = np.isfinite(arr)
+    v = arr[ok]
+    if v.size < 3:
+        return []
+    dev = np.abs(arr - np.median(v))
+    mad = float(np.median(dev[ok]))
+    with np.errstate(invalid="ignore"):
+        if mad > 0:
+            score = 0.6745 * dev / mad
+        else:
+            mean_ad = float(np.mean(dev[ok]))
+            if mean_ad == 0:
+                return []
+            score = dev / (1.253314 * mean_ad)
+        return np.flatnonzero(ok & (score > limit)).tolist()
+
+
+def tukey_outliers(x: Values, k: float = TUKEY_K) -> list[int]:
+    """Positions outside Tukey's fences [q1 - k IQR, q3 + k IQR] (SPSS's quartiles)."""
+    arr = np.asarray(x, dtype=float).ravel()
+    ok = np.isfinite(arr)
+    v = arr[ok]
+    if v.size < 3:
+        return []
+    q1, q3 = np.quantile(v, [0.25, 0.75], method="weibull")
+    low, high = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+    with np.errstate(invalid="ignore"):
+        return np.flatnonzero(ok & ((arr < low) | (arr > high))).tolist()
+
+
+def outlier_flags(x: Values) -> dict[str, list[int]]:
+    """Both rules' flagged positions. Flags only: nothing is ever removed from the analysis."""
+    return {"modified_z": modified_z_outliers(x), "tukey": tukey_outliers(x)}
+
+
+def measurement_warnings(x: Values, check_warmup: bool = True, cv_limit: float = CV_LIMIT,
+                         warmup_excess: float = 0.10) -> list[str]:
+    """pyperf-style warnings about the measurements of one group, x in run order.
+
+    Unstable: the standard deviation is more than ``cv_limit`` of the mean. Warm-up: the
+    first run is slower than the median of the others by more than ``warmup_excess`` and by
+    more than three robust standard deviations (1.4826 MAD) of the others, the signature of
+    caches, tracing or compilation that later runs do not pay (only for timings, where
+    larger means slower: pass ``check_warmup=False`` for other metrics).
+    """
+    v = clean(x)
+    out: list[str] = []
+    if v.size >= 2 and v.mean() != 0:
+        cv = float(v.std(ddof=1) / abs(v.mean()))
+        if cv > cv_limit:
+            out.append(f"the standard deviation is {100 * cv:.1f} % of the mean "
+                       f"(more than {100 * cv_limit:.0f} %): the measurements are unstable; "
+                       "look for background load or add repetitions")
+    if check_warmup and v.size >= 4:
+        rest = v[1:]
+        med = float(np.median(rest))
+        spread = 1.4826 * float(np.median(np.abs(rest - med)))
+        if med > 0 and v[0] > med * (1 + warmup_excess) and v[0] > med + 3 * spread:
+            out.append(f"the first run ({v[0]:.4g}) is {100 * (v[0] / med - 1):.0f} % slower "
+                       f"than the median of the others ({med:.4g}): consider warm-up runs")
+    return out
+
+
+# --------------------------------------------------------------------------- Mann-Whitney
+
+
+def _pooled_ranks(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mid-ranks of a and b in the pooled sample (ties get their average rank, as in SPSS and R)
+    and the sizes of the tie groups."""
+    pooled = np.concatenate((a, b))
+    return sps.rankdata(pooled), _tie_sizes(np.sort(pooled))
+
+
+def rank_table(a: Values, b: Values) -> tuple[Result, Result]:
+    """SPSS's "Ranks" table: n, mean rank and sum of ranks of each group in the pooled sample."""
+    x, y = clean(a), clean(b)
+    ranks, _ = _pooled_ranks(x, y)
+    rows = []
+    for part in (ranks[:x.size], ranks[x.size:]):
+        n = int(part.size)
+        rows.append({"n": n, "mean_rank": float(part.mean()) if n else None,
+                     "sum_ranks": float(part.sum()) if n else None})
+    return rows[0], rows[1]
+
+
+def mann_whitney(a: Values, b: Values, alternative: str = "two-sided") -> Result:
+    """Mann-Whitney U test as SPSS reports it, with R's p-values.
+
+    U is the smaller of U_a and U_b; W (Wilcoxon) the rank sum of the smaller group, or of
+    the group with the smaller rank sum when both have the same size; Z uses the
+    tie-corrected variance without continuity correction and is never positive.
+    p_asymptotic comes from Z (one-sided from the signed Z of a when an alternative is
+    given, as R's ``wilcox.test(exact=FALSE, correct=FALSE)``); p_exact from scipy's exact
+    distribution of U (as R's ``wilcox.test(exact=TRUE)``), only when there are no ties and
+    n_a + n_b < 50. r = |Z| / sqrt(N). rank_biserial = (U_a - U_b) / (n_a n_b), signed:
+    positive when a tends to be larger than b.
+    """
+    check_alternative(alternative)
+    keys = ("U", "W", "Z", "p_asymptotic", "p_exact", "r", "rank_biserial")
+    x, y = clean(a), clean(b)
+    na, nb = x.size, y.size
+    if na == 0 or nb == 0:
+        return _nulls(*keys)
+    ranks, ties = _pooled_ranks(x, y)
+    n = na + nb
+    rank_a, rank_b = float(ranks[:na].sum()), float(ranks[na:].sum())
+    u_a = rank_a - na * (na + 1) / 2
+    u_b = na * nb - u_a
+    wilcoxon = (rank_a if na < nb else rank_b) if na != nb else min(rank_a, rank_b)
+    out: Result = {"U": min(u_a, u_b), "W": wilcoxon, "Z": None, "p_asymptotic": None,
+                   "p_exact": None, "r": None, "rank_biserial": (u_a - u_b) / (na * nb)}
+    variance = (na * nb / 12) * ((n + 1) - _tie_term(ties) / (n * (n - 1)))
+    if variance > 0:  # zero only when every observation is tied
+        z_a = (u_a - na * nb / 2) / math.sqrt(variance)
+        out["Z"] = -abs(z_a)
+        out["r"] = abs(z_a) / math.sqrt(n)
+        out["p_asymptotic"] = float({"two-sided": min(1.0, 2 * ndtr(-abs(z_a))),
+                                     "less": ndtr(z_a), "greater": ndtr(-z_a)}[alternative])
+    if ties.size == n and n < EXACT_LIMIT:
+        res = sps.mannwhitneyu(x, y, alternative=alternative, method="exact")
+        out["p_exact"] = float(res.pvalue)
+    return out
+
+
+# --------------------------------------------------------------------------- Hodges-Lehmann
+
+
+def _r_zeroin(f: Callable[[float], float], ax: float, bx: float, fa: float, fb: float,
+              tol: float = _R_ROOT_TOL, maxit: int = 1000) -> float:
+    """R's ``uniroot`` (R_zeroin2 in src/library/stats/src/zeroin.c), operation for operation.
+
+    wilcox.test's asymptotic interval is where this search stops on a step function, so it
+    is R's answer only to within ``tol``: the same steps are needed to match R to 1e-6.
+    """
+    a, b, c, fc = ax, bx, ax, fa
+    if fa == 0:
+        return a
+    if fb == 0:
+        return b
+    for _ in range(maxit + 1):
+        prev_step = b - a
+        if abs(fc) < abs(fb):  # swap so that b is the best approximation
+            a, b, c = b, c, b
+            fa, fb, fc = fb, fc, fb
+        tol_act = 2 * _DBL_EPSILON * abs(b) + tol / 2
+        new_step = (c - b) / 2
+        if abs(new_step) <= tol_act or fb == 0:
+            return b
+        if abs(prev_step) >= tol_act and abs(fa) > abs(fb):  # try interpolation
+            cb = c - b
+            if a == c:  # linear
+                t1 = fb / fa
+                p = cb * t1
+                q = 1.0 - t1
+            else:  # inverse quadratic
+                q = fa / fc
+                t1 = fb / fc
+                t2 = fb / fa
+                p = t2 * (cb * q * (q - t1) - (b - a) * (t1 - 1.0))
+                q = (q - 1.0) * (t1 - 1.0) * (t2 - 1.0)
+            if p > 0:
+                q = -q
+            else:
+                p = -p
+            if p < (0.75 * cb * q - abs(tol_act * q) / 2) and p < abs(prev_step * q / 2):
+                new_step = p / q
+        if abs(new_step) < tol_act:
+            new_step = tol_act if new_step > 0 else -tol_act
+        a, fa = b, fb
+        b += new_step
+        fb = f(b)
+        if (fb > 0 and fc > 0) or (fb < 0 and fc < 0):
+            c, fc = a, fa
+    return b  # not converged: R warns and returns the last approximation too
+
+
+def _standardised_shift(x: np.ndarray, y: np.ndarray) -> Callable[[float], float]:
+    """R's W(d) in wilcox.test: the tie-corrected standardised rank sum of x - d against y.
+
+    Computed from the sorted samples without ranking the pooled one at every step (the
+    root search calls it dozens of times); the rank sum and the tie term are exact
+    integers or halves, so the value is R's to the last bit.
+    """
+    xs, ys = np.sort(x), np.sort(y)
+    nx, ny = float(xs.size), float(ys.size)
+    scale = nx * ny / 12
+    y_ties = _tie_term(_tie_sizes(ys))
+
+    def w(d: float) -> float:
+        v = xs - d  # still sorted
+        starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+        cx = np.diff(np.r_[starts, v.size])
+        below = np.searchsorted(ys, v[starts], "left")
+        upto = np.searchsorted(ys, v[starts], "right")
+        # U of x - d: the y below each value plus half the y equal to it
+        dz = float(np.sum(cx * (below + upto))) / 2 - nx * ny / 2
+        cy = upto - below  # y tied with each distinct x - d
+        ties = y_ties - _tie_term(cy) + _tie_term(cx + cy)
+        return dz / math.sqrt(scale * ((nx + ny + 1) - ties / ((nx + ny) * (nx + ny - 1))))
+
+    return w
+
+
+def _u_quantile(p: float, m: int, n: int) -> int:
+    """R's qwilcox(p, m, n) for p <= 0.5: the smallest q with P(U <= q) >= p (with R's fuzz)."""
+    cdf = _MWU(m, n).cdf(np.arange(m * n // 2 + 1))
+    return int(np.searchsorted(cdf, p - 10 * _DBL_EPSILON, side="left"))
+
+
+def hodges_lehmann(a: Values, b: Values, conf_level: float = 0.95) -> Result:
+    """Hodges-Lehmann shift a - b with a two-sided interval, as R's wilcox.test(conf.int=TRUE).
+
+    Exact (Bauer 1972: order statistics of the n_a n_b differences picked by the exact U
+    distribution; the estimate is their median) when there are no ties and
+    n_a + n_b < 50; otherwise R's asymptotic inversion of the tie-corrected normal test
+    without continuity correction (``exact=FALSE, correct=FALSE``), found by the same root
+    search as R. The interval is always two-sided, whatever the test's alternative. With
+    every observation tied R stops; here the estimate is the difference, the interval None.
+    """
+    keys = ("estimate", "ci_low", "ci_high", "method")
+    x, y = clean(a), clean(b)
+    nx, ny = x.size, y.size
+    if nx == 0 or ny == 0:
+        return _nulls(*keys)
+    alpha = 1 - conf_level
+    pooled = np.sort(np.concatenate((x, y)))
+    if _tie_sizes(pooled).size == nx + ny and nx + ny < EXACT_LIMIT:
+        diffs = np.sort(np.subtract.outer(x, y).ravel())
+        qu = max(_u_quantile(alpha / 2, nx, ny), 1)
+        ql = nx * ny - qu
+        return {"estimate": float(np.median(diffs)), "ci_low": float(diffs[qu - 1]),
+                "ci_high": float(diffs[ql]), "method": "exact"}
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        return {"estimate": float(x[0] - y[0]), "ci_low": None, "ci_high": None,
+                "method": "asymptotic"}
+    w = _standardised_shift(x, y)
+    mumin, mumax = float(x.min() - y.max()), float(x.max() - y.min())
+    w_min, w_max = w(mumin), w(mumax)
+
+    def root(zq: float) -> float:
+        if w_min - zq <= 0:
+            return mumin
+        if w_max - zq >= 0:
+            return mumax
+        return _r_zeroin(lambda d: w(d) - zq, mumin, mumax, w_min - zq, w_max - zq)
+
+    z = float(sps.norm.isf(alpha / 2))
+    estimate = _r_zeroin(w, mumin, mumax, w_min, w_max) if w_min * w_max <= 0 else None
+    return {"estimate": estimate, "ci_low": root(z), "ci_high": root(-z),
+            "method": "asymptotic"}
+
+
+# --------------------------------------------------------------------------- parametric tests
+
+
+def levene(a: Values, b: Values) -> Result:
+    """Levene's test centred on the mean (SPSS's, Levene 1960): F and p."""
+    x, y = clean(a), clean(b)
+    if x.size < 2 or y.size < 2:
+        return _nulls("F", "p")
+    with _quiet():
+        res = sps.levene(x, y, center="mean")
+    return {"F": num(res.statistic), "p": num(res.pvalue)}
+
+
+def _t_test(x: np.ndarray, y: np.ndarray, equal_var: bool, alternative: str) -> Result:
+    """t, df, p for the alternative, and the mean difference with its two-sided 95 % interval
+    (SPSS's t-test table shows it whatever the hypothesis)."""
+    with _quiet():
+        res = sps.ttest_ind(x, y, equal_var=equal_var)
+        t, df = float(res.statistic), float(res.df)
+        p = {"two-sided": res.pvalue, "less": sps.t.cdf(t, df),
+             "greater": sps.t.sf(t, df)}[alternative]
+        ci = res.confidence_interval(0.95)
+    if not math.isfinite(t):  # no variance at all: R stops ("data are essentially constant")
+        return _nulls("t", "df", "p", "mean_difference", "ci_low", "ci_high")
+    return {"t": num(t), "df": num(df), "p": num(p),
+            "mean_difference": float(x.mean() - y.mean()),
+            "ci_low": num(ci.low), "ci_high": num(ci.high)}
+
+
+def student_t(a: Values, b: Values, alternative: str = "two-sided") -> Result:
+    """Student's t-test with pooled variance (R's t.test(var.equal=TRUE)) and Cohen's d,
+    (mean_a - mean_b) / pooled sd."""
+    check_alternative(alternative)
+    x, y = clean(a), clean(b)
+    keys = ("t", "df", "p", "cohen_d", "mean_difference", "ci_low", "ci_high")
+    if x.size < 2 or y.size < 2:
+        return _nulls(*keys)
+    out = _t_test(x, y, True, alternative)
+    df = x.size + y.size - 2
+    ss = (np.sum((x - x.mean()) ** 2) + np.sum((y - y.mean()) ** 2)) / df
+    out["cohen_d"] = num((x.mean() - y.mean()) / math.sqrt(ss)) if ss > 0 else None
+    return {k: out[k] for k in keys}
+
+
+def welch_t(a: Values, b: Values, alternative: str = "two-sided") -> Result:
+    """Welch's t-test (R's t.test default) with Welch-Satterthwaite df."""
+    check_alternative(alternative)
+    x, y = clean(a), clean(b)
+    if x.size < 2 or y.size < 2:
+        return _nulls("t", "df", "p", "mean_difference", "ci_low", "ci_high")
+    return _t_test(x, y, False, alternative)
+
+
+def kruskal_wallis(groups: Sequence[Values]) -> Result:
+    """Kruskal-Wallis H (tie-corrected, as R's kruskal.test), df = k - 1 over non-empty groups."""
+    data = [v for v in (clean(g) for g in groups) if v.size]
+    if len(data) < 2 or np.ptp(np.concatenate(data)) == 0:
+        return {"H": None, "df": len(data) - 1 if data else None, "p": None}
+    with _quiet():
+        res = sps.kruskal(*data)
+    return {"H": num(res.statistic), "df": len(data) - 1, "p": num(res.pvalue)}
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment; None entries stay None and do not count.
+
+    The same as statsmodels' multipletests(method="holm") and R's p.adjust("holm") (both
+    checked in the tests), written out because multipletests runs gc.collect() on every
+    call, 40 ms each in a large process: most of the analysis time of a 10,000-run study.
+    """
+    present = [i for i, p in enumerate(pvalues) if p is not None]
+    out: list[float | None] = [None] * len(pvalues)
+    if present:
+        p = np.array([pvalues[i] for i in present], dtype=float)
+        order = np.argsort(p, kind="stable")
+        stepped = np.maximum.accumulate(p[order] * np.arange(p.size, 0, -1))
+        adjusted = np.empty_like(p)
+        adjusted[order] = np.minimum(stepped, 1.0)
+        for i, value in zip(present, adjusted, strict=True):
+            out[i] = float(value)
+    return out
+
+
+# --------------------------------------------------------------------------- ratio of medians
+
+
+def bootstrap_medians(x: Values, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Medians of ``n_boot`` bootstrap resamples of x, drawn in O(n_boot) without resampling.
+
+    A resample's sorted indices into sorted x are floor(n U_(k)) for order statistics of n
+    uniforms, and U_(k) ~ Beta(k, n + 1 - k); the next one is U_(k) + (1 - U_(k)) Beta(1, n - k).
+    So the median of a resample (the middle order statistic, or the mean of the two middle
+    ones for even n) has exactly the distribution of the percentile bootstrap's, at a cost
+    that does not grow with n: 10,000 draws on 10,000 runs take milliseconds.
+    """
+    xs = np.sort(clean(x))
+    n = xs.size
+    if n == 0:
+        return np.full(n_boot, np.nan)
+    k = (n + 1) // 2
+    u = rng.beta(k, n + 1 - k, n_boot)
+    low = xs[np.minimum((u * n).astype(np.int64), n - 1)]
+    if n % 2:
+        return low
+    u2 = u + (1 - u) * rng.beta(1, n - k, n_boot)
+    return (low + xs[np.minimum((u2 * n).astype(np.int64), n - 1)]) / 2
+
+
+def ratio_from_draws(median_a: float | None, median_b: float | None, draws_a: np.ndarray,
+                     draws_b: np.ndarray, conf_level: float = 0.95) -> Result:
+    """The ratio of medians a / b and its percentile interval from bootstrap medians."""
+    if median_a is None or median_b is None or median_b == 0:
+        return _nulls("estimate", "ci_low", "ci_high")
+    estimate = median_a / median_b
+    if np.any(draws_b == 0) or not np.all(np.isfinite(draws_a)):
+        return {"estimate": num(estimate), "ci_low": None, "ci_high": None}
+    tail = (1 - conf_level) / 2
+    low, high = np.quantile(draws_a / draws_b, [tail, 1 - tail])
+    return {"estimate": num(estimate), "ci_low": num(low), "ci_high": num(high)}
+
+
+def median_ratio(a: Values, b: Values, conf_level: float = 0.95,
+                 n_boot: int = DEFAULT_BOOTSTRAP, seed: int | Sequence[int] = 0) -> Result:
+    """Ratio of medians a / b (the speed-up of b over a for timings) with a percentile
+    bootstrap interval, each group resampled independently; seeded, so reproducible."""
+    x, y = clean(a), clean(b)
+    rng = np.random.default_rng(seed)
+    med_a = float(np.median(x)) if x.size else None
+    med_b = float(np.median(y)) if y.size else None
+    return ratio_from_draws(med_a, med_b, bootstrap_medians(x, n_boot, rng),
+                            bootstrap_medians(y, n_boot, rng), conf_level)
