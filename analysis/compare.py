@@ -175,7 +175,8 @@ def _run_order(frame: pd.DataFrame) -> np.ndarray:
 
 @dataclass
 class _Context:
-    frame: pd.DataFrame
+    """What every comparison of one analysis shares, with the per-group cache."""
+
     alternative: str
     alpha: float
     seed: int
@@ -219,13 +220,45 @@ class _Context:
                      notes, draws)
 
 
-def _choose_test(ga: Group, gb: Group, levene: dict[str, Any], alpha: float) -> str:
-    """Both groups normal at alpha (Shapiro-Wilk p > alpha): a t-test, Welch's when Levene
-    rejects equal variances; otherwise, or when normality cannot be checked, Mann-Whitney."""
-    normal = all(g.shapiro["p"] is not None and g.shapiro["p"] > alpha for g in (ga, gb))
+def _normal(shapiro: Iterable[dict[str, Any]], alpha: float) -> bool:
+    """Every group normal at alpha (Shapiro-Wilk p > alpha); not when it cannot be checked."""
+    return all(sw["p"] is not None and sw["p"] > alpha for sw in shapiro)
+
+
+def _test_used(normal: bool, levene: dict[str, Any] | None, alpha: float) -> str:
+    """Normal groups get a t-test, Welch's when Levene rejects equal variances; otherwise
+    Mann-Whitney (the reference study's procedure)."""
     if not normal:
         return "mann_whitney"
-    return "welch_t" if levene["p"] is not None and levene["p"] < alpha else "student_t"
+    return "welch_t" if levene and levene["p"] is not None and levene["p"] < alpha else "student_t"
+
+
+def _test_p(used: str, test: dict[str, Any]) -> tuple[float | None, str | None]:
+    """The p of the test used and how it was obtained: Mann-Whitney's exact p where it
+    exists (no ties, N < 50, as R's default), else its asymptotic one."""
+    if used == "mann_whitney":
+        if test["p_exact"] is not None:
+            return test["p_exact"], "exact"
+        p = test["p_asymptotic"]
+    else:
+        p = test["p"]
+    return p, None if p is None else "asymptotic" if used == "mann_whitney" else "t"
+
+
+TESTS = {"mann_whitney": S.mann_whitney, "student_t": S.student_t, "welch_t": S.welch_t}
+
+
+def decide(a: S.Values, b: S.Values, alternative: str = "two-sided",
+           alpha: float = 0.05) -> tuple[str, float | None]:
+    """The procedure's test and p for two samples, without the rest of the report.
+
+    The same choice as :func:`analyze`, computing only what it needs, for callers that run
+    it many times (the A/A calibration's random splits).
+    """
+    x, y = S.clean(a), S.clean(b)
+    normal = _normal((S.shapiro_wilk(x), S.shapiro_wilk(y)), alpha)
+    used = _test_used(normal, S.levene(x, y) if normal else None, alpha)
+    return used, _test_p(used, TESTS[used](x, y, alternative))[0]
 
 
 def _compare(ctx: _Context, metric: str, dataset: str, a: str, b: str,
@@ -245,19 +278,14 @@ def _compare(ctx: _Context, metric: str, dataset: str, a: str, b: str,
         "student_t": S.student_t(x, y, ctx.alternative),
         "welch_t": S.welch_t(x, y, ctx.alternative),
     }
-    used = _choose_test(ga, gb, entry["levene"], ctx.alpha)
-    if used == "mann_whitney":
-        mw = entry["mann_whitney"]
-        exact = mw["p_exact"] is not None
-        p, method = (mw["p_exact"], "exact") if exact else (mw["p_asymptotic"], "asymptotic")
-    else:
-        p, method = entry[used]["p"], "t"
+    used = _test_used(_normal((ga.shapiro, gb.shapiro), ctx.alpha), entry["levene"], ctx.alpha)
+    p, method = _test_p(used, entry[used])
     warnings = ga.warnings + gb.warnings
     if p is None:
         warnings.append(f"{metric}, {dataset}, {a} vs {b}: no test could be computed")
     entry.update({
         "test_used": used, "p": p, "p_holm": None, "significant": False,
-        "p_method": method if p is not None else None,
+        "p_method": method,
         "median_ratio": S.ratio_from_draws(ga.median, gb.median, ga.draws, gb.draws),
         "outliers": {a: ga.outliers, b: gb.outliers},
         "warnings": warnings, "alternative": ctx.alternative, "alpha": ctx.alpha,
@@ -292,7 +320,7 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     order = _run_order(frame)
     rank_in_order = np.empty(len(frame), dtype=np.int64)
     rank_in_order[order] = np.arange(len(frame))
-    ctx = _Context(frame, alternative, alpha, seed,
+    ctx = _Context(alternative, alpha, seed,
                    {k: np.asarray(v) for k, v in grouped.items()}, rank_in_order,
                    frame["run_id"].astype(str).to_numpy() if "run_id" in frame else None)
     pairs = list(itertools.combinations(envs, 2))

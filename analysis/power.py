@@ -48,14 +48,6 @@ def parse_effect(text: str | float) -> float:
     return value
 
 
-def pooled_sd(a: S.Values, b: S.Values) -> float | None:
-    x, y = S.clean(a), S.clean(b)
-    df = x.size + y.size - 2
-    if x.size < 2 or y.size < 2:
-        return None
-    return math.sqrt((np.sum((x - x.mean()) ** 2) + np.sum((y - y.mean()) ** 2)) / df)
-
-
 def _one_sided(alternative: str) -> bool:
     return S.check_alternative(alternative) != "two-sided"
 
@@ -64,13 +56,13 @@ def t_test_repetitions(a: S.Values, b: S.Values, effect: float, alpha: float = 0
                        power: float = 0.8, alternative: str = "two-sided") -> int | None:
     """Repetitions per environment for Student's t to detect effect x pilot mean.
 
-    None when the pilot has fewer than two runs per arm or no variance at all (then any
-    difference is detected with the minimum of 2 runs, which is returned instead).
+    None when the pilot has fewer than two runs per arm; 2, the minimum, when it shows no
+    variance at all (any difference is then detected).
     """
     from statsmodels.stats.power import TTestIndPower
 
     x, y = S.clean(a), S.clean(b)
-    sd = pooled_sd(x, y)
+    sd = S.pooled_sd(x, y)
     if sd is None:
         return None
     if sd == 0:
@@ -192,7 +184,7 @@ def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, e
             missing = env_a if a.size == 0 else env_b
             raise AnalysisError(f"pilot: no usable {metric} runs of {missing!r} on {dataset!r}")
         pooled = np.concatenate((a, b))
-        sd = pooled_sd(a, b)
+        sd = S.pooled_sd(a, b)
         rows.append({
             "dataset": dataset, "n_pilot_a": int(a.size), "n_pilot_b": int(b.size),
             "mean": float(pooled.mean()), "median": float(np.median(pooled)),

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats as sps
-from scipy.special import ndtr
+from scipy.special import ndtr, stdtr
 from scipy.stats._mannwhitneyu import _MWU  # the exact U distribution mannwhitneyu uses
 
 ALTERNATIVES = ("two-sided", "less", "greater")
@@ -405,14 +405,24 @@ def _t_test(x: np.ndarray, y: np.ndarray, equal_var: bool, alternative: str) -> 
     with _quiet():
         res = sps.ttest_ind(x, y, equal_var=equal_var)
         t, df = float(res.statistic), float(res.df)
-        p = {"two-sided": res.pvalue, "less": sps.t.cdf(t, df),
-             "greater": sps.t.sf(t, df)}[alternative]
+        # one-sided p from the t distribution's cdf (stdtr), as scipy itself computes it
+        p = (res.pvalue if alternative == "two-sided"
+             else stdtr(df, t) if alternative == "less" else stdtr(df, -t))
         ci = res.confidence_interval(0.95)
     if not math.isfinite(t):  # no variance at all: R stops ("data are essentially constant")
         return _nulls("t", "df", "p", "mean_difference", "ci_low", "ci_high")
     return {"t": num(t), "df": num(df), "p": num(p),
             "mean_difference": float(x.mean() - y.mean()),
             "ci_low": num(ci.low), "ci_high": num(ci.high)}
+
+
+def pooled_sd(a: Values, b: Values) -> float | None:
+    """The pooled standard deviation of Student's t and Cohen's d (None below 2 runs a group)."""
+    x, y = clean(a), clean(b)
+    if x.size < 2 or y.size < 2:
+        return None
+    ss = np.sum((x - x.mean()) ** 2) + np.sum((y - y.mean()) ** 2)
+    return math.sqrt(ss / (x.size + y.size - 2))
 
 
 def student_t(a: Values, b: Values, alternative: str = "two-sided") -> Result:
@@ -424,9 +434,8 @@ def student_t(a: Values, b: Values, alternative: str = "two-sided") -> Result:
     if x.size < 2 or y.size < 2:
         return _nulls(*keys)
     out = _t_test(x, y, True, alternative)
-    df = x.size + y.size - 2
-    ss = (np.sum((x - x.mean()) ** 2) + np.sum((y - y.mean()) ** 2)) / df
-    out["cohen_d"] = num((x.mean() - y.mean()) / math.sqrt(ss)) if ss > 0 else None
+    sd = pooled_sd(x, y)
+    out["cohen_d"] = num((x.mean() - y.mean()) / sd) if sd else None
     return {k: out[k] for k in keys}
 
 

@@ -18,7 +18,7 @@ import pytest
 from analysis import power as P
 from analysis import stats as S
 from analysis.cli import register
-from analysis.compare import AnalysisError, analyze, load_runs
+from analysis.compare import AnalysisError, analyze, decide, load_runs
 from analysis.summary import summary_text
 
 ENTRY_KEYS = {"metric", "dataset", "a", "b", "n_a", "n_b", "descriptives", "shapiro", "ranks",
@@ -153,6 +153,15 @@ def test_test_choice_follows_shapiro_and_levene() -> None:
     skewed = normal.assign(m=np.r_[rng.exponential(1, 30), rng.exponential(1, 30)])
     entry = analyze(skewed)["comparisons"][0]
     assert entry["test_used"] == "mann_whitney" and entry["p_method"] == "asymptotic"
+
+
+def test_decide_is_analyze_s_choice() -> None:
+    frame = make_runs(datasets=("a", "b", "c"), n=10)
+    for entry in analyze(frame, ["train_s", "test_accuracy"], alternative="less")["comparisons"]:
+        here = frame[frame["dataset"] == entry["dataset"]]
+        a, b = (here.loc[here["environment"] == e, entry["metric"]] for e in ("pc", "colab"))
+        assert decide(a, b, "less") == (entry["test_used"], entry["p"])
+    assert decide([1.0], [], "two-sided") == ("mann_whitney", None)
 
 
 def test_holm_across_datasets_of_a_metric_and_pair() -> None:
