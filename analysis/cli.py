@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analysis.stats import ALTERNATIVES
-
 EXIT_INPUT = 2
+# analysis.stats.ALTERNATIVES, spelled out so that registering the subcommands does not
+# import scipy.stats (half a second) into every `study` command (a test keeps them equal)
+ALTERNATIVES = ("two-sided", "less", "greater")
 
 
 def _fail(message: object) -> int:

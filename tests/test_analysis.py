@@ -383,6 +383,12 @@ def run_cli(argv: list[str]) -> int:
     return args.func(args)
 
 
+def test_cli_alternatives_are_the_analysis_s() -> None:
+    from analysis import cli
+
+    assert cli.ALTERNATIVES == S.ALTERNATIVES
+
+
 def test_cli_analyze_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = write(make_runs(), tmp_path / "runs.csv")
     out = tmp_path / "out" / "analysis.json"
