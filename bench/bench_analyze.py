@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -82,19 +84,27 @@ def main() -> int:
               f"({len(result['comparisons'])} comparisons)")
 
         command, name = _command()
-        walls = []
+        walls, cpus = [], []
         for _ in range(args.repeat):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             proc = subprocess.run(command + [str(csv), "--json", str(Path(tmp) / "a.json")]
                                   + [a for m in METRICS for a in ("--metric", m)],
                                   cwd=ROOT, capture_output=True, text=True)
             walls.append(time.perf_counter() - t0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             if proc.returncode != 0:
                 print(f"{name} analyze failed ({proc.returncode}):\n{proc.stderr}")
                 return 1
         wall = statistics.median(walls)
         print(f"python -m {name} analyze (whole command, fresh interpreter): best "
-              f"{min(walls):.3f} s, median {wall:.3f} s over {args.repeat}")
+              f"{min(walls):.3f} s, median {wall:.3f} s over {args.repeat}; CPU (user + sys) "
+              f"median {statistics.median(cpus):.3f} s")
+        load = os.getloadavg()[0]
+        if load > (os.cpu_count() or 1):
+            print(f"note: load average {load:.1f} on {os.cpu_count()} cores: other work "
+                  "inflates the wall time; the CPU time is the steadier figure")
     print(f"analyze_10k_s={wall:.3f}")
     return 0
 
