@@ -73,6 +73,23 @@ def cmd_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from study.calibrate import run_calibration
+
+    study = load_study(args.spec)
+    summary = run_calibration(study, args.environment, args.repetitions, args.output, console)
+    for entry in summary["entries"]:
+        fp = entry["false_positive"] or {}
+        floor = entry["noise_floor"]
+        console.print(
+            f"{entry['metric']} on {entry['dataset']}: CV {entry['cv']['A']:.1%} / "
+            f"{entry['cv']['B']:.1%}, noise floor of the speed-up "
+            f"{'n/a' if floor is None else f'±{floor:.1%}'}, false-positive rate "
+            f"{fp.get('rate', float('nan')):.1%} at alpha {summary['alpha']} "
+            f"({fp.get('splits', 0)} random splits)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="study", description="Statistically rigorous cloud-vs-local studies of CNN training.")
@@ -97,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetitions", type=int, metavar="N")
     p.add_argument("--output", type=Path, metavar="DIR")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("calibrate", help="A/A calibration: one environment as two arms, "
+                       "for the noise floor and the false-positive rate")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--environment", required=True, metavar="NAME")
+    p.add_argument("--repetitions", type=int, metavar="N")
+    p.add_argument("--output", type=Path, metavar="DIR")
+    p.set_defaults(func=cmd_calibrate)
 
     import importlib
 

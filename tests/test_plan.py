@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from conftest import PROTOCOL, write_study
 from study.plan import plan
 from study.spec import load_study
+
+from conftest import PROTOCOL, write_study
 
 
 def _study(tmp_path: Path, order: str = "interleaved", seed: int = 200, warmup: int = 0):

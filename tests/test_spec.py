@@ -9,9 +9,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from PIL import Image
 
-from conftest import PROTOCOL, write_study
 from study.cli import main
 from study.spec import SpecError, load_study
+
+from conftest import PROTOCOL, write_study
 
 GOOD = f"""
 [study]
@@ -76,7 +77,8 @@ def test_bad_choice(tmp_path: Path) -> None:
 
 
 def test_env_values_must_be_strings(tmp_path: Path) -> None:
-    refuse(tmp_path, GOOD + "env = { OMP_NUM_THREADS = 2 }\n", "environments[0].env.OMP_NUM_THREADS")
+    refuse(tmp_path, GOOD + "env = { OMP_NUM_THREADS = 2 }\n",
+           "environments[0].env.OMP_NUM_THREADS")
 
 
 def test_missing_notebook(tmp_path: Path) -> None:

@@ -14,11 +14,12 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import PROTOCOL, write_study
 from study.cli import main
 from study.scheduler import run_study
 from study.spec import load_study
 from study.store import COLUMNS, ResultsStore, StoreError
+
+from conftest import PROTOCOL, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -174,3 +175,16 @@ def test_out_of_memory_is_recorded_as_oom(tmp_path: Path, quick_study,
     spec = quick_study(repetitions=1, environments='[[environments]]\nname = "x"\n')
     [record] = run_study(load_study(spec), output=tmp_path / "out").executed
     assert record["status"] == "oom" and "cannot allocate" in record["error"]
+
+
+def test_aa_calibration(tmp_path: Path, quick_study) -> None:
+    from study.calibrate import run_calibration
+
+    spec = quick_study(parameters="sleep_s = 0.05")
+    summary = run_calibration(load_study(spec), "a", repetitions=4, output=tmp_path / "out")
+    assert summary["arms"] == ["a-A", "a-B"]
+    entry = next(e for e in summary["entries"] if e["metric"] == "train_s")
+    assert entry["n_a"] == entry["n_b"] == 4
+    assert 0 <= entry["false_positive"]["rate"] <= 1 and entry["noise_floor"] is not None
+    saved = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    assert saved["entries"][0]["false_positive"]["splits"] == 1000

@@ -1,0 +1,87 @@
+"""(b) train_s measured inside the notebook against the same fit in a bare Python script.
+
+Both train the same model on the same data with the same seed, interleaved pair by pair;
+the result is the median of the per-pair ratios. Target: within 0.97 to 1.03.
+Usage: python bench/bench_train_fidelity.py [PAIRS]
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runners.local import LocalRunner  # noqa: E402
+from study.plan import block_jobs  # noqa: E402
+from study.spec import load_study  # noqa: E402
+from study.store import ResultsStore  # noqa: E402
+
+PARAMS = {"model": "simple_cnn", "filters": 32, "dense_units": 64, "epochs": 4,
+          "batch_size": 32, "images": 1500}
+STUDY = f"""
+[study]
+name = "bench-fidelity"
+repetitions = 1
+[protocol]
+notebook = "{ROOT / 'protocols' / 'cnn_train.ipynb'}"
+[protocol.parameters]
+model = "{PARAMS['model']}"
+filters = {PARAMS['filters']}
+dense_units = {PARAMS['dense_units']}
+epochs = {PARAMS['epochs']}
+batch_size = {PARAMS['batch_size']}
+[[datasets]]
+name = "shapes"
+images = {PARAMS['images']}
+[[environments]]
+name = "pc"
+"""
+BARE = textwrap.dedent(f"""
+    import time
+    import keras
+    from data.datasets import load_dataset
+    from protocols.cnn_protocol import build_model
+    keras.utils.set_random_seed(200)
+    xtr, ytr, xte, yte, classes = load_dataset({{"source": "shapes", "name": "shapes",
+                                                "images": {PARAMS['images']}}}, 200)
+    xtr = xtr.astype("float32") / 255.0
+    y = keras.utils.to_categorical(ytr, len(classes))
+    net = build_model("{PARAMS['model']}", xtr.shape[1:], len(classes),
+                      filters={PARAMS['filters']}, dense_units={PARAMS['dense_units']})
+    start = time.perf_counter()
+    net.fit(xtr, y, batch_size={PARAMS['batch_size']}, epochs={PARAMS['epochs']}, verbose=2)
+    print("TRAIN_S", time.perf_counter() - start)
+""")
+
+
+def main() -> None:
+    pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
+    (tmp / "s.toml").write_text(STUDY)
+    (tmp / "bare.py").write_text(BARE)
+    study = load_study(tmp / "s.toml")
+    store = ResultsStore(tmp / "results")
+    store.prepare()
+    runner = LocalRunner(study, study.environments[0], store)
+    job = block_jobs(study, 1)[0]
+    ratios = []
+    for i in range(pairs):
+        record = runner.run(job, attempt=i + 1)
+        assert record["status"] == "ok", record["error"]
+        out = subprocess.run([sys.executable, str(tmp / "bare.py")], check=True, text=True,
+                             capture_output=True, env=runner.kernel_env()).stdout
+        bare = float(out.split("TRAIN_S")[1].split()[0])
+        ratios.append(record["train_s"] / bare)
+        print(f"pair {i + 1}: notebook {record['train_s']:.3f} s, bare {bare:.3f} s, "
+              f"ratio {ratios[-1]:.3f}")
+    print(f"train_s_ratio={statistics.median(ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()
