@@ -1,0 +1,244 @@
+"""Figures for the paper: vector PDFs drawn with seaborn on matplotlib's Agg backend.
+
+Each figure needs some columns of runs.csv; when they are missing (an older CSV, timings
+gathered elsewhere) the figure is skipped and the function returns None, because a paper
+with one figure fewer is better than no paper. Names from the data are drawn as plain
+text (mathtext off), so a "$" in an environment name cannot start a formula.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.compare import usable_runs
+from analysis.latex import metric_name
+from analysis.tables import epoch_table, ordered
+
+# Axis labels come from analysis.latex's LaTeX labels; these hold no TeX markup.
+_PLAIN = {"\\,": " ", "\\%": "%", "$\\alpha$": "alpha"}
+
+STYLE = {
+    "text.parse_math": False,  # a "$" in a name is a dollar sign, not mathtext
+    "pdf.fonttype": 42,  # TrueType, embedded: text stays searchable
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+}
+WIDTH_IN = 6.3  # the text width of an A4 article with the template's margins
+
+
+def plain(text: str) -> str:
+    """A LaTeX label as plain text for matplotlib."""
+    for tex, txt in _PLAIN.items():
+        text = text.replace(tex, txt)
+    return text
+
+
+def _label(key: str, lang: str) -> str:
+    from analysis.latex import label
+
+    return plain(label(key, lang))
+
+
+def outlier_mask(values: np.ndarray) -> np.ndarray:
+    """The points the analysis flags (modified z-score or Tukey's fences), as a mask."""
+    from analysis.stats import outlier_flags
+
+    mask = np.zeros(len(values), dtype=bool)
+    for positions in outlier_flags(values).values():
+        mask[positions] = True
+    return mask
+
+
+def decimal(value: float, digits: int, lang: str) -> str:
+    """A number for a figure, with the paper's decimal separator."""
+    text = f"{value:.{digits}f}"
+    return text.replace(".", ",") if lang == "es" else text
+
+
+def _decimal_commas(axes: list[Any]) -> None:
+    """Spanish tick labels on numeric axes (categorical axes keep their names)."""
+    from matplotlib.ticker import FuncFormatter, ScalarFormatter
+
+    comma = FuncFormatter(lambda v, _: f"{v:g}".replace(".", ","))
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if isinstance(axis.get_major_formatter(), ScalarFormatter):
+                axis.set_major_formatter(comma)
+
+
+@contextmanager
+def _figure(path: Path, n_panels: int, lang: str, height: float = 2.2, wrap: int = 3
+            ) -> Iterator[tuple[Any, list[Any]]]:
+    """A grid of panels saved to `path` as a reproducible vector PDF, then closed."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    cols = max(1, min(n_panels, wrap))
+    rows = math.ceil(n_panels / cols)
+    with plt.rc_context(STYLE), warnings.catch_warnings():
+        # seaborn 0.13 still passes boxplot's deprecated `vert`; not ours to fix.
+        warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+        fig, axes = plt.subplots(rows, cols, figsize=(WIDTH_IN, height * rows), squeeze=False)
+        flat = list(axes.flat)
+        for ax in flat[n_panels:]:
+            ax.set_visible(False)
+        try:
+            yield fig, flat[:n_panels]
+            if lang == "es":
+                _decimal_commas(flat[:n_panels])
+            fig.tight_layout()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, format="pdf", metadata={"CreationDate": None})
+        finally:
+            plt.close(fig)
+
+
+def _numeric(frame: pd.DataFrame, *columns: str) -> pd.DataFrame | None:
+    """The frame with the columns numeric and rows lacking them dropped; None if absent."""
+    if frame.empty or any(c not in frame for c in ("environment", "dataset", *columns)):
+        return None
+    data = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in columns},
+                        environment=frame["environment"].astype(str),
+                        dataset=frame["dataset"].astype(str)).dropna(subset=list(columns))
+    return None if data.empty else data
+
+
+def metric_boxplot(frame: pd.DataFrame, metric: str, path: Path, lang: str = "en"
+                   ) -> Path | None:
+    """The metric by environment, one panel per dataset: boxes, every run, outliers in red."""
+    import seaborn as sns
+
+    data = _numeric(frame, metric)
+    if data is None:
+        return None
+    envs, datasets = ordered(data["environment"]), ordered(data["dataset"])
+    palette = dict(zip(envs, sns.color_palette("colorblind", len(envs)), strict=True))
+    with _figure(path, len(datasets), lang) as (_, axes):
+        for ax, ds in zip(axes, datasets, strict=True):
+            sub = data[data["dataset"] == ds]
+            sns.boxplot(data=sub, x="environment", y=metric, hue="environment", order=envs,
+                        hue_order=envs, palette=palette, showfliers=False, width=0.5,
+                        boxprops={"alpha": 0.5}, ax=ax, legend=False)
+            rng = np.random.default_rng(0)  # own jitter: the same data, the same PDF
+            for i, env in enumerate(envs):
+                values = sub.loc[sub["environment"] == env, metric].to_numpy()
+                ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=5,
+                           color="black", zorder=4)
+                flagged = values[outlier_mask(values)]
+                ax.scatter([i] * len(flagged), flagged, marker="x", color="red", s=30,
+                           zorder=5)
+            ax.set_title(ds)
+            ax.set_xlabel("")
+            ax.set_ylabel(metric_name(metric, lang, capital=True, latex=False))
+    return path
+
+
+def training_time_bars(frame: pd.DataFrame, path: Path, lang: str = "en",
+                       estimator: str = "sum", column: str = "train_s") -> Path | None:
+    """Training time per dataset and environment: the total (reference Figure 3) or the
+    mean with its 95 % interval (Figure 4)."""
+    import seaborn as sns
+
+    data = _numeric(frame, column)
+    if data is None:
+        return None
+    envs = ordered(data["environment"])
+    with _figure(path, 1, lang, height=2.6) as (_, (ax,)):
+        sns.barplot(data=data, x="dataset", y=column, hue="environment", hue_order=envs,
+                    order=ordered(data["dataset"]), estimator=estimator,
+                    errorbar=None if estimator == "sum" else ("ci", 95), seed=0,
+                    palette="colorblind", ax=ax)
+        for container in ax.containers:
+            ax.bar_label(container, fmt=lambda v: decimal(v, 1, lang), fontsize=6, padding=2)
+        ax.set_xlabel("")
+        ax.set_ylabel(_label("axis_total" if estimator == "sum" else "axis_mean", lang))
+        ax.legend(title="", frameon=False)
+    return path
+
+
+def epoch_times(frame: pd.DataFrame, path: Path, lang: str = "en") -> Path | None:
+    """Median time of each epoch (band: quartiles); the first epoch, the warm-up, shaded."""
+    import seaborn as sns
+
+    epochs = epoch_table(frame) if "dataset" in frame and "environment" in frame else None
+    if epochs is None or epochs.empty:
+        return None
+    envs, datasets = ordered(epochs["environment"]), ordered(epochs["dataset"])
+    palette = dict(zip(envs, sns.color_palette("colorblind", len(envs)), strict=True))
+    with _figure(path, len(datasets), lang) as (_, axes):
+        for ax, ds in zip(axes, datasets, strict=True):
+            sub = epochs[epochs["dataset"] == ds]
+            ax.axvspan(0.5, 1.5, color="0.9", zorder=0, label=_label("legend_warmup", lang))
+            for env in envs:
+                stats = sub[sub["environment"] == env].groupby("epoch")["seconds"] \
+                    .quantile([0.25, 0.5, 0.75]).unstack()
+                if stats.empty:
+                    continue
+                ax.plot(stats.index, stats[0.5], marker="o", markersize=3,
+                        color=palette[env], label=env)
+                ax.fill_between(stats.index, stats[0.25], stats[0.75], color=palette[env],
+                                alpha=0.2, linewidth=0)
+            ax.set_title(ds)
+            ax.set_xlabel(_label("axis_epoch", lang))
+            ax.set_ylabel(_label("axis_epoch_time", lang))
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        axes[0].legend(frameon=False)
+    return path
+
+
+def accuracy_vs_time(frame: pd.DataFrame, path: Path, lang: str = "en",
+                     column: str = "train_s") -> Path | None:
+    """Test accuracy against training time, one point per run: is faster also worse?"""
+    import seaborn as sns
+
+    data = _numeric(frame, column, "test_accuracy")
+    if data is None:
+        return None
+    # The legend's titles are the column names: give them the paper's words.
+    env_col, ds_col = _label("environment", lang), _label("dataset", lang)
+    data = data.rename(columns={"environment": env_col, "dataset": ds_col})
+    with _figure(path, 1, lang, height=2.8) as (_, (ax,)):
+        sns.scatterplot(data=data, x=column, y="test_accuracy", hue=env_col,
+                        hue_order=ordered(data[env_col]), style=ds_col,
+                        style_order=ordered(data[ds_col]), palette="colorblind", s=18, ax=ax)
+        ax.set_xlabel(metric_name(column, lang, capital=True, latex=False))
+        ax.set_ylabel(metric_name("test_accuracy", lang, capital=True, latex=False))
+        ax.legend(frameon=False, fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return path
+
+
+FigureMaker = Callable[[pd.DataFrame, Path, str], Path | None]
+
+
+def make_figures(frame: pd.DataFrame, out_dir: Path, metrics: list[str] | tuple[str, ...],
+                 lang: str = "en") -> dict[str, Path]:
+    """Every figure the data allows, keyed by name; file names never hold data names."""
+    data = usable_runs(frame)
+    makers: dict[str, FigureMaker] = {
+        "train_total": lambda f, p, lg: training_time_bars(f, p, lg, "sum"),
+        "train_mean": lambda f, p, lg: training_time_bars(f, p, lg, "mean"),
+        "epochs": epoch_times,
+        "accuracy_time": accuracy_vs_time,
+    }
+    for i, metric in enumerate(metrics):
+        makers[f"box_{i}"] = lambda f, p, lg, m=metric: metric_boxplot(f, m, p, lg)
+    made = {}
+    for name, maker in makers.items():
+        path = maker(data, out_dir / f"{name}.pdf", lang)
+        if path is not None:
+            made[name] = path
+    return made

@@ -1,0 +1,627 @@
+"""Booktabs LaTeX tables from the analysis JSON and the runs frame.
+
+The tables follow the layout of SPSS's output, which is what the reference paper shows
+(Tables 2 to 4), so a reader can put the two side by side. Every name from the data is
+escaped; every missing value prints as a dash, never as "nan", and a table with nothing
+to show is the empty string, so the template can simply skip it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from analysis.compare import usable_runs
+from analysis.latex import (
+    MISSING,
+    auto_digits,
+    escape,
+    fmt_df,
+    fmt_int,
+    fmt_num,
+    fmt_p,
+    is_missing,
+    label,
+    metric_name,
+)
+
+Analysis = dict[str, Any]
+Comparison = dict[str, Any]
+
+TEST_KEYS = ("mann_whitney", "student_t", "welch_t")
+
+
+@dataclass
+class Table:
+    """A booktabs table: header lines and body rows already in LaTeX, plus notes below."""
+
+    caption: str
+    label: str
+    align: str
+    header: list[str]
+    rows: list[list[str] | None] = field(default_factory=list)  # None: a small gap
+    notes: list[str] = field(default_factory=list)
+    size: str = "\\small"
+
+    def render(self) -> str:
+        """The table where it stands ([H], the float package's), so the paper's many tables
+        never overflow LaTeX's queue of floats."""
+        body = []
+        for row in self.rows:
+            body.append("\\addlinespace" if row is None else " & ".join(row) + " \\\\")
+        notes = "".join(f"\\par\\smallskip\\footnotesize {n}\n" for n in self.notes)
+        return (
+            "\\begin{table}[H]\n\\centering\n"
+            f"\\caption{{{self.caption}}}\\label{{{self.label}}}\n{self.size}\n"
+            # Shrunk to the text width only when wider (names can be long).
+            "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
+            f"\\begin{{tabular}}{{{self.align}}}\n\\toprule\n"
+            + "\n".join(self.header) + "\n\\midrule\n"
+            + "\n".join(body) + "\n\\bottomrule\n\\end{tabular}}\n"
+            + notes + "\\end{table}\n"
+        )
+
+
+def header_row(cells: Sequence[str]) -> str:
+    return " & ".join(cells) + " \\\\"
+
+
+def slug(*parts: Any) -> str:
+    """A LaTeX label made only of safe characters, whatever the names hold."""
+    return ":".join("".join(c if c.isalnum() else "-" for c in str(p)) for p in parts)
+
+
+# --------------------------------------------------------------------------- data access
+
+
+def comparisons(analysis: Analysis, metric: str | None = None) -> list[Comparison]:
+    """The comparisons of one metric (all when None), in the JSON's order."""
+    rows = analysis.get("comparisons", [])
+    return [c for c in rows if metric is None or c.get("metric") == metric]
+
+
+def _unique(items: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def metrics_of(analysis: Analysis) -> list[str]:
+    return _unique(c["metric"] for c in comparisons(analysis))
+
+
+def datasets_of(analysis: Analysis) -> list[str]:
+    return _unique(c["dataset"] for c in comparisons(analysis))
+
+
+def environments_of(analysis: Analysis) -> list[str]:
+    return _unique(e for c in comparisons(analysis) for e in (c["a"], c["b"]))
+
+
+def many_pairs(analysis: Analysis) -> bool:
+    """With more than one pair of environments each row must name its pair."""
+    return len(_unique((c["a"], c["b"]) for c in comparisons(analysis))) > 1
+
+
+def pair_text(c: Comparison) -> str:
+    return f"{escape(c['a'])} vs {escape(c['b'])}"
+
+
+def get(obj: Any, *keys: str) -> Any:
+    """A nested value, or None when any level is missing (older JSONs lack some keys)."""
+    for key in keys:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def outlier_indices(flags: Any) -> set[Any]:
+    """The flagged observations of one group, whatever shape the analysis gives them.
+
+    Accepts a list of indices or values, a count, or a dict of such lists per rule
+    (``{"modified_z": [...], "tukey": [...]}``) or with ``indices``/``n``/``count``.
+    """
+    if flags is None or flags is False:
+        return set()
+    if isinstance(flags, bool):
+        return {0}
+    if isinstance(flags, int | float):
+        return set(range(int(flags)))
+    if isinstance(flags, dict):
+        for key in ("indices", "index", "run_ids", "values"):
+            if key in flags:
+                return outlier_indices(flags[key])
+        for key in ("n", "count"):
+            if isinstance(flags.get(key), int | float):
+                return outlier_indices(flags[key])
+        found: set[Any] = set()
+        for value in flags.values():
+            if isinstance(value, list | tuple):
+                found |= outlier_indices(value)
+        return found
+    if isinstance(flags, list | tuple):
+        return {json.dumps(x, sort_keys=True) if isinstance(x, dict) else x for x in flags}
+    return set()
+
+
+def outlier_count(c: Comparison, env: str) -> int:
+    return len(outlier_indices(get(c, "outliers", env)))
+
+
+def groups(analysis: Analysis, metric: str) -> list[tuple[str, str, Comparison]]:
+    """(dataset, environment, a comparison holding it), once per group.
+
+    An environment appears in several pairs; its descriptives are the same in each.
+    """
+    seen: dict[tuple[str, str], Comparison] = {}
+    for c in comparisons(analysis, metric):
+        for env in (c["a"], c["b"]):
+            seen.setdefault((c["dataset"], env), c)
+    return [(ds, env, c) for (ds, env), c in seen.items()]
+
+
+def _grouped(rows: list[tuple[str, list[str]]]) -> list[list[str] | None]:
+    """SPSS's layout: the first cell shown once per group, a small gap between groups."""
+    out: list[list[str] | None] = []
+    previous = None
+    for key, cells in rows:
+        if previous is not None and key != previous:
+            out.append(None)
+        out.append([escape(key) if key != previous else ""] + cells)
+        previous = key
+    return out
+
+
+# --------------------------------------------------------------------------- statistics tables
+
+
+def descriptives_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
+    """n, mean, SD, median, quartiles, range and CV per dataset and environment."""
+    found = groups(analysis, metric)
+    if not found:
+        return ""
+    digits = auto_digits(get(c, "descriptives", env, "max") for _, env, c in found)
+    rows = []
+    flagged = 0
+    for ds, env, c in found:
+        d = get(c, "descriptives", env) or {}
+        n_out = outlier_count(c, env)
+        flagged += n_out
+        rows.append((ds, [escape(env), fmt_int(d.get("n"))]
+                     + [fmt_num(d.get(k), digits, lang) for k in
+                        ("mean", "sd", "median", "q1", "q3", "min", "max")]
+                     + [fmt_num(d.get("cv"), 3, lang), str(n_out) if n_out else ""]))
+    head = [label(k, lang) for k in ("dataset", "environment", "n", "mean", "sd", "median",
+                                     "q1", "q3", "min", "max", "cv", "outliers_col")]
+    notes = [label("outlier_note", lang, n=flagged)] if flagged else []
+    return Table(label("descriptives_caption", lang, metric=metric_name(metric, lang)),
+                 slug("tab", "desc", metric), "ll" + "r" * 10, [header_row(head)],
+                 _grouped(rows), notes, size="\\footnotesize").render()
+
+
+def shapiro_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
+    """Statistic, df and Sig. per group, as the reference paper's Table 2."""
+    found = groups(analysis, metric)
+    if not found:
+        return ""
+    rows, missing = [], False
+    for ds, env, c in found:
+        s = get(c, "shapiro", env) or {}
+        n = get(c, "descriptives", env, "n") or get(c, "ranks", env, "n")
+        w, p = s.get("W"), s.get("p")
+        missing |= is_missing(w)
+        rows.append((ds, [escape(env),
+                          fmt_num(w, 3, lang, bounded=True) + ("$^a$" if is_missing(w) else ""),
+                          fmt_int(n), fmt_p(p, lang)]))
+    notes = [f"$^a$ {label('not_computable', lang)}"] if missing else []
+    head = [label(k, lang) for k in ("dataset", "environment", "statistic", "df", "sig")]
+    return Table(label("shapiro_caption", lang, metric=metric_name(metric, lang)),
+                 slug("tab", "shapiro", metric), "llrrr", [header_row(head)],
+                 _grouped(rows), notes).render()
+
+
+def _row_key(c: Comparison, pairs: bool) -> str:
+    return f"{c['dataset']} ({c['a']} vs {c['b']})" if pairs else c["dataset"]
+
+
+def mann_whitney_table(analysis: Analysis, metric: str, lang: str = "en",
+                       alternative: str = "two-sided") -> str:
+    """U, Wilcoxon W, Z, asymptotic and exact Sig. and r, as the reference's Table 3."""
+    found = comparisons(analysis, metric)
+    if not found:
+        return ""
+    one = alternative != "two-sided"
+    pairs = many_pairs(analysis)
+    rows = []
+    for c in found:
+        m = c.get("mann_whitney") or {}
+        rows.append([escape(_row_key(c, pairs)), fmt_num(m.get("U"), 2, lang),
+                     fmt_num(m.get("W"), 2, lang), fmt_num(m.get("Z"), 3, lang),
+                     fmt_p(m.get("p_asymptotic"), lang), fmt_p(m.get("p_exact"), lang),
+                     fmt_num(m.get("r"), 3, lang, bounded=True)])
+    head = [label("dataset", lang), label("mann_whitney_u", lang), label("wilcoxon_w", lang),
+            label("z", lang), label("p_asymptotic_one" if one else "p_asymptotic", lang),
+            label("p_exact_one" if one else "p_exact", lang), label("r", lang)]
+    head = [stacked(h) for h in head]
+    return Table(label("mann_whitney_caption", lang, metric=metric_name(metric, lang)),
+                 slug("tab", "mw", metric), "lrrrrrr", [header_row(head)], rows,
+                 [label("grouping", lang)]).render()
+
+
+def stacked(cell: str, width: int = 14) -> str:
+    """A long header label broken over lines in a \\shortstack, to keep tables narrow."""
+    lines: list[str] = []
+    for word in cell.split(" "):
+        if lines and len(lines[-1]) + len(word) + 1 <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    # "\\{}" rather than "\\": a line starting with "[" must not read as \\[length].
+    return cell if len(lines) == 1 else "\\shortstack{" + "\\\\{}".join(lines) + "}"
+
+
+def ranks_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
+    """N, mean rank and sum of ranks per group, as SPSS prints beside the test."""
+    found = comparisons(analysis, metric)
+    if not found:
+        return ""
+    pairs = many_pairs(analysis)
+    rows = []
+    for c in found:
+        for env in (c["a"], c["b"]):
+            r = get(c, "ranks", env) or {}
+            rows.append((_row_key(c, pairs), [escape(env), fmt_int(r.get("n")),
+                                              fmt_num(r.get("mean_rank"), 2, lang),
+                                              fmt_num(r.get("sum_ranks"), 2, lang)]))
+    head = [label(k, lang) for k in ("dataset", "environment", "n", "mean_rank", "sum_ranks")]
+    return Table(label("ranks_caption", lang, metric=metric_name(metric, lang)),
+                 slug("tab", "ranks", metric), "llrrr", [header_row(head)],
+                 _grouped(rows)).render()
+
+
+def mean_difference(c: Comparison, welch: bool) -> tuple[float, float, float]:
+    """Mean difference a - b and its 95 % interval.
+
+    Taken from the JSON when it holds them, else computed from the descriptives with
+    the pooled (Student) or separate (Welch) variances, as SPSS's t-test table does.
+    """
+    test = c.get("welch_t" if welch else "student_t") or {}
+    given = (test.get("mean_difference"), test.get("ci_low"), test.get("ci_high"))
+    if not any(is_missing(v) for v in given):
+        return tuple(float(v) for v in given)  # type: ignore[return-value]
+    da, db = get(c, "descriptives", c["a"]) or {}, get(c, "descriptives", c["b"]) or {}
+    try:
+        na, nb = float(da["n"]), float(db["n"])
+        ma, mb, sa, sb = (float(da["mean"]), float(db["mean"]), float(da["sd"]),
+                          float(db["sd"]))
+    except (KeyError, TypeError, ValueError):
+        return math.nan, math.nan, math.nan
+    diff = ma - mb
+    if welch:
+        se = math.sqrt(sa**2 / na + sb**2 / nb)
+        df = test.get("df")
+        if is_missing(df):
+            df = se**4 / ((sa**2 / na) ** 2 / (na - 1) + (sb**2 / nb) ** 2 / (nb - 1))
+    else:
+        df = na + nb - 2
+        pooled = ((na - 1) * sa**2 + (nb - 1) * sb**2) / df if df > 0 else math.nan
+        se = math.sqrt(pooled * (1 / na + 1 / nb))
+    if not se > 0 or is_missing(df) or float(df) <= 0:
+        return diff, math.nan, math.nan
+    from scipy.stats import t as student
+
+    half = float(student.ppf(0.975, float(df))) * se
+    return diff, diff - half, diff + half
+
+
+def t_test_table(analysis: Analysis, metric: str, lang: str = "en",
+                 alternative: str = "two-sided") -> str:
+    """Levene's F and Sig., then t, df, Sig., mean difference and its 95 % interval.
+
+    One row with equal variances assumed (Student) and one without (Welch), as SPSS.
+    The interval is two-sided whatever the hypothesis, as SPSS prints it.
+    """
+    found = comparisons(analysis, metric)
+    if not found:
+        return ""
+    pairs = many_pairs(analysis)
+    digits = auto_digits(get(c, "descriptives", c["a"], "mean") for c in found)
+    rows = []
+    for c in found:
+        lev = c.get("levene") or {}
+        for welch in (False, True):
+            t = c.get("welch_t" if welch else "student_t") or {}
+            diff, low, high = mean_difference(c, welch)
+            rows.append((_row_key(c, pairs), [
+                label("unequal_var" if welch else "equal_var", lang),
+                "" if welch else fmt_num(lev.get("F"), 3, lang),
+                "" if welch else fmt_p(lev.get("p"), lang),
+                fmt_num(t.get("t"), 3, lang), fmt_df(t.get("df"), lang), fmt_p(t.get("p"), lang),
+                fmt_num(diff, digits, lang), fmt_num(low, digits, lang),
+                fmt_num(high, digits, lang)]))
+    p_label = label("p_one" if alternative != "two-sided" else "p_two", lang)
+    head1 = ("& & \\multicolumn{2}{c}{Levene} & & & & & \\multicolumn{2}{c}{"
+             + label("ci95", lang) + "} \\\\\n\\cmidrule(lr){3-4}\\cmidrule(lr){9-10}")
+    head2 = header_row([label("dataset", lang), label("variances", lang), "F",
+                        label("sig", lang), "t", label("df", lang), stacked(p_label, 10),
+                        stacked(label("mean_difference", lang), 10), label("lower", lang),
+                        label("upper", lang)])
+    return Table(label("t_caption", lang, metric=metric_name(metric, lang)),
+                 slug("tab", "t", metric), "ll" + "r" * 8, [head1, head2], _grouped(rows),
+                 size="\\footnotesize").render()
+
+
+def test_statistic(c: Comparison, lang: str = "en") -> str:
+    """The statistic of the test used, as it is quoted in the text: "U = 265", "t(46) = 1.23"."""
+    used = c.get("test_used")
+    if used == "mann_whitney":
+        return "$U$ = " + fmt_num(get(c, "mann_whitney", "U"), 2 if _fractional(
+            get(c, "mann_whitney", "U")) else 0, lang)
+    t = c.get(used) if used in TEST_KEYS else None
+    if not t:
+        return MISSING
+    return f"$t$({fmt_df(t.get('df'), lang)}) = {fmt_num(t.get('t'), 2, lang)}"
+
+
+def _fractional(x: Any) -> bool:
+    return not is_missing(x) and abs(float(x) - round(float(x))) > 1e-9
+
+
+def ratio_text(c: Comparison, lang: str = "en") -> str:
+    """The ratio of medians a/b with its interval: "0.98 [0.95, 1.02]"."""
+    ratio = c.get("median_ratio") or {}
+    if is_missing(ratio.get("estimate")):
+        return MISSING
+    sep = "; " if lang == "es" else ", "
+    text = fmt_num(ratio["estimate"], 2, lang)
+    if not (is_missing(ratio.get("ci_low")) or is_missing(ratio.get("ci_high"))):
+        text += f" [{fmt_num(ratio['ci_low'], 2, lang)}{sep}{fmt_num(ratio['ci_high'], 2, lang)}]"
+    return text
+
+
+def decisions_table(analysis: Analysis, lang: str = "en", alpha: float = 0.05) -> str:
+    """One line per metric, dataset and pair: the test used, its p, Holm's p, the decision."""
+    found = comparisons(analysis)
+    if not found:
+        return ""
+    pairs = many_pairs(analysis)
+    rows = []
+    for c in found:
+        cells = [escape(c["dataset"])]
+        if pairs:
+            cells.append(pair_text(c))
+        cells += [test_statistic(c, lang), fmt_p(c.get("p"), lang),
+                  fmt_p(c.get("p_holm"), lang),
+                  label("yes" if c.get("significant") else "no", lang), ratio_text(c, lang)]
+        rows.append((metric_name(c["metric"], lang, capital=True, latex=False), cells))
+    head = [label("metric", lang), label("dataset", lang)]
+    head += [label("pair", lang)] if pairs else []
+    head += [label(k, lang) for k in ("statistic", "p", "p_holm", "significant")]
+    head.append(stacked(label("speedup", lang), 20))
+    align = "ll" + ("l" if pairs else "") + "lrrcr"
+    return Table(label("decisions_caption", lang, alpha=fmt_num(alpha, 2, lang, bounded=True)),
+                 "tab:decisions", align, [header_row(head)], _grouped(rows),
+                 [label("tests_note", lang)], size="\\footnotesize").render()
+
+
+def kruskal_table(analysis: Analysis, lang: str = "en") -> str:
+    """H, df and Sig. per metric and dataset when more than two environments were compared.
+
+    Accepts a list of entries or a dict keyed by metric (then by dataset).
+    """
+    raw = analysis.get("kruskal_wallis")
+    entries: list[dict[str, Any]] = []
+    if isinstance(raw, list):
+        entries = [e for e in raw if isinstance(e, dict)]
+    elif isinstance(raw, dict):
+        for metric, inner in raw.items():
+            if isinstance(inner, dict) and any(isinstance(v, dict) for v in inner.values()):
+                entries += [{"metric": metric, "dataset": ds, **v} for ds, v in inner.items()
+                            if isinstance(v, dict)]
+            elif isinstance(inner, dict):
+                entries.append({"metric": metric, **inner})
+    if not entries:
+        return ""
+    rows = []
+    for e in entries:
+        h = next((e[k] for k in ("H", "h", "statistic") if k in e), None)
+        rows.append((metric_name(str(e.get("metric", "")), lang, capital=True, latex=False),
+                     [escape(e.get("dataset", "")), fmt_num(h, 3, lang),
+                      fmt_df(e.get("df"), lang), fmt_p(e.get("p"), lang)]))
+    head = [label(k, lang) for k in ("metric", "dataset", "h", "df", "sig")]
+    return Table(label("kruskal_caption", lang), "tab:kruskal", "llrrr", [header_row(head)],
+                 _grouped(rows)).render()
+
+
+# --------------------------------------------------------------------------- runs tables
+
+
+def ordered(values: Iterable[Any]) -> list[str]:
+    """Names in the order they first appear, as the analysis orders its pairs."""
+    return _unique(str(v) for v in values if not (isinstance(v, float) and math.isnan(v)))
+
+
+def _group_cells(frame: pd.DataFrame, columns: list[tuple[str, str, int, bool]], lang: str,
+                 envs: list[str], datasets: list[str]) -> list[list[str] | None]:
+    """Rows of dataset x environment aggregates of the given (column, how, digits) specs."""
+    rows = []
+    grouped = {k: g for k, g in frame.groupby(["dataset", "environment"], sort=False)}
+    for ds in datasets:
+        for env in envs:
+            g = grouped.get((ds, env))
+            if g is None:
+                continue
+            cells = [escape(env)]
+            for column, how, digits, bounded in columns:
+                values = pd.to_numeric(g[column], errors="coerce").dropna() \
+                    if column in g else pd.Series(dtype=float)
+                value = getattr(values, how)() if len(values) else math.nan
+                cells.append(fmt_num(value, digits, lang, bounded=bounded))
+            rows.append((ds, cells))
+    return _grouped(rows)
+
+
+def quality_table(frame: pd.DataFrame, lang: str = "en") -> str:
+    """Mean test loss and accuracy per dataset, environments side by side (Table 4)."""
+    metrics = [m for m in ("test_loss", "test_accuracy") if m in frame]
+    if not metrics or frame.empty:
+        return ""
+    envs, datasets = ordered(frame["environment"]), ordered(frame["dataset"])
+    means = frame.assign(**{m: pd.to_numeric(frame[m], errors="coerce") for m in metrics}) \
+        .groupby(["dataset", "environment"], sort=False)[metrics].mean()
+    k = len(metrics)
+    head1 = " & " + " & ".join(f"\\multicolumn{{{k}}}{{c}}{{{escape(e)}}}" for e in envs) \
+        + " \\\\\n" + "".join(f"\\cmidrule(lr){{{2 + i * k}-{1 + (i + 1) * k}}}"
+                              for i in range(len(envs)))
+    head2 = header_row([label("dataset", lang)] + [label(m, lang) for m in metrics] * len(envs))
+    rows: list[list[str] | None] = []
+    for ds in datasets:
+        cells = [escape(ds)]
+        for env in envs:
+            for m in metrics:
+                value = means[m].get((ds, env), math.nan) if (ds, env) in means.index \
+                    else math.nan
+                cells.append(fmt_num(value, 2, lang))
+        rows.append(cells)
+    return Table(label("quality_caption", lang), "tab:quality", "l" + "r" * (k * len(envs)),
+                 [head1, head2], rows, [label("source", lang)]).render()
+
+
+def epoch_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and epoch from the `epoch_s` lists (JSON strings or lists)."""
+    if "epoch_s" not in frame:
+        return pd.DataFrame(columns=["dataset", "environment", "run", "epoch", "seconds"])
+    rows = []
+    for i, (ds, env, raw) in enumerate(zip(frame["dataset"], frame["environment"],
+                                           frame["epoch_s"], strict=True)):
+        values = raw
+        if isinstance(raw, str):
+            try:
+                values = json.loads(raw)
+            except ValueError:
+                continue
+        if not isinstance(values, list | tuple):
+            continue
+        for epoch, seconds in enumerate(values, start=1):
+            if not is_missing(seconds):
+                rows.append((str(ds), str(env), i, epoch, float(seconds)))
+    return pd.DataFrame(rows, columns=["dataset", "environment", "run", "epoch", "seconds"])
+
+
+def resources_table(frame: pd.DataFrame, lang: str = "en") -> str:
+    """Medians of the first epoch, the later epochs, train without warm-up and peak memory."""
+    if frame.empty:
+        return ""
+    data = frame.copy()
+    epochs = epoch_table(data)
+    if "first_epoch_s" not in data and not epochs.empty:
+        first = epochs[epochs["epoch"] == 1].set_index("run")["seconds"]
+        data["first_epoch_s"] = pd.Series(first.values, index=data.index[first.index])
+    if not epochs.empty:
+        later = epochs[epochs["epoch"] > 1].groupby("run")["seconds"].mean()
+        data["later_epoch_s"] = pd.Series(later.values, index=data.index[later.index])
+    specs = [("first_epoch_s", "first_epoch"), ("later_epoch_s", "later_epochs"),
+             ("train_nowarm_s", "train_nowarm"), ("peak_rss_mb", "peak_rss"),
+             ("peak_gpu_mb", "peak_gpu")]
+    present = [(col, key) for col, key in specs
+               if col in data and pd.to_numeric(data[col], errors="coerce").notna().any()]
+    if not present:
+        return ""
+    columns = [(col, "median", 0 if col.endswith("_mb") else 2, False) for col, _ in present]
+    rows = _group_cells(data, columns, lang, ordered(data["environment"]),
+                        ordered(data["dataset"]))
+    head = [label("dataset", lang), label("environment", lang)] + \
+        [stacked(label(k, lang), 12) for _, k in present]
+    return Table(label("resources_caption", lang), "tab:resources", "ll" + "r" * len(present),
+                 [header_row(head)], rows).render()
+
+
+def runs_table(frame: pd.DataFrame, lang: str = "en") -> str:
+    """Runs per dataset and environment: ok, failed (any other status) and warm-up.
+
+    `frame` is the whole runs table, failed and warm-up runs included.
+    """
+    if frame.empty or "environment" not in frame or "dataset" not in frame:
+        return ""
+    status = frame["status"].fillna("ok").astype(str).str.strip() if "status" in frame \
+        else pd.Series("ok", index=frame.index)
+    counted = frame.index.isin(usable_runs(frame).index)
+    data = pd.DataFrame({"dataset": frame["dataset"].astype(str),
+                         "environment": frame["environment"].astype(str),
+                         "ok": counted, "failed": status != "ok",
+                         "warmup": (status == "ok") & ~counted})
+    columns = [(k, "sum", 0, False) for k in ("ok", "failed", "warmup")]
+    rows = _group_cells(data, columns, lang, ordered(data["environment"]),
+                        ordered(data["dataset"]))
+    head = [label(k, lang) for k in ("dataset", "environment", "ok", "failed", "warmup")]
+    return Table(label("runs_caption", lang), "tab:runs", "llrrr", [header_row(head)],
+                 rows).render()
+
+
+def environments_table(fingerprints: dict[str, dict[str, str]], lang: str = "en") -> str:
+    """Hardware and software per environment: one column per environment, SPSS-free."""
+    keys = _unique(k for fp in fingerprints.values() for k in fp)
+    if not keys:
+        return ""
+    envs = list(fingerprints)
+    rows: list[list[str] | None] = [
+        [label(k, lang)] + [escape(fingerprints[e].get(k, "")) or MISSING for e in envs]
+        for k in keys]
+    head = header_row([""] + [escape(e) for e in envs])
+    width = max(2.0, 11.0 / max(len(envs), 1))
+    align = "l" + f">{{\\raggedright\\arraybackslash}}p{{{width:.1f}cm}}" * len(envs)
+    return Table(label("environments_caption", lang), "tab:environments", align, [head],
+                 rows, size="\\footnotesize").render()
+
+
+def datasets_table(datasets: list[dict[str, str]], lang: str = "en") -> str:
+    """Name, source, images, resolution and the train/test split of each dataset."""
+    keys = ("source_col", "images", "size", "n_train", "n_test")
+    if not any(d.get(k) for d in datasets for k in keys):
+        return ""  # names alone: the text lists them
+    rows: list[list[str] | None] = [
+        [escape(d.get("name", ""))] + [escape(d.get(k, "")) or MISSING for k in keys]
+        for d in datasets]
+    head = header_row([label("dataset", lang)] + [label(k, lang) for k in keys])
+    return Table(label("datasets_caption", lang), "tab:datasets", "llrrrr", [head],
+                 rows).render()
+
+
+def calibration_table(calibration: dict[str, Any], lang: str = "en") -> str:
+    """The A/A calibration: per metric and dataset, the CV of each arm, the ratio of medians
+    between identical arms with its interval (the noise floor) and the false-positive rate
+    of the procedure against its nominal alpha (study/calibrate.py's calibration.json)."""
+    entries = [e for e in calibration.get("entries") or [] if isinstance(e, dict)]
+    if not entries:
+        return ""
+    rows = []
+    for e in entries:
+        cv = e.get("cv") or {}
+        fp = e.get("false_positive") or {}
+        floor = e.get("noise_floor")
+        rate = fmt_num(fp.get("rate"), 3, lang, bounded=True)
+        if not (is_missing(fp.get("ci_low")) or is_missing(fp.get("ci_high"))):
+            sep = "; " if lang == "es" else ", "
+            rate += (f" [{fmt_num(fp['ci_low'], 3, lang, bounded=True)}{sep}"
+                     f"{fmt_num(fp['ci_high'], 3, lang, bounded=True)}]")
+        rows.append((metric_name(str(e.get("metric", "")), lang, capital=True, latex=False),
+                     [escape(e.get("dataset", "")),
+                      f"{fmt_int(e.get('n_a'))}/{fmt_int(e.get('n_b'))}",
+                      *(fmt_num(v, 3, lang) for v in list(cv.values())[:2]),
+                      ratio_text(e, lang),
+                      MISSING if is_missing(floor)
+                      else "$\\pm$" + fmt_num(100 * float(floor), 1, lang) + "\\,\\%",
+                      rate, fmt_num(fp.get("nominal"), 2, lang, bounded=True)]))
+    arms = list((entries[0].get("cv") or {}).keys())[:2] or ["A", "B"]
+    head = [label("metric", lang), label("dataset", lang), label("n", lang)]
+    head += [f"CV {escape(a)}" for a in arms]
+    head += [stacked(label(k, lang), 16) for k in ("speedup", "noise_floor", "false_positive")]
+    head += ["$\\alpha$"]
+    return Table(label("calibration_caption", lang), "tab:calibration",
+                 "ll" + "r" * (len(arms) + 5), [header_row(head)], _grouped(rows),
+                 size="\\footnotesize").render()
+
