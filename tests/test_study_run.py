@@ -188,3 +188,17 @@ def test_aa_calibration(tmp_path: Path, quick_study) -> None:
     assert 0 <= entry["false_positive"]["rate"] <= 1 and entry["noise_floor"] is not None
     saved = json.loads((tmp_path / "out" / "calibration.json").read_text())
     assert saved["entries"][0]["false_positive"]["splits"] == 1000
+
+
+@pytest.mark.parametrize(("target", "stopped_at", "met"), [(0.9, 3, True), (0.0001, 4, False)])
+def test_auto_repetitions_stop_when_the_interval_is_narrow(
+        tmp_path: Path, quick_study, target: float, stopped_at: int, met: bool) -> None:
+    spec = quick_study(repetitions='"auto"', parameters="sleep_s = 0.02",
+                       extra=f"min_repetitions = 3\nmax_repetitions = 4\n"
+                             f"target_halfwidth = {target}")
+    result = run_study(load_study(spec), output=tmp_path / "out")
+    assert result.stopping["repetitions"] == stopped_at and result.stopping["met"] is met
+    assert len(result.executed) == 2 * stopped_at
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["stopping"]["reason"] == result.stopping["reason"]
+    assert ("within" if met else "maximum") in result.stopping["reason"]
