@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import textwrap
 import unicodedata
@@ -32,9 +31,15 @@ from study import sysdeps
 FIXTURE = Path(__file__).parent / "fixtures" / "analysis_fixture.json"
 HOSTILE = "a&b_%#$~^\\{}"
 HOSTILE_DS = "d&s_%#$~^\\{}"
-HAVE_TEX = all(shutil.which(c) for c in ("latexmk", "pdflatex", "pdftotext"))
-needs_tex = pytest.mark.skipif(not HAVE_TEX, reason="latexmk/pdftotext missing: "
-                               "python -m study.sysdeps tex")
+
+
+@pytest.fixture(scope="session")
+def tex() -> None:
+    """TeX Live and pdftotext, installed when missing (as root), else a clear failure."""
+    sysdeps.ensure_commands(sysdeps.GROUPS["tex"])
+
+
+needs_tex = pytest.mark.usefixtures("tex")
 
 
 @pytest.fixture(scope="module")
