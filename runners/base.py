@@ -20,10 +20,18 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+TPU_TRIM_MULTIPLE = 128  # TPUs want both sets in multiples of 128, as the Colab tutorial
+
+
 def run_parameters(study: Study, env: Environment, job: RunJob, record_path: str,
                    dataset_path: str | None = None) -> dict[str, Any]:
-    """The notebook's parameters for one run: study, then environment, then the runner's."""
-    return {**study.parameters, **env.parameters, "record_path": record_path, "seed": job.seed,
+    """The notebook's parameters for one run: study, then environment, then the runner's.
+
+    A TPU environment trims the sets to multiples of 128 unless the study says otherwise.
+    """
+    defaults = {"trim_multiple": TPU_TRIM_MULTIPLE} if env.accelerator == "tpu" else {}
+    return {**defaults, **study.parameters, **env.parameters, "record_path": record_path,
+            "seed": job.seed,
             "dataset": study.dataset(job.dataset).protocol_config(dataset_path),
             "accelerator": env.accelerator}
 

@@ -1,0 +1,391 @@
+"""The browser path to Colab: export an environment as one notebook, import what it brings back.
+
+`study export colab SPEC --environment NAME -o bundle.ipynb` writes a notebook that carries
+everything (the toolkit, the protocol notebook, folder datasets and the study, as one
+base64 zip), asks Colab for the environment's accelerator in its metadata, runs the
+environment's repetitions with the local runner inside the VM and packs an archive of the
+records, executed notebooks and a manifest. `study import ARCHIVE` checks the archive
+against the study file before anything is merged, so a stale, foreign or tampered archive
+can never reach runs.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from rich.console import Console
+
+from runners.staging import UNPACK_SOURCE
+from runners.vm import (
+    ARCHIVE_DIRS,
+    ARCHIVE_FORMAT,
+    ARCHIVE_VERSION,
+    EXPORT_FILE,
+    build_vm_stage,
+)
+from study.plan import SEP
+from study.spec import PROJECT_ROOT, Environment, SpecError, Study, load_study
+from study.store import STATUSES, ResultsStore, StoreError, default_results_dir
+
+MAX_ARCHIVE_BYTES = 1 << 30  # a study's records and notebooks are far smaller
+MAX_UNPACKED_BYTES = 4 << 30  # and no zip bomb gets past this
+PAYLOAD_LINE = 4096
+console = Console()
+
+
+class ArchiveError(StoreError):
+    """An archive that is refused, with the reason; nothing has been merged."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------------------------
+
+
+def colab_metadata(env: Environment) -> dict[str, Any]:
+    """Notebook metadata that makes Colab offer the environment's accelerator on opening."""
+    meta: dict[str, Any] = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"}, "colab": {"provenance": []}}
+    if env.gpu:
+        meta["accelerator"] = "GPU"
+        meta["colab"]["gpuType"] = env.gpu.upper()
+    elif env.tpu:
+        meta["accelerator"] = "TPU"
+        meta["colab"]["gpuType"] = env.tpu.upper()
+    return meta
+
+
+def export_manifest(study: Study, env: Environment, repetitions: int) -> dict[str, Any]:
+    """What the archive will say about its origin; `study import` checks it."""
+    try:
+        version = metadata.version("cloudbench-study")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"format": ARCHIVE_FORMAT, "format_version": ARCHIVE_VERSION, "study": study.name,
+            "study_file": study.path.name, "study_path": str(study.path),
+            "study_sha256": study.file_sha256(), "environment": env.name,
+            "runner": env.runner, "accelerator": env.accelerator, "gpu": env.gpu,
+            "tpu": env.tpu, "notebook": study.notebook.name,
+            "notebook_sha256": _sha256(study.notebook.read_bytes()),
+            "parameters": study.parameters, "environment_parameters": env.parameters,
+            "repetitions": repetitions, "toolkit_version": version,
+            "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+
+
+def export_colab(study: Study, env_name: str, output: Path,
+                 repetitions: int | None = None) -> Path:
+    """Write the self-contained notebook for one environment; return its path."""
+    env = study.environment(env_name)
+    if env.runner != "colab":
+        raise SpecError(study.path, f"environments[{study.environments.index(env)}].runner",
+                        f"`study export colab` takes a colab environment; {env.name!r} has "
+                        f"runner = {env.runner!r}")
+    reps = repetitions or study.planned_repetitions
+    manifest = export_manifest(study, env, reps)
+    stage = build_vm_stage(study, {EXPORT_FILE: json.dumps(manifest, indent=1).encode()})
+    payload = base64.b64encode(stage.zip_bytes()).decode("ascii")
+    lines = "\n".join(f'    "{payload[i:i + PAYLOAD_LINE]}"'
+                      for i in range(0, len(payload), PAYLOAD_LINE))
+    device = (f"a {env.gpu.upper()} GPU" if env.gpu else f"a {env.tpu} TPU" if env.tpu
+              else "a CPU runtime")
+    nb = new_notebook(metadata=colab_metadata(env))
+    nb.cells = [
+        new_markdown_cell(
+            f"# Study `{study.name}`: environment `{env.name}` on Colab\n\n"
+            f"This notebook runs the `{env.name}` repetitions of the study ({reps} per "
+            f"dataset) with the same protocol notebook and toolkit as every other "
+            f"environment; it asks Colab for {device}.\n\n"
+            "1. *Runtime > Run all*. Nothing else is needed: the toolkit, the protocol and the "
+            "datasets are embedded below; only papermill is installed if missing.\n"
+            "2. At the end the archive of the runs is downloaded (or saved to Google Drive "
+            "with `save_to_drive = True`).\n"
+            f"3. At home: `study import <archive>.zip` checks it and merges it into "
+            f"`data/results/{study.name}/`.\n\n"
+            "Running it again resumes: repetitions already done in `results_dir` are kept."),
+        new_code_cell(
+            "# Parameters\n"
+            f"repetitions = {reps}                  # per dataset\n"
+            'results_dir = "cloudbench-results"  # records and executed notebooks in the VM\n'
+            'archive_dir = "."                   # where the archive is written\n'
+            "save_to_drive = False               # True: copy the archive to My Drive",
+            metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "# The toolkit, protocol notebook, datasets and study (a zip, base64)\n"
+            f"STAGE_VERSION = {stage.version!r}\n"
+            f"STAGE_SHA256 = {_sha256(stage.zip_bytes())!r}\n"
+            f"ENVIRONMENT = {env.name!r}\n"
+            f"PAYLOAD = (\n{lines}\n)"),
+        new_code_cell(
+            "# Unpack the toolkit (once per version) and install what the VM lacks\n"
+            "import base64, hashlib, importlib.util, os, subprocess, sys\n"
+            f"{UNPACK_SOURCE.strip()}\n\n"
+            "_data = base64.b64decode(PAYLOAD)\n"
+            "assert hashlib.sha256(_data).hexdigest() == STAGE_SHA256, 'damaged payload'\n"
+            'os.makedirs("cloudbench", exist_ok=True)\n'
+            '_zip = os.path.join("cloudbench", "cloudbench-" + STAGE_VERSION + ".zip")\n'
+            'with open(_zip, "wb") as _fh:\n'
+            "    _fh.write(_data)\n"
+            'root = _cloudbench_unpack(_zip, os.path.join("cloudbench", STAGE_VERSION))\n'
+            "if root not in sys.path:\n"
+            "    sys.path.insert(0, root)\n"
+            '_missing = [m for m in ("papermill",) if importlib.util.find_spec(m) is None]\n'
+            "if _missing:\n"
+            '    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *_missing])\n'
+            'print("toolkit", STAGE_VERSION, "in", root)'),
+        new_code_cell(
+            "# Run the repetitions: a fresh kernel each, through papermill, as on any machine\n"
+            "from runners.vm import run_environment\n\n"
+            "archive_path = run_environment(root, ENVIRONMENT, repetitions, results_dir, "
+            "archive_dir)"),
+        new_code_cell(
+            "# Bring the archive home\n"
+            "import shutil\n\n"
+            "try:\n"
+            "    from google.colab import files\n"
+            "except ImportError:  # not on Colab: the archive stays here\n"
+            '    print("archive written to", os.path.abspath(archive_path))\n'
+            "else:\n"
+            "    if save_to_drive:\n"
+            "        from google.colab import drive\n\n"
+            '        drive.mount("/content/drive")\n'
+            '        print("saved to", shutil.copy(archive_path, "/content/drive/MyDrive/"))\n'
+            "    else:\n"
+            "        files.download(archive_path)"),
+    ]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, output)
+    return output
+
+
+def cmd_export_colab(args: argparse.Namespace) -> int:
+    study = load_study(args.spec)
+    path = export_colab(study, args.environment, args.output, args.repetitions)
+    console.print(f"[green]exported[/] {path} ({path.stat().st_size / 2**20:.1f} MB): open it "
+                  f"in Colab, Runtime > Run all, then `study import` the archive it downloads")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# import
+# --------------------------------------------------------------------------------------------
+
+
+def _unsafe(name: str) -> bool:
+    path = PurePosixPath(name.replace("\\", "/"))
+    return name.startswith(("/", "\\")) or ".." in path.parts or ":" in name
+
+
+def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and files of an archive, refusing anything that could escape or explode."""
+    import zipfile
+
+    if not path.is_file():
+        raise ArchiveError(f"{path}: archive not found")
+    if path.stat().st_size > MAX_ARCHIVE_BYTES:
+        raise ArchiveError(f"{path}: {path.stat().st_size} bytes is over the size limit of "
+                           f"{MAX_ARCHIVE_BYTES} bytes")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            unpacked = sum(i.file_size for i in infos)
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise ArchiveError(f"{path}: {unpacked} bytes unpacked is over the size limit "
+                                   f"of {MAX_UNPACKED_BYTES} bytes")
+            files: dict[str, bytes] = {}
+            for info in infos:
+                name = info.filename
+                if _unsafe(name):
+                    raise ArchiveError(f"{path}: unsafe path {name!r} (absolute or '..')")
+                if info.is_dir():
+                    continue
+                parts = name.split("/")
+                if name != "manifest.json" and (len(parts) != 2 or parts[0] not in ARCHIVE_DIRS):
+                    raise ArchiveError(f"{path}: unexpected file {name!r}; an archive holds "
+                                       f"manifest.json and {', '.join(ARCHIVE_DIRS)}/")
+                if name in files:
+                    raise ArchiveError(f"{path}: {name!r} appears twice")
+                files[name] = zf.read(info)
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError(f"{path}: not a zip archive ({exc})") from exc
+    if "manifest.json" not in files:
+        raise ArchiveError(f"{path}: no manifest.json; not an archive of `study export colab`")
+    try:
+        manifest = json.loads(files.pop("manifest.json"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArchiveError(f"{path}: manifest.json is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ArchiveError(f"{path}: manifest.json is not an object")
+    return manifest, files
+
+
+def find_spec(manifest: dict[str, Any], spec: Path | None) -> Path:
+    """The study file: --spec, else where the manifest says it was exported from."""
+    if spec is not None:
+        return spec
+    named = Path(str(manifest.get("study_file", "")))
+    candidates = [Path(str(manifest.get("study_path", ""))), named, PROJECT_ROOT / "study" / named]
+    for candidate in candidates:
+        if candidate.name and candidate.is_file():
+            return candidate
+    raise ArchiveError(f"cannot find the study file {manifest.get('study_file')!r} that the "
+                       "archive was exported from; pass it with --spec")
+
+
+def validate(path: Path, manifest: dict[str, Any], files: dict[str, bytes], study: Study,
+             store: ResultsStore) -> list[dict[str, Any]]:
+    """Every rule an archive must pass before a byte of it is merged; its records if it does."""
+    def refuse(reason: str) -> ArchiveError:
+        return ArchiveError(f"{path}: refused: {reason}")
+
+    if manifest.get("format") != ARCHIVE_FORMAT:
+        raise refuse(f"format {manifest.get('format')!r} is not {ARCHIVE_FORMAT!r}")
+    if manifest.get("format_version") != ARCHIVE_VERSION:
+        raise refuse(f"format version {manifest.get('format_version')!r} is not supported; "
+                     f"this toolkit reads version {ARCHIVE_VERSION}")
+    if manifest.get("study") != study.name:
+        raise refuse(f"it holds runs of study {manifest.get('study')!r}, not of {study.name!r}")
+    notebook_sha = _sha256(study.notebook.read_bytes())
+    if manifest.get("notebook_sha256") != notebook_sha:
+        raise refuse(f"its protocol notebook differs from {study.notebook} "
+                     f"(sha256 {str(manifest.get('notebook_sha256'))[:12]}... in the archive, "
+                     f"{notebook_sha[:12]}... here)")
+    if manifest.get("parameters") != study.parameters:
+        raise refuse(f"its protocol parameters {json.dumps(manifest.get('parameters'))} differ "
+                     f"from the study file's {json.dumps(study.parameters)}")
+    try:
+        env = study.environment(str(manifest.get("environment")))
+    except SpecError as exc:
+        raise refuse(str(exc)) from exc
+    if manifest.get("environment_parameters", {}) != env.parameters:
+        raise refuse(f"the parameters of environment {env.name!r} differ from the study file's")
+    hashes = manifest.get("files")
+    if not isinstance(hashes, dict) or set(hashes) != set(files):
+        raise refuse("its files do not match the list in its manifest")
+    for name, data in files.items():
+        if hashes[name] != _sha256(data):
+            raise refuse(f"{name} was changed after packing (its sha256 does not match)")
+    datasets = {d.name for d in study.datasets}
+    records: list[dict[str, Any]] = []
+    for name in sorted(n for n in files if n.startswith("records/")):
+        try:
+            record = json.loads(files[name])
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise refuse(f"{name} is not valid JSON: {exc}") from exc
+        if not isinstance(record, dict):
+            raise refuse(f"{name} is not a run record")
+        records.append(record)
+    ids = [r.get("run_id") for r in records]
+    duplicate = next((i for i in ids if ids.count(i) > 1), None)
+    if duplicate is not None:
+        raise refuse(f"run id {duplicate!r} appears more than once")
+    for name, record in zip(sorted(n for n in files if n.startswith("records/")), records,
+                            strict=True):
+        rid = str(record.get("run_id"))
+        parts = rid.split(SEP)
+        if name != f"records/{rid}.json":
+            raise refuse(f"{name} holds the record of {rid!r}")
+        if (record.get("study") != study.name or record.get("environment") != env.name
+                or len(parts) != 3 or parts[0] != env.name or parts[1] not in datasets
+                or record.get("dataset") != parts[1]):
+            raise refuse(f"{name} is not a run of environment {env.name!r} of this study")
+        if record.get("status") not in STATUSES:
+            raise refuse(f"{name} has status {record.get('status')!r}")
+    ids_set = set(ids)
+    for name in files:
+        folder, file = name.split("/")
+        if folder != "records" and not any(file.startswith(f"{rid}.") for rid in ids_set):
+            raise refuse(f"{name} belongs to no run in the archive")
+    old = store.read_manifest()
+    if old is not None and store.records():
+        for key in ("notebook_sha256", "parameters"):
+            if key in old and old[key] != manifest.get(key):
+                raise refuse(f"the runs already in {store.root} have another {key}")
+    return records
+
+
+def _write_if_new(path: Path, data: bytes) -> None:
+    if path.exists() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(f".{path.name}.import")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def import_archive(path: Path, output: Path | None = None, spec: Path | None = None
+                   ) -> dict[str, list[str]]:
+    """Check, then merge; rebuild runs.csv. Importing the same archive again changes nothing."""
+    from study.scheduler import build_manifest
+
+    manifest, files = read_archive(path)
+    study = load_study(find_spec(manifest, spec), check_data=False)
+    store = ResultsStore(output or default_results_dir(study.name))
+    records = validate(path, manifest, files, study, store)
+    outcome: dict[str, list[str]] = {"added": [], "unchanged": [], "kept": []}
+    store.prepare()
+    for record in records:
+        rid = record["run_id"]
+        current = store.record_path(rid)
+        if current.exists():
+            old = json.loads(current.read_text(encoding="utf-8"))
+            if old == record:
+                outcome["unchanged"].append(rid)
+                continue
+            if old.get("status") == "ok":  # a completed run is never replaced
+                outcome["kept"].append(rid)
+                continue
+        for name, data in files.items():
+            folder, file = name.split("/")
+            if folder != "records" and file.startswith(f"{rid}."):
+                _write_if_new(store.root / folder / file, data)
+        store.write_record(record)
+        outcome["added"].append(rid)
+    if store.read_manifest() is None:
+        store.write_manifest(build_manifest(study))
+    if outcome["added"] or not store.csv_path.exists():
+        store.write_csv()
+    return outcome
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    outcome = import_archive(args.archive, args.output, args.spec)
+    console.print(f"[green]imported[/] {args.archive}: {len(outcome['added'])} runs added, "
+                  f"{len(outcome['unchanged'])} already present, "
+                  f"{len(outcome['kept'])} kept (already ok here)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`study export colab ...` and `study import ...`."""
+    export = subparsers.add_parser(
+        "export", help="write a self-contained notebook that runs an environment elsewhere")
+    targets = export.add_subparsers(dest="target", required=True, metavar="TARGET")
+    p = targets.add_parser("colab", help="a notebook to run in Colab from the browser")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--environment", required=True, metavar="NAME",
+                   help="the colab environment of the study file to run")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="NOTEBOOK")
+    p.add_argument("--repetitions", type=int, metavar="N",
+                   help="repetitions per dataset (overrides the study file)")
+    p.set_defaults(func=cmd_export_colab)
+
+    p = subparsers.add_parser("import", help="check an archive of runs made elsewhere, merge it")
+    p.add_argument("archive", type=Path)
+    p.add_argument("--output", type=Path, metavar="DIR",
+                   help="results folder (default data/results/<study>)")
+    p.add_argument("--spec", type=Path, metavar="SPEC",
+                   help="the study file (default: the one named in the archive's manifest)")
+    p.set_defaults(func=cmd_import)
