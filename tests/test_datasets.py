@@ -1,0 +1,57 @@
+"""Datasets: generated shapes, image folders, and Keras built-ins when offline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from data.datasets import SHAPE_CLASSES, generate_shapes, load_dataset
+
+
+def test_shapes_are_deterministic_balanced_and_split_two_to_one() -> None:
+    x1, y1 = generate_shapes(90, seed=3)
+    x2, y2 = generate_shapes(90, seed=3)
+    assert x1.shape == (90, 28, 28, 1) and x1.dtype == np.uint8
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+    assert np.bincount(y1).tolist() == [30, 30, 30]
+    assert not np.array_equal(x1, generate_shapes(90, seed=4)[0])
+    x_train, y_train, x_test, y_test, classes = load_dataset(
+        {"source": "shapes", "images": 90}, seed=1)
+    assert (len(y_train), len(y_test)) == (60, 30) and classes == list(SHAPE_CLASSES)
+    # the images belong to the dataset; the run's seed only draws the split
+    other = load_dataset({"source": "shapes", "images": 90}, seed=2)
+    assert sorted(map(bytes, x_train)) != sorted(map(bytes, other[0]))
+    both = np.concatenate([x_train, x_test])
+    assert sorted(map(bytes, both)) == sorted(map(bytes, np.concatenate(other[:1] + other[2:3])))
+
+
+def test_folder_images_are_resized_per_class(tmp_path: Path) -> None:
+    for k, cls in enumerate(("cars", "vans", "bikes")):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            Image.new("RGB", (80 + i, 50), (k * 80, i * 30, 0)).save(tmp_path / cls / f"{i}.jpg")
+    config = {"source": "folder", "path": str(tmp_path), "size": [28, 21], "color": "rgb"}
+    x_train, y_train, x_test, y_test, classes = load_dataset(config, seed=0)
+    assert classes == ["bikes", "cars", "vans"]
+    assert x_train.shape[1:] == (21, 28, 3) and len(y_train) + len(y_test) == 12
+    gray = load_dataset({**config, "color": "grayscale"}, seed=0)
+    assert gray[0].shape[1:] == (21, 28, 1)
+
+
+def test_keras_dataset_offline_gives_a_clear_error(tmp_path: Path) -> None:
+    """No network is used: the download goes to a closed local port and must fail."""
+    env = {**os.environ, "KERAS_HOME": str(tmp_path), "HOME": str(tmp_path),
+           "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    code = ("from data.datasets import load_dataset, DatasetError\n"
+            "try:\n    load_dataset({'source': 'keras', 'keras_name': 'mnist'}, 0)\n"
+            "except DatasetError as exc:\n    print('ERROR', exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300).stdout
+    assert "ERROR Keras dataset 'mnist' is not cached" in out
+    assert "network connection" in out and 'source = "folder"' in out
