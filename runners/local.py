@@ -160,8 +160,8 @@ class LocalRunner(Runner):
         report = json.loads(report_path.read_text(encoding="utf-8"))
         if report["ok"]:
             if not (work / "record.json").exists():
-                return fields | {"status": "failed",
-                                 "error": "the notebook finished without writing its record"}
+                return fields | {"status": "failed", "error": "the notebook finished without "
+                                 f"writing its record to {work / 'record.json'}"}
             return fields | {"status": "ok", "error": None}
         error = f"{report.get('ename')}: {report.get('evalue')}".strip()
         oom_after = _oom_kills()

@@ -42,7 +42,8 @@ class ResultsStore:
     """data/results/<study>/: records/, attempts/, notebooks/, logs/, runs.csv, manifest.json."""
 
     def __init__(self, root: Path):
-        self.root = Path(root)
+        # Absolute, because kernels run in their own working folder and write records here.
+        self.root = Path(root).absolute()
         self.records_dir = self.root / "records"
         self.attempts_dir = self.root / "attempts"
         self.notebooks_dir = self.root / "notebooks"

@@ -202,3 +202,13 @@ def test_auto_repetitions_stop_when_the_interval_is_narrow(
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["stopping"]["reason"] == result.stopping["reason"]
     assert ("within" if met else "maximum") in result.stopping["reason"]
+
+
+def test_relative_output_folder(tmp_path: Path, quick_study,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default results folder is relative (data/results/<study>); kernels run elsewhere."""
+    spec = quick_study(repetitions=1)
+    monkeypatch.chdir(tmp_path)
+    result = run_study(load_study(spec))
+    assert [r["status"] for r in result.executed] == ["ok", "ok"]
+    assert (tmp_path / "data" / "results" / "quick" / "runs.csv").exists()
