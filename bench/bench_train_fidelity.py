@@ -22,7 +22,7 @@ from study.plan import block_jobs  # noqa: E402
 from study.spec import load_study  # noqa: E402
 from study.store import ResultsStore  # noqa: E402
 
-PARAMS = {"model": "simple_cnn", "filters": 32, "dense_units": 64, "epochs": 4,
+PARAMS = {"model": "simple_cnn", "filters": 32, "dense_units": 64, "epochs": 8,
           "batch_size": 32, "images": 1500}
 STUDY = f"""
 [study]
@@ -61,7 +61,7 @@ BARE = textwrap.dedent(f"""
 
 
 def main() -> None:
-    pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 9
     tmp = Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
     (tmp / "s.toml").write_text(STUDY)
     (tmp / "bare.py").write_text(BARE)

@@ -20,17 +20,14 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from rich.console import Console
 
-from runners.staging import UNPACK_SOURCE
-from runners.vm import (
+from runners.staging import (
     ARCHIVE_DIRS,
     ARCHIVE_FORMAT,
     ARCHIVE_VERSION,
     EXPORT_FILE,
-    build_vm_stage,
+    UNPACK_SOURCE,
 )
 from study.plan import SEP
 from study.spec import PROJECT_ROOT, Environment, SpecError, Study, load_study
@@ -89,6 +86,13 @@ def export_manifest(study: Study, env: Environment, repetitions: int) -> dict[st
 def export_colab(study: Study, env_name: str, output: Path,
                  repetitions: int | None = None) -> Path:
     """Write the self-contained notebook for one environment; return its path."""
+    # Imported here: nbformat's schema validator alone takes a second to import, and every
+    # `study` command would pay for it.
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from runners.vm import build_vm_stage
+
     env = study.environment(env_name)
     if env.runner != "colab":
         raise SpecError(study.path, f"environments[{study.environments.index(env)}].runner",

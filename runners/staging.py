@@ -17,6 +17,12 @@ from pathlib import Path
 from data.datasets import IMAGE_SUFFIXES
 from study.spec import PROJECT_ROOT, Dataset, Study
 
+#: The archive a VM packs of its runs (an exported notebook's, or a Colab session's).
+EXPORT_FILE = "export.json"
+ARCHIVE_FORMAT = "cloudbench-archive"
+ARCHIVE_VERSION = 1
+ARCHIVE_DIRS = ("records", "attempts", "notebooks", "logs")
+
 #: What the protocol notebook imports: enough for a remote kernel.
 KERNEL_PACKAGES = ("protocols", "data")
 #: What also runs the runs inside a VM (the local runner, the store, the study types).

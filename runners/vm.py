@@ -22,17 +22,20 @@ from typing import Any
 from rich.console import Console
 
 from runners.local import LocalRunner
-from runners.staging import NOTEBOOK_DIR, VM_PACKAGES, Stage, build_stage, dataset_dir
+from runners.staging import (
+    EXPORT_FILE,
+    NOTEBOOK_DIR,
+    VM_PACKAGES,
+    Stage,
+    build_stage,
+    dataset_dir,
+)
 from study.plan import RunJob, plan
 from study.scheduler import Executor
 from study.spec import Analysis, Dataset, Environment, Study
 from study.store import ResultsStore
 
 STUDY_FILE = "study.json"
-EXPORT_FILE = "export.json"
-ARCHIVE_FORMAT = "cloudbench-archive"
-ARCHIVE_VERSION = 1
-ARCHIVE_DIRS = ("records", "attempts", "notebooks", "logs")
 #: What the VM must have besides the toolkit (Colab ships all but papermill).
 VM_MODULES = ("papermill", "nbclient", "ipykernel", "tensorflow", "psutil", "pandas", "rich")
 

@@ -10,6 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+import analysis.cli
+import paper.cli
+import runners.bundle
 from study.plan import plan
 from study.spec import SpecError, load_study
 from study.store import ResultsStore, StoreError, default_results_dir
@@ -17,8 +20,6 @@ from study.store import ResultsStore, StoreError, default_results_dir
 console = Console()
 err_console = Console(stderr=True)
 
-# Subcommands that live with the part of the toolkit they drive.
-REGISTRARS = ("analysis.cli", "paper.cli", "runners.bundle")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -63,14 +64,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_all(args: argparse.Namespace) -> int:
-    from paper.cli import paper_for
+    from paper.cli import cmd_paper
 
     cmd_run(args)
     study = load_study(args.spec, check_data=False)
     runs = (args.output or default_results_dir(study.name)) / "runs.csv"
-    pdf = paper_for(Path(args.spec), runs)
-    console.print(f"[green]paper[/]: {pdf}")
-    return 0
+    return cmd_paper(argparse.Namespace(spec=args.spec, runs=runs, output=None))
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -123,14 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, metavar="DIR")
     p.set_defaults(func=cmd_calibrate)
 
-    import importlib
-
-    for module in REGISTRARS:
-        try:
-            importlib.import_module(module).register(sub)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    # Subcommands that live with the part of the toolkit they drive.
+    for register in (analysis.cli.register, paper.cli.register, runners.bundle.register):
+        register(sub)
     return parser
 
 
