@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -17,24 +19,36 @@ from remote_support import (  # noqa: F401 - pytest fixtures
     write_study,
 )
 
+from paper.build import build_paper
+from study.spec import load_study
+
 
 @pytest.mark.slow
-def test_local_jupyter_and_colab_environments_make_one_runs_csv(
+def test_local_jupyter_and_colab_environments_make_one_runs_csv_and_one_paper(
         gateway: Gateway, colab: ColabStandIn, tmp_path: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(TOKEN_ENV, gateway.token)
     spec = write_study(tmp_path / "study.toml", [
         {"name": "pc", "runner": "local"},
         {"name": "lab", "runner": "jupyter", "url": gateway.url, "token_env": TOKEN_ENV},
-        {"name": "vm", "runner": "colab"}], name="mixed")
+        {"name": "vm", "runner": "colab"}], name="mixed", repetitions=3)
     out = tmp_path / "results"
     result = run(spec, out)
 
-    assert len(result.executed) == 3 and not result.failed, [r["error"] for r in result.failed]
+    assert len(result.executed) == 9 and not result.failed, [r["error"] for r in result.failed]
     runs = pd.read_csv(out / "runs.csv")
-    assert sorted(runs["environment"]) == ["lab", "pc", "vm"]
+    assert sorted(runs["environment"]) == ["lab"] * 3 + ["pc"] * 3 + ["vm"] * 3
     assert dict(zip(runs["environment"], runs["runner"], strict=True)) == {
         "pc": "local", "lab": "jupyter", "vm": "colab"}
     assert (runs["status"] == "ok").all() and runs["train_s"].gt(0).all()
     assert files_containing(out, gateway.token) == []
-    assert colab.verbs().count("new") == colab.verbs().count("stop") == 1
+    assert colab.verbs().count("new") == colab.verbs().count("stop") == 3  # one per block
+
+    pdf = build_paper(out / "runs.csv", load_study(spec), tmp_path / "paper")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    analysis = json.loads((tmp_path / "paper" / "mixed" / "analysis.json").read_text())
+    pairs = {(c["a"], c["b"]) for c in analysis["comparisons"]}
+    assert len(pairs) == 3 and analysis["kruskal_wallis"]
+    for env in ("pc", "lab", "vm"):
+        assert env in text
