@@ -56,6 +56,12 @@ def test_demo_study_is_valid() -> None:
     assert len(study.environments) == 2 and study.repetitions >= 10
 
 
+@pytest.mark.parametrize("example", sorted((PROTOCOL.parent.parent / "study" / "examples")
+                                           .glob("*.toml")), ids=lambda p: p.stem)
+def test_example_studies_are_valid(example: Path) -> None:
+    assert load_study(example).environments
+
+
 def test_unknown_key(tmp_path: Path) -> None:
     refuse(tmp_path, GOOD.replace("repetitions = 3", "repetitions = 3\nrepetition = 4"),
            "study.repetition", "unknown key")
