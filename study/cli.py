@@ -25,9 +25,11 @@ err_console = Console(stderr=True)
 def cmd_validate(args: argparse.Namespace) -> int:
     study = load_study(args.spec)
     jobs = plan(study)
+    reps = (study.repetitions if study.repetitions != "auto" else
+            f"auto ({study.min_repetitions} to {study.max_repetitions})")
     console.print(f"[green]valid[/]: {args.spec}: study {study.name!r}, "
                   f"{len(study.environments)} environments x {len(study.datasets)} datasets x "
-                  f"{study.repetitions} repetitions = {len(jobs)} runs "
+                  f"{reps} repetitions = {len(jobs)} runs planned "
                   f"({study.order} order, seed {study.seed})")
     return 0
 
@@ -46,9 +48,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     study = load_study(args.spec, check_data=False)
     store = ResultsStore(args.output or default_results_dir(study.name))
-    statuses = store.statuses()
+    records = store.records()
+    statuses = {r["run_id"]: r.get("status", "failed") for r in records}
+    # An "auto" study may have run more blocks than it planned: show them all.
+    ran = max((r.get("block", 0) for r in records), default=0)
     counts: Counter[tuple[str, str, str]] = Counter()
-    for job in plan(study, args.repetitions):
+    for job in plan(study, args.repetitions or max(study.planned_repetitions, ran)):
         state = statuses.get(job.run_id, "pending")
         counts[(job.environment, job.dataset, "done" if state == "ok" else
                 "pending" if state == "pending" else "failed")] += 1

@@ -169,11 +169,15 @@ class Executor:
 
 
 def _stopping_state(study: Study, store: ResultsStore, block: int) -> dict[str, Any] | None:
-    """The "auto" rule: stop when every ratio-of-medians interval is narrow enough."""
+    """The "auto" rule: stop when every ratio-of-medians interval is narrow enough.
+
+    Only blocks up to `block` count, so a resumed study stops where it first stopped.
+    """
     from analysis.power import ratio_halfwidth
 
     frame = store.frame()
-    frame = frame[(frame["status"] == "ok") & (frame["warmup"] != True)]  # noqa: E712
+    frame = frame[(frame["status"] == "ok") & (frame["warmup"] != True)  # noqa: E712
+                  & (frame["block"] <= block)]
     widths = {}
     envs = [e.name for e in study.environments]
     for ds in study.datasets:

@@ -212,3 +212,13 @@ def test_relative_output_folder(tmp_path: Path, quick_study,
     result = run_study(load_study(spec))
     assert [r["status"] for r in result.executed] == ["ok", "ok"]
     assert (tmp_path / "data" / "results" / "quick" / "runs.csv").exists()
+
+
+def test_resumed_auto_study_stops_where_it_stopped(tmp_path: Path, quick_study) -> None:
+    spec = quick_study(repetitions='"auto"', parameters="sleep_s = 0.02",
+                       extra="min_repetitions = 3\nmax_repetitions = 4\n"
+                             "target_halfwidth = 0.0001")
+    first = run_study(load_study(spec), output=tmp_path / "out")
+    again = run_study(load_study(spec), output=tmp_path / "out")
+    assert again.executed == [] and again.stopping["repetitions"] == 4
+    assert again.stopping["halfwidths"] == first.stopping["halfwidths"]
