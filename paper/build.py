@@ -560,7 +560,7 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: dict[str,
     failed = int((frame["status"].astype(str).str.strip() != "ok").sum()) \
         if "status" in frame else 0
     params = dict(manifest.get("parameters") or (study.parameters if study else {}))
-    first_cols = [c for c in ("epochs", "batch_size", "model", "n_params") if c in usable]
+    first_cols = [c for c in ("epochs", "batch_size", "model") if c in usable]
     for col in first_cols:
         value = _summarise(usable[col], lang)
         if value and col not in params:
@@ -592,6 +592,7 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: dict[str,
         "notebook": study.notebook.name if study else manifest.get("notebook", ""),
         # Runs from another source may carry none of the protocol's timings.
         "protocol_known": bool(study or manifest or "train_s" in frame),
+        "n_params": _summarise(usable["n_params"], lang) if "n_params" in usable else None,
         "parameters": [(k, _plain_value(v) if not isinstance(v, dict | list)
                         else json.dumps(v)) for k, v in params.items()],
         "manifest": {"version": manifest.get("toolkit_version") or toolkit_version(),
