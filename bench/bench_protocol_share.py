@@ -11,13 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import ROOT
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-
-from study.scheduler import run_study  # noqa: E402
-from study.spec import load_study  # noqa: E402
+from study.scheduler import run_study
+from study.spec import load_study
 
 
 def main() -> None:

@@ -11,24 +11,16 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from runners.local import LocalRunner  # noqa: E402
-from study.plan import block_jobs  # noqa: E402
-from study.spec import load_study  # noqa: E402
-from study.store import ResultsStore  # noqa: E402
+from harness import PROTOCOL, local_runner
 
 STUDY = f"""
 [study]
 name = "bench-overhead"
 repetitions = 1
 [protocol]
-notebook = "{ROOT / 'protocols' / 'cnn_train.ipynb'}"
+notebook = "{PROTOCOL}"
 [protocol.parameters]
 model = "shapes_cnn"
 epochs = 1
@@ -42,13 +34,7 @@ name = "pc"
 
 def main() -> None:
     pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    tmp = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
-    (tmp / "s.toml").write_text(STUDY)
-    study = load_study(tmp / "s.toml")
-    store = ResultsStore(tmp / "results")
-    store.prepare()
-    runner = LocalRunner(study, study.environments[0], store)
-    job = block_jobs(study, 1)[0]
+    runner, job, tmp = local_runner(STUDY, "bench-overhead-")
     runner_s, plain_s = [], []
     for i in range(pairs):
         record = runner.run(job, attempt=i + 1)
@@ -57,7 +43,7 @@ def main() -> None:
         params = runner.parameters(job, tmp / "plain-record.json")
         (tmp / "params.json").write_text(json.dumps(params))
         start = time.perf_counter()
-        subprocess.run(["papermill", str(study.notebook), str(tmp / "plain.ipynb"),
+        subprocess.run(["papermill", str(runner.study.notebook), str(tmp / "plain.ipynb"),
                         "-y", json.dumps(params), "--cwd", str(tmp), "--no-progress-bar"],
                        check=True, capture_output=True, env=runner.kernel_env())
         plain_s.append(time.perf_counter() - start)

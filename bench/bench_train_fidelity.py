@@ -10,17 +10,9 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from runners.local import LocalRunner  # noqa: E402
-from study.plan import block_jobs  # noqa: E402
-from study.spec import load_study  # noqa: E402
-from study.store import ResultsStore  # noqa: E402
+from harness import PROTOCOL, local_runner
 
 PARAMS = {"model": "simple_cnn", "filters": 32, "dense_units": 64, "epochs": 8,
           "batch_size": 32, "images": 1500}
@@ -29,7 +21,7 @@ STUDY = f"""
 name = "bench-fidelity"
 repetitions = 1
 [protocol]
-notebook = "{ROOT / 'protocols' / 'cnn_train.ipynb'}"
+notebook = "{PROTOCOL}"
 [protocol.parameters]
 model = "{PARAMS['model']}"
 filters = {PARAMS['filters']}
@@ -62,14 +54,8 @@ BARE = textwrap.dedent(f"""
 
 def main() -> None:
     pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 9
-    tmp = Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
-    (tmp / "s.toml").write_text(STUDY)
+    runner, job, tmp = local_runner(STUDY, "bench-fidelity-")
     (tmp / "bare.py").write_text(BARE)
-    study = load_study(tmp / "s.toml")
-    store = ResultsStore(tmp / "results")
-    store.prepare()
-    runner = LocalRunner(study, study.environments[0], store)
-    job = block_jobs(study, 1)[0]
     ratios = []
     for i in range(pairs):
         record = runner.run(job, attempt=i + 1)
