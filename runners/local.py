@@ -106,23 +106,27 @@ class LocalRunner(Runner):
                 "report": str(work / "report.json"),
                 "kernel_manager_class": self.kernel_manager_class}
         (work / "job.json").write_text(json.dumps(spec), encoding="utf-8")
-        outcome = self._execute(work, record)
+        outcome, sampled_mb = self._execute(work, record)
         record.update(outcome)
-        if protocol_record.exists() and record["status"] == "ok":
+        measured = {}
+        if record["status"] == "ok":
             measured = json.loads(protocol_record.read_text(encoding="utf-8"))
-            sampled = record.pop("sampled_rss_mb", None)
-            record.update({k: v for k, v in measured.items() if k not in record or k == "seed"})
-            if sampled:
-                record["peak_rss_mb"] = round(max(sampled, measured.get("peak_rss_mb") or 0), 1)
-        record.pop("sampled_rss_mb", None)
+            record.update({k: v for k, v in measured.items() if k not in record})
+        # The kernel's own peak misses its children; the sampler misses short spikes.
+        # Kept for failed runs too: that is where an out-of-memory run shows itself.
+        peak = max(sampled_mb, measured.get("peak_rss_mb") or 0.0)
+        record["peak_rss_mb"] = round(peak, 1) if peak else None
         executed = work / "executed.ipynb"
         if executed.exists():
             os.replace(executed, self.notebook_path(job))
         shutil.rmtree(work, ignore_errors=True)
         return record
 
-    def _execute(self, work: Path, record: dict[str, Any]) -> dict[str, Any]:
-        """Run the child, sample memory, enforce the timeout; return status fields."""
+    def _execute(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """Run the child, sample memory, enforce the timeout.
+
+        Returns the record's status fields and the kernel tree's sampled peak (MB).
+        """
         log = open(self.store.log_path(record["run_id"]), "ab")  # noqa: SIM115
         oom_before = _oom_kills()
         start = time.perf_counter()
@@ -146,8 +150,13 @@ class LocalRunner(Runner):
             proc.wait()
             log.close()
         wall = time.perf_counter() - start
-        fields: dict[str, Any] = {"wall_s": round(wall, 4),
-                                  "sampled_rss_mb": round(peak, 1) or None}
+        return self._outcome(work, record, proc.returncode, timed_out, oom_before,
+                             round(wall, 4)), peak
+
+    def _outcome(self, work: Path, record: dict[str, Any], returncode: int, timed_out: bool,
+                 oom_before: int | None, wall_s: float) -> dict[str, Any]:
+        """Classify the run: ok, failed (infrastructure or not), timeout or oom."""
+        fields: dict[str, Any] = {"wall_s": wall_s}
         if timed_out:
             return fields | {"status": "timeout",
                              "error": f"the run exceeded its timeout of {self.timeout_s:g} s"}
@@ -156,7 +165,7 @@ class LocalRunner(Runner):
             log_path = self.store.log_path(record["run_id"])
             return fields | {"status": "failed", "infrastructure": True,
                              "error": f"the papermill process exited with code "
-                                      f"{proc.returncode} without a report; see {log_path}"}
+                                      f"{returncode} without a report; see {log_path}"}
         report = json.loads(report_path.read_text(encoding="utf-8"))
         if report["ok"]:
             if not (work / "record.json").exists():

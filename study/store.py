@@ -24,7 +24,7 @@ PROTOCOL_FIELDS = ["import_s", "load_s", "build_s", "train_s", "epoch_s", "first
                    "n_test", "epochs", "batch_size", "seed", "peak_rss_mb", "peak_gpu_mb"]
 FINGERPRINT_FIELDS = ["python", "tensorflow", "keras", "os", "cpu_model", "cpu_count", "ram_gb",
                       "accelerator", "device_name", "host_id"]
-EXTRA_FIELDS = ["warmup", "attempt", "runner", "kernel_peak_rss_mb", "model", "n_params"]
+EXTRA_FIELDS = ["warmup", "attempt", "runner", "model", "n_params"]
 COLUMNS = RUNNER_FIELDS + PROTOCOL_FIELDS + FINGERPRINT_FIELDS + EXTRA_FIELDS
 STATUSES = ("ok", "failed", "timeout", "oom")
 MIN_FREE_MB = 50

@@ -175,6 +175,7 @@ def test_out_of_memory_is_recorded_as_oom(tmp_path: Path, quick_study,
     spec = quick_study(repetitions=1, environments='[[environments]]\nname = "x"\n')
     [record] = run_study(load_study(spec), output=tmp_path / "out").executed
     assert record["status"] == "oom" and "cannot allocate" in record["error"]
+    assert record["peak_rss_mb"] > 10, "the sampled memory is kept for a failed run"
 
 
 def test_aa_calibration(tmp_path: Path, quick_study) -> None:
