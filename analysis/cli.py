@@ -50,7 +50,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     try:
         frame = load_runs(args.runs, args.metric)
-        result = analyze(frame, args.metric, alternative=args.alternative, alpha=args.alpha)
+        order = [e.strip() for e in args.order.split(",")] if args.order else None
+        result = analyze(frame, args.metric, alternative=args.alternative, alpha=args.alpha,
+                         environments=order)
         if args.json is not None:
             _write_json(args.json, result)
     except (AnalysisError, OSError) as exc:
@@ -140,6 +142,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--alternative", choices=ALTERNATIVES, default="two-sided",
                    help="H1 for a vs b: less means a < b (default two-sided)")
     p.add_argument("--alpha", type=_alpha, default=0.05, metavar="A")
+    p.add_argument("--order", metavar="ENV,ENV,...",
+                   help="the environments' order, so a is the first of each pair (default: "
+                        "as they first appear in the CSV)")
     p.set_defaults(func=cmd_analyze)
 
     p = subparsers.add_parser("plan", help="repetitions needed, from a pilot",

@@ -298,10 +298,12 @@ def _first_seen(values: Iterable[Any]) -> list[str]:
 
 
 def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
-            alternative: str = "two-sided", alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
+            alternative: str = "two-sided", alpha: float = 0.05, seed: int = 0,
+            environments: Sequence[str] | None = None) -> dict[str, Any]:
     """The analysis JSON (DESIGN.md) of a runs frame, strictly serialisable (no NaN).
 
-    Pairs (a, b) follow the order in which environments first appear; entries are ordered
+    Pairs (a, b) follow `environments` (the study file's order, which a one-sided H1 is
+    stated in), then the order in which the others first appear; entries are ordered
     by metric, dataset, pair. ``p_holm`` adjusts over the datasets of one metric and pair;
     ``significant`` is p_holm < alpha. ``seed`` drives the bootstrap of the median ratio.
     """
@@ -315,7 +317,10 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     frame = frame.assign(environment=frame["environment"].astype(str),
                          dataset=frame["dataset"].astype(str))
     chosen = check_metrics(frame, metrics)
-    envs, datasets = _first_seen(frame["environment"]), _first_seen(frame["dataset"])
+    present = _first_seen(frame["environment"])
+    envs = [e for e in environments or () if e in present]
+    envs += [e for e in present if e not in envs]
+    datasets = _first_seen(frame["dataset"])
     grouped = frame.groupby(["dataset", "environment"], sort=False).indices
     order = _run_order(frame)
     rank_in_order = np.empty(len(frame), dtype=np.int64)

@@ -435,7 +435,8 @@ def _analyze(usable: pd.DataFrame, study: Study | None) -> dict[str, Any]:
     wanted = study.analysis.metrics if study else DEFAULT_METRICS
     # A CSV gathered elsewhere may hold none of the usual metrics: then every numeric one.
     present = [m for m in wanted if m in usable and usable[m].notna().any()]
-    options = {"alternative": study.hypothesis, "alpha": study.analysis.alpha} if study else {}
+    options = {"alternative": study.hypothesis, "alpha": study.analysis.alpha,
+               "environments": [e.name for e in study.environments]} if study else {}
     try:
         return analyze(usable, metrics=present or None, **options)
     except AnalysisError as exc:

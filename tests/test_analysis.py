@@ -443,3 +443,16 @@ def test_summary_text_reads_well() -> None:
     text = summary_text(analyze(make_runs(envs=("pc", "colab", "lab")), ["train_s"]))
     assert "train_s: a = pc, b = colab" in text and "Kruskal-Wallis" in text
     assert "a > b" in text and "n.s." in text
+
+
+def test_environment_order_decides_a_and_b_for_a_one_sided_h1() -> None:
+    """The CSV lists runs as they ran (random order); H1 is stated in the study's order."""
+    rows = [{"environment": env, "dataset": "d", "train_s": t}
+            for env, times in (("slow", [5.0, 5.2, 5.1, 5.3, 5.4]),
+                               ("fast", [3.0, 3.1, 3.2, 3.3, 3.4])) for t in times]
+    frame = pd.DataFrame(rows)
+    as_listed = analyze(frame, ["train_s"], alternative="less")["comparisons"][0]
+    assert (as_listed["a"], as_listed["b"]) == ("slow", "fast") and as_listed["p"] > 0.5
+    ordered = analyze(frame, ["train_s"], alternative="less",
+                      environments=["fast", "slow", "absent"])["comparisons"][0]
+    assert (ordered["a"], ordered["b"]) == ("fast", "slow") and ordered["p"] < 0.05
