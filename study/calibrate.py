@@ -51,7 +51,9 @@ def false_positive_rate(a: np.ndarray, b: np.ndarray, alpha: float, alternative:
 def summarize(frame: Any, environment: str, metrics: list[str], alpha: float,
               alternative: str, seed: int) -> dict[str, Any]:
     """Noise floor and false-positive rate per metric and dataset, as JSON."""
-    analysis = analyze(frame, metrics=metrics, alternative=alternative, alpha=alpha, seed=seed)
+    arms = [f"{environment}-{arm}" for arm in ARMS]
+    analysis = analyze(frame, metrics=metrics, alternative=alternative, alpha=alpha, seed=seed,
+                       environments=arms)
     rng = np.random.default_rng(seed)
     entries = []
     for comp in analysis["comparisons"]:
@@ -70,7 +72,7 @@ def summarize(frame: Any, environment: str, metrics: list[str], alpha: float,
             "false_positive": false_positive_rate(a, b, alpha, alternative, rng)
             if min(len(a), len(b)) >= 3 else None})
     return {"environment": environment, "alpha": alpha, "alternative": alternative,
-            "arms": [f"{environment}-{arm}" for arm in ARMS], "entries": entries}
+            "arms": arms, "entries": entries}
 
 
 def run_calibration(study: Study, environment: str, repetitions: int | None = None,
