@@ -124,10 +124,9 @@ def test_kill_minus_nine_then_resume_loses_and_doubles_nothing(
 def test_timeout_is_enforced_by_the_runner(tmp_path: Path, quick_study) -> None:
     spec = quick_study(repetitions=1, parameters="sleep_s = 60.0",
                        extra="", environments='[[environments]]\nname = "slow"\ntimeout_s = 4\n')
-    start = time.perf_counter()
     [record] = run_study(load_study(spec), output=tmp_path / "out").executed
-    assert time.perf_counter() - start < 40
     assert record["status"] == "timeout" and "timeout of 4 s" in record["error"]
+    assert record["wall_s"] < 60, "killed before the cell's 60 s sleep could end"
 
 
 def test_dead_kernel_is_recorded(tmp_path: Path, quick_study, quick_notebook: Path) -> None:
