@@ -1,4 +1,5 @@
-"""The `study` command: validate, run, status, analyze, plan, paper, all, export, import."""
+"""The `study` command: validate, run, status, calibrate, analyze, plan, paper, all, export,
+import."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from study.store import ResultsStore, StoreError, default_results_dir
 
 console = Console()
 err_console = Console(stderr=True)
-
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
