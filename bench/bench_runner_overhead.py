@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from harness import PROTOCOL, local_runner
+from harness import PROTOCOL, local_runner, side_by_side
 
 STUDY = f"""
 [study]
@@ -33,21 +33,25 @@ name = "pc"
 
 
 def main() -> None:
-    pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 8
     runner, job, tmp = local_runner(STUDY, "bench-overhead-")
-    runner_s, plain_s = [], []
-    for i in range(pairs):
-        record = runner.run(job, attempt=i + 1)
+    attempts = iter(range(1, 10_000))
+    params = runner.parameters(job, tmp / "plain-record.json")
+
+    def through_runner() -> float:
+        record = runner.run(job, attempt=next(attempts))
         assert record["status"] == "ok", record["error"]
-        runner_s.append(record["wall_s"])
-        params = runner.parameters(job, tmp / "plain-record.json")
-        (tmp / "params.json").write_text(json.dumps(params))
+        return record["wall_s"]
+
+    def plain_papermill() -> float:
         start = time.perf_counter()
         subprocess.run(["papermill", str(runner.study.notebook), str(tmp / "plain.ipynb"),
                         "-y", json.dumps(params), "--cwd", str(tmp), "--no-progress-bar"],
                        check=True, capture_output=True, env=runner.kernel_env())
-        plain_s.append(time.perf_counter() - start)
-        print(f"pair {i + 1}: runner {runner_s[-1]:.2f} s, papermill {plain_s[-1]:.2f} s")
+        return time.perf_counter() - start
+
+    pairs_s = side_by_side(pairs, through_runner, plain_papermill, "runner vs papermill")
+    runner_s, plain_s = [a for a, _ in pairs_s], [b for _, b in pairs_s]
     ratio = statistics.median(runner_s) / statistics.median(plain_s)
     print(f"median runner {statistics.median(runner_s):.2f} s, "
           f"median papermill {statistics.median(plain_s):.2f} s")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-from harness import PROTOCOL, local_runner
+from harness import PROTOCOL, local_runner, side_by_side
 
 PARAMS = {"model": "simple_cnn", "filters": 32, "dense_units": 64, "epochs": 8,
           "batch_size": 32, "images": 1500}
@@ -53,19 +53,26 @@ BARE = textwrap.dedent(f"""
 
 
 def main() -> None:
-    pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 9
+    pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     runner, job, tmp = local_runner(STUDY, "bench-fidelity-")
     (tmp / "bare.py").write_text(BARE)
-    ratios = []
-    for i in range(pairs):
-        record = runner.run(job, attempt=i + 1)
+    attempts = iter(range(1, 10_000))
+
+    def in_notebook() -> float:
+        record = runner.run(job, attempt=next(attempts))
         assert record["status"] == "ok", record["error"]
+        return record["train_s"]
+
+    def in_bare_script() -> float:
         out = subprocess.run([sys.executable, str(tmp / "bare.py")], check=True, text=True,
                              capture_output=True, env=runner.kernel_env()).stdout
-        bare = float(out.split("TRAIN_S")[1].split()[0])
-        ratios.append(record["train_s"] / bare)
-        print(f"pair {i + 1}: notebook {record['train_s']:.3f} s, bare {bare:.3f} s, "
-              f"ratio {ratios[-1]:.3f}")
+        return float(out.split("TRAIN_S")[1].split()[0])
+
+    pairs_s = side_by_side(pairs, in_notebook, in_bare_script, "notebook vs bare")
+    ratios = [a / b for a, b in pairs_s]
+    of_medians = (statistics.median(a for a, _ in pairs_s)
+                  / statistics.median(b for _, b in pairs_s))
+    print(f"ratio of medians {of_medians:.3f}")
     print(f"train_s_ratio={statistics.median(ratios):.3f}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,3 +27,21 @@ def local_runner(study_toml: str, prefix: str) -> tuple[LocalRunner, RunJob, Pat
     store = ResultsStore(tmp / "results")
     store.prepare()
     return LocalRunner(study, study.environments[0], store), block_jobs(study, 1)[0], tmp
+
+
+def side_by_side(pairs: int, measure_a: Callable[[], float], measure_b: Callable[[], float],
+                 label: str = "") -> list[tuple[float, float]]:
+    """Measure a and b `pairs` times, alternating which goes first (ABBA), so that drift
+    and whatever the first of two runs pays (a cold cache) fall on both alike."""
+    results = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            a = measure_a()
+            b = measure_b()
+        else:
+            b = measure_b()
+            a = measure_a()
+        results.append((a, b))
+        print(f"pair {i + 1}{' (b first)' if i % 2 else ''}: {label} {a:.3f} s vs {b:.3f} s, "
+              f"ratio {a / b:.3f}", flush=True)
+    return results
