@@ -117,6 +117,22 @@ def _numeric(frame: pd.DataFrame, *columns: str) -> pd.DataFrame | None:
     return None if data.empty else data
 
 
+@contextmanager
+def _dataset_panels(data: pd.DataFrame, path: Path, lang: str) -> Iterator[
+        tuple[list[str], dict[str, Any], list[tuple[Any, str, pd.DataFrame]]]]:
+    """One panel per dataset, each environment in one colour across the panels.
+
+    Yields the environments in order, their palette and (axis, dataset, its rows) per panel.
+    """
+    import seaborn as sns
+
+    envs, datasets = ordered(data["environment"]), ordered(data["dataset"])
+    palette = dict(zip(envs, sns.color_palette("colorblind", len(envs)), strict=True))
+    with _figure(path, len(datasets), lang) as (_, axes):
+        yield envs, palette, [(ax, ds, data[data["dataset"] == ds])
+                              for ax, ds in zip(axes, datasets, strict=True)]
+
+
 def metric_boxplot(frame: pd.DataFrame, metric: str, path: Path, lang: str = "en"
                    ) -> Path | None:
     """The metric by environment, one panel per dataset: boxes, every run, outliers in red."""
@@ -125,11 +141,8 @@ def metric_boxplot(frame: pd.DataFrame, metric: str, path: Path, lang: str = "en
     data = _numeric(frame, metric)
     if data is None:
         return None
-    envs, datasets = ordered(data["environment"]), ordered(data["dataset"])
-    palette = dict(zip(envs, sns.color_palette("colorblind", len(envs)), strict=True))
-    with _figure(path, len(datasets), lang) as (_, axes):
-        for ax, ds in zip(axes, datasets, strict=True):
-            sub = data[data["dataset"] == ds]
+    with _dataset_panels(data, path, lang) as (envs, palette, panels):
+        for ax, ds, sub in panels:
             sns.boxplot(data=sub, x="environment", y=metric, hue="environment", order=envs,
                         hue_order=envs, palette=palette, showfliers=False, width=0.5,
                         boxprops={"alpha": 0.5}, ax=ax, legend=False)
@@ -172,16 +185,12 @@ def training_time_bars(frame: pd.DataFrame, path: Path, lang: str = "en",
 
 def epoch_times(frame: pd.DataFrame, path: Path, lang: str = "en") -> Path | None:
     """Median time of each epoch (band: quartiles); the first epoch, the warm-up, shaded."""
-    import seaborn as sns
 
     epochs = epoch_table(frame) if "dataset" in frame and "environment" in frame else None
     if epochs is None or epochs.empty:
         return None
-    envs, datasets = ordered(epochs["environment"]), ordered(epochs["dataset"])
-    palette = dict(zip(envs, sns.color_palette("colorblind", len(envs)), strict=True))
-    with _figure(path, len(datasets), lang) as (_, axes):
-        for ax, ds in zip(axes, datasets, strict=True):
-            sub = epochs[epochs["dataset"] == ds]
+    with _dataset_panels(epochs, path, lang) as (envs, palette, panels):
+        for ax, ds, sub in panels:
             ax.axvspan(0.5, 1.5, color="0.9", zorder=0, label=_label("legend_warmup", lang))
             for env in envs:
                 stats = sub[sub["environment"] == env].groupby("epoch")["seconds"] \
@@ -196,7 +205,7 @@ def epoch_times(frame: pd.DataFrame, path: Path, lang: str = "en") -> Path | Non
             ax.set_xlabel(_label("axis_epoch", lang))
             ax.set_ylabel(_label("axis_epoch_time", lang))
             ax.xaxis.get_major_locator().set_params(integer=True)
-        axes[0].legend(frameon=False)
+        panels[0][0].legend(frameon=False)
     return path
 
 

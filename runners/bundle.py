@@ -314,7 +314,7 @@ def validate(path: Path, manifest: dict[str, Any], files: dict[str, bytes], stud
         if folder != "records" and not any(file.startswith(f"{rid}.") for rid in ids_set):
             raise refuse(f"{name} belongs to no run in the archive")
     old = store.read_manifest()
-    if old is not None and store.records():
+    if old is not None and store.has_records():
         for key in ("notebook_sha256", "parameters"):
             if key in old and old[key] != manifest.get(key):
                 raise refuse(f"the runs already in {store.root} have another {key}")

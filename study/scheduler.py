@@ -85,7 +85,7 @@ def _check_manifest(store: ResultsStore, study: Study) -> dict[str, Any]:
     """Refuse to mix runs of two different protocols under one study name."""
     fresh = build_manifest(study)
     old = store.read_manifest()
-    if old is not None and store.records():
+    if old is not None and store.has_records():
         for key, what in (("notebook_sha256", "the protocol notebook"),
                           ("parameters", "the protocol parameters")):
             if old.get(key) != fresh[key]:

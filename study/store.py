@@ -101,6 +101,9 @@ class ResultsStore:
             tries.append(json.loads(path.read_text(encoding="utf-8")).get("attempt", 1))
         return max(tries, default=0)
 
+    def has_records(self) -> bool:
+        return self.records_dir.is_dir() and any(self.records_dir.glob("*.json"))
+
     def records(self) -> list[dict[str, Any]]:
         out = []
         if not self.records_dir.is_dir():
