@@ -80,8 +80,8 @@ def _study_command() -> list[str]:
     script = Path(sys.executable).parent / "study"
     if script.is_file():
         return [str(script), "paper"]
-    if importlib.util.find_spec("study.cli") is not None:
-        return [sys.executable, "-P", "-m", "study.cli", "paper"]
+    if importlib.util.find_spec("cli.main") is not None:
+        return [sys.executable, "-P", "-m", "cli.main", "paper"]
     return []
 
 

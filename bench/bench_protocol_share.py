@@ -14,7 +14,7 @@ from pathlib import Path
 from harness import ROOT
 from rich.console import Console
 
-from study.scheduler import run_study
+from runners.scheduler import run_study
 from study.spec import load_study
 
 

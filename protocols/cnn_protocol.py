@@ -7,16 +7,16 @@ library, numpy and TensorFlow, and imports TensorFlow lazily so the notebook can
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import resource
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from data.atomic import write_json_atomic  # noqa: F401  (the notebook writes its record with it)
 
 MODELS = ("shapes_cnn", "fashion_cnn", "simple_cnn")
 
@@ -179,19 +179,3 @@ def peak_gpu_mb(accelerator: str) -> float | None:
         return round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
     except (ValueError, RuntimeError):
         return None
-
-
-def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
-    """Write to a temporary name, then rename: a killed process never leaves half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,17 +1,23 @@
-"""What every runner shares: the parameters of a run, the record's runner fields, blocks.
+"""The runner contract: what every runner is, declares and shares.
 
-A runner never raises for a run that went wrong: it returns a record whose status says what
-happened, so the scheduler can store it and go on. Infrastructure errors (a kernel that
-would not start, a lost connection, a refused quota) are flagged so the scheduler retries.
+A runner is one module with one class, registered by one entry point (see
+docs/runners.md). It declares the study-file keys it takes (``options``) and checks them
+(``validate``) before anything runs; it runs one job at a time and never raises for a run
+that went wrong: it returns a record whose status says what happened, so the scheduler can
+store it and go on. Infrastructure errors (a kernel that would not start, a lost
+connection, a refused quota) are flagged ``infrastructure`` so that
+:func:`runners.attempts.run_with_retries` tries again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from study.plan import RunJob
+from study.record import RECORD_FORMAT_VERSION
+from study.registry import Option, load_runner
 from study.spec import Environment, Study
 from study.store import ResultsStore
 
@@ -40,14 +46,25 @@ def base_record(study: Study, env: Environment, job: RunJob, attempt: int) -> di
     return {"run_id": job.run_id, "study": study.name, "environment": env.name,
             "dataset": job.dataset, "block": job.block, "repetition": job.repetition,
             "seed": job.seed, "warmup": job.warmup, "attempt": attempt, "runner": env.runner,
-            "status": "failed", "error": None, "started_at": utc_now(), "wall_s": None}
+            "status": "failed", "error": None, "started_at": utc_now(), "wall_s": None,
+            "format_version": RECORD_FORMAT_VERSION}
 
 
 class Runner:
     """One kind of environment. Blocks let a runner keep a session open across a block."""
 
+    #: The study-file keys this runner takes beyond study.spec.ENVIRONMENT_KEYS.
+    options: ClassVar[tuple[Option, ...]] = ()
     #: True when the runner's kernel reads the local disk (protocol helpers, folder datasets).
-    local_files = True
+    local_files: ClassVar[bool] = True
+
+    @classmethod
+    def validate(cls, environment: Environment) -> None:
+        """Check the environment's keys together (raise study.registry.OptionError).
+
+        Types, defaults and choices of ``options`` are checked already; this is for rules
+        that involve several keys or the values' form. Nothing here may need the network.
+        """
 
     def __init__(self, study: Study, environment: Environment, store: ResultsStore):
         self.study, self.env, self.store = study, environment, store
@@ -74,16 +91,5 @@ class Runner:
 
 
 def make_runner(study: Study, environment: Environment, store: ResultsStore) -> Runner:
-    if environment.runner == "local":
-        from runners.local import LocalRunner
-
-        return LocalRunner(study, environment, store)
-    if environment.runner == "jupyter":
-        from runners.jupyter import JupyterRunner
-
-        return JupyterRunner(study, environment, store)
-    if environment.runner == "colab":
-        from runners.colab import ColabRunner
-
-        return ColabRunner(study, environment, store)
-    raise ValueError(f"no runner for {environment.runner!r}")
+    """The registered runner of the environment (study.registry), ready for its first block."""
+    return load_runner(environment.runner)(study, environment, store)

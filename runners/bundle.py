@@ -11,17 +11,14 @@ can never reach runs.csv.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import hashlib
 import json
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rich.console import Console
-
+from data.atomic import write_bytes_atomic
 from runners.staging import (
     ARCHIVE_DIRS,
     ARCHIVE_FORMAT,
@@ -29,14 +26,15 @@ from runners.staging import (
     EXPORT_FILE,
     UNPACK_SOURCE,
 )
+from study.manifest import build_manifest, toolkit_version
 from study.plan import SEP
+from study.record import STATUSES
 from study.spec import PROJECT_ROOT, Environment, SpecError, Study, load_study
-from study.store import STATUSES, ResultsStore, StoreError, default_results_dir
+from study.store import ResultsStore, StoreError, default_results_dir
 
 MAX_ARCHIVE_BYTES = 1 << 30  # a study's records and notebooks are far smaller
 MAX_UNPACKED_BYTES = 4 << 30  # and no zip bomb gets past this
 PAYLOAD_LINE = 4096
-console = Console()
 
 
 class ArchiveError(StoreError):
@@ -68,10 +66,7 @@ def colab_metadata(env: Environment) -> dict[str, Any]:
 
 def export_manifest(study: Study, env: Environment, repetitions: int) -> dict[str, Any]:
     """What the archive will say about its origin; `study import` checks it."""
-    try:
-        version = metadata.version("cloudbench-study")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
+    version = toolkit_version()
     return {"format": ARCHIVE_FORMAT, "format_version": ARCHIVE_VERSION, "study": study.name,
             "study_file": study.path.name, "study_path": str(study.path),
             "study_sha256": study.file_sha256(), "environment": env.name,
@@ -173,14 +168,6 @@ def export_colab(study: Study, env_name: str, output: Path,
     output.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, output)
     return output
-
-
-def cmd_export_colab(args: argparse.Namespace) -> int:
-    study = load_study(args.spec)
-    path = export_colab(study, args.environment, args.output, args.repetitions)
-    console.print(f"[green]exported[/] {path} ({path.stat().st_size / 2**20:.1f} MB): open it "
-                  f"in Colab, Runtime > Run all, then `study import` the archive it downloads")
-    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,16 +311,12 @@ def validate(path: Path, manifest: dict[str, Any], files: dict[str, bytes], stud
 def _write_if_new(path: Path, data: bytes) -> None:
     if path.exists() and path.read_bytes() == data:
         return
-    tmp = path.with_name(f".{path.name}.import")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_bytes_atomic(path, data)
 
 
 def import_archive(path: Path, output: Path | None = None, spec: Path | None = None
                    ) -> dict[str, list[str]]:
     """Check, then merge; rebuild runs.csv. Importing the same archive again changes nothing."""
-    from study.scheduler import build_manifest
-
     manifest, files = read_archive(path)
     study = load_study(find_spec(manifest, spec), check_data=False)
     store = ResultsStore(output or default_results_dir(study.name))
@@ -362,34 +345,3 @@ def import_archive(path: Path, output: Path | None = None, spec: Path | None = N
     if outcome["added"] or not store.csv_path.exists():
         store.write_csv()
     return outcome
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    outcome = import_archive(args.archive, args.output, args.spec)
-    console.print(f"[green]imported[/] {args.archive}: {len(outcome['added'])} runs added, "
-                  f"{len(outcome['unchanged'])} already present, "
-                  f"{len(outcome['kept'])} kept (already ok here)")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """`study export colab ...` and `study import ...`."""
-    export = subparsers.add_parser(
-        "export", help="write a self-contained notebook that runs an environment elsewhere")
-    targets = export.add_subparsers(dest="target", required=True, metavar="TARGET")
-    p = targets.add_parser("colab", help="a notebook to run in Colab from the browser")
-    p.add_argument("spec", type=Path)
-    p.add_argument("--environment", required=True, metavar="NAME",
-                   help="the colab environment of the study file to run")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="NOTEBOOK")
-    p.add_argument("--repetitions", type=int, metavar="N",
-                   help="repetitions per dataset (overrides the study file)")
-    p.set_defaults(func=cmd_export_colab)
-
-    p = subparsers.add_parser("import", help="check an archive of runs made elsewhere, merge it")
-    p.add_argument("archive", type=Path)
-    p.add_argument("--output", type=Path, metavar="DIR",
-                   help="results folder (default data/results/<study>)")
-    p.add_argument("--spec", type=Path, metavar="SPEC",
-                   help="the study file (default: the one named in the archive's manifest)")
-    p.set_defaults(func=cmd_import)

@@ -2,8 +2,8 @@
 
 Running papermill in a child lets the runner enforce a whole-run timeout (papermill's own
 cell timeout leaves cells marked complete) and kill the kernel's whole process tree.
-Usage: python -m runners.execute JOB.json, where JOB holds input, output, parameters,
-kernel, cwd, report and, for a remote kernel, kernel_manager_class.
+Usage: python -m runners.execute JOB.json [PARENT_PID], where JOB holds input, output,
+parameters, kernel, cwd, report and, for a remote kernel, kernel_manager_class.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from protocols.cnn_protocol import write_json_atomic
+from data.atomic import write_json_atomic
 
 
 def execute(job: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +44,29 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True}
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Get SIGKILL when the study process dies, even by kill -9 (Linux's PR_SET_PDEATHSIG).
+
+    Set here rather than in a preexec_fn (unsafe in a process with threads). A parent that
+    died before the call is caught by comparing the parent's pid afterwards. The kernel
+    follows on its own: ipykernel exits when its parent (papermill) goes.
+    """
+    try:
+        import ctypes
+        import os
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) > 1:
+        die_with_parent(int(args[1]))
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     report = execute(job)
     write_json_atomic(job["report"], report)

@@ -4,290 +4,57 @@ The protocol runs in a fresh kernel of a Jupyter Kernel Gateway or Jupyter Serve
 through jupyter_server's gateway client. Everything else (the whole-run timeout, the
 classification of failures, the executed notebook) is the local runner's.
 
-Three things the stock gateway client does not do are done here:
-
-* it sends the token on HTTP requests but not on the kernel's websocket, whose handshake
-  then fails with 401: :class:`TokenGatewayKernelClient` sends it there too;
-* the remote kernel does not see this disk: :class:`StagedGatewayKernelManager` stages the
-  helper code and folder datasets once per content hash through the kernel, puts them on
-  the kernel's import path, and after the run reads the record back through the kernel;
-* the token must never land in a file: it reaches only the papermill child's environment
-  and is scrubbed from anything the run leaves behind.
+The kernel manager the papermill child uses (token on the websocket, staging, the record
+read back) is in runners.gateway; this module is the study's side, light to import. The
+token must never land in a file: it reaches only the papermill child's environment and is
+scrubbed from anything the run leaves behind (runners.secrets).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import itertools
 import json
 import os
-import time
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterable
 from pathlib import Path
-from queue import Empty
-from threading import Thread
 from typing import Any
 
-import websocket
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.utils import ensure_async
-from jupyter_server.gateway.gateway_client import GatewayClient
-from jupyter_server.gateway.managers import GatewayKernelClient, GatewayKernelManager
-from jupyter_server.utils import url_escape, url_path_join
-from traitlets import DottedObjectName, Type
-
-from protocols.cnn_protocol import write_json_atomic
 from runners.base import run_parameters
 from runners.local import LocalRunner
-from runners.staging import KERNEL_PACKAGES, UNPACK_SOURCE, build_stage, dataset_dir
+from runners.secrets import scrub, scrub_file
+from runners.staging import KERNEL_PACKAGES, build_stage, dataset_dir
 from study.plan import RunJob
-from study.spec import SpecError
+from study.registry import Option, OptionError
+from study.spec import Environment, SpecError
 
 #: The papermill child reads its remote settings (never the token) from this variable.
 SETTINGS_ENV = "CLOUDBENCH_GATEWAY"
-#: On the remote host: where staged versions and run records live (default ~/.cache/cloudbench).
-REMOTE_DIR_ENV = "CLOUDBENCH_REMOTE_DIR"
-CHUNK_BYTES = 1 << 20  # well under the websocket's default 10 MiB message limit
-REMOTE_TIMEOUT_S = 120.0
-FETCH_TIMEOUT_S = 30.0  # a dead kernel must not hold the run up
 HTTP_TIMEOUT_S = 15.0
-MASK = "***"
 AUTH_MARKERS = ("401", "403", "Unauthorized", "Forbidden")
 
-_BASE_EXPR = (f"os.environ.get({REMOTE_DIR_ENV!r}) or "
-              "os.path.join(os.path.expanduser('~'), '.cache', 'cloudbench')")
 
-
-class RemoteCodeError(RuntimeError):
-    """Staging or bootstrap code failed inside the remote kernel."""
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """The text with every occurrence of the secret masked."""
-    return text.replace(secret, MASK) if secret and text else text
-
-
-def _scrub_json(value: Any, secret: str) -> Any:
-    if isinstance(value, str):
-        return scrub(value, secret)
-    if isinstance(value, list):
-        return [_scrub_json(v, secret) for v in value]
-    if isinstance(value, dict):
-        return {k: _scrub_json(v, secret) for k, v in value.items()}
-    return value
-
-
-def scrub_file(path: Path, secret: str | None) -> None:
-    """Mask the secret in a log (as text) or a notebook (string by string, keeping it valid)."""
-    if not secret or not path.is_file():
-        return
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if secret not in text:
-        return
-    if path.suffix == ".ipynb":
-        try:
-            text = json.dumps(_scrub_json(json.loads(text), secret), indent=1)
-        except json.JSONDecodeError:
-            text = scrub(text, secret)
-    else:
-        text = scrub(text, secret)
-    tmp = path.with_name(f".{path.name}.scrub")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-# --------------------------------------------------------------------------------------------
-# In the papermill child: the kernel client and manager that papermill uses
-# --------------------------------------------------------------------------------------------
-
-
-class TokenGatewayKernelClient(GatewayKernelClient):
-    """The gateway kernel client, with the auth header also on the websocket handshake.
-
-    jupyter_server's client opens the channels websocket without any header, so a server that
-    requires a token answers 401; the HTTP requests already carry it.
-    """
-
-    async def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True,
-                             hb: bool = True, control: bool = True) -> None:
-        gateway = GatewayClient.instance()
-        ws_url = url_path_join(gateway.ws_url or "", gateway.kernels_endpoint,
-                               url_escape(self.kernel_id), "channels")
-        headers = gateway.load_connection_args().get("headers", {})
-        self.channel_socket = websocket.create_connection(
-            ws_url, timeout=gateway.KERNEL_LAUNCH_TIMEOUT, enable_multithread=True,
-            sslopt={"ca_certs": gateway.ca_certs, "certfile": gateway.client_cert,
-                    "keyfile": gateway.client_key},
-            header=[f"{key}: {value}" for key, value in headers.items()])
-        await ensure_async(AsyncKernelClient.start_channels(
-            self, shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control))
-        self.response_router = Thread(target=self._route_responses, daemon=True)
-        self.response_router.start()
-
-
-class StagedGatewayKernelManager(GatewayKernelManager):
-    """A gateway kernel prepared for the protocol: staged code on its path, record read back.
-
-    Settings come from the SETTINGS_ENV variable (JSON) that the runner gives the child:
-    the stage zip and its version, the study's kernel variables, the remote and local record
-    paths and a file to note the kernel id in (so the runner can stop a kernel it abandons).
-    """
-
-    client_class = DottedObjectName("runners.jupyter.TokenGatewayKernelClient")
-    client_factory = Type(klass="runners.jupyter.TokenGatewayKernelClient")
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return json.loads(os.environ.get(SETTINGS_ENV, "{}"))
-
-    async def _async_is_alive(self) -> bool:
-        # jupyter_client asks a local provisioner, which a remote kernel has not got.
-        return await self.is_alive()
-
-    async def start_kernel(self, **kwargs: Any) -> None:
-        # nbclient names the kernel when it creates the manager, not when it starts the kernel.
-        kwargs.setdefault("kernel_name", self.kernel_name or "python3")
-        await super().start_kernel(**kwargs)
-        settings = self.settings
-        if settings.get("kernel_id_file"):
-            Path(settings["kernel_id_file"]).write_text(str(self.kernel_id), encoding="utf-8")
-        if settings.get("stage_version"):
-            await self._prepare(settings)
-
-    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
-        settings = self.settings
-        if self.has_kernel and not restart and settings.get("record"):
-            try:
-                await self._fetch_record(*settings["record"])
-            except Exception as exc:  # the run's status says what happened; keep shutting down
-                self.log.warning("could not read the run record from the kernel: %s", exc)
-        await super().shutdown_kernel(now=now, restart=restart)
-
-    async def _prepare(self, settings: dict[str, Any]) -> None:
-        """Put the staged version on the kernel's path, uploading it first if it is missing."""
-        boot = _boot_code(settings["stage_version"], settings.get("study", "study"),
-                          settings.get("env", {}))
-        state = json.loads((await self.run_code(boot)).strip().splitlines()[-1])
-        if state["ready"]:
-            return
-        await self._upload(Path(settings["stage_zip"]), settings["stage_version"])
-        state = json.loads((await self.run_code(boot)).strip().splitlines()[-1])
-        if not state["ready"]:
-            raise RemoteCodeError("the staged helper code is still missing on the server")
-
-    async def _upload(self, archive: Path, version: str) -> None:
-        """Send the zip in pieces over one connection, check its hash, unpack it atomically."""
-        data = archive.read_bytes()
-        part = f"{version}.{os.getpid()}.part"
-        start = _remote(f"""
-    d = os.path.join(base, "incoming"); os.makedirs(d, exist_ok=True)
-    open(os.path.join(d, {part!r}), "wb").close()""")
-        chunks = (_remote(f"""
-    with open(os.path.join(base, "incoming", {part!r}), "ab") as fh:
-        fh.write(base64.b64decode({base64.b64encode(data[i:i + CHUNK_BYTES]).decode()!r}))""")
-                  for i in range(0, len(data), CHUNK_BYTES))
-        finish = _remote(f"""
-    part = os.path.join(base, "incoming", {part!r})
-    with open(part, "rb") as fh:
-        if hashlib.sha256(fh.read()).hexdigest() != {hashlib.sha256(data).hexdigest()!r}:
-            raise ValueError("the staged archive arrived damaged")
-    ns = {{}}
-    exec({UNPACK_SOURCE!r}, ns)
-    ns["_cloudbench_unpack"](part, os.path.join(base, "stage", {version!r}))
-    os.remove(part)""")
-        await self.run_code(itertools.chain([start], chunks, [finish]))
-
-    async def _fetch_record(self, remote: str, local: str) -> None:
-        out = await self.run_code(_remote(f"""
-    p = os.path.join(base, {remote!r})
-    data = open(p, "rb").read() if os.path.isfile(p) else b""
-    print("CLOUDBENCH-RECORD " + (base64.b64encode(data).decode() or "-"))"""),
-                                  timeout=FETCH_TIMEOUT_S)
-        payload = out.strip().splitlines()[-1].split(" ", 1)[1]
-        if payload != "-":
-            write_json_atomic(local, json.loads(base64.b64decode(payload)))
-
-    async def run_code(self, code: str | Iterable[str], timeout: float = REMOTE_TIMEOUT_S
-                       ) -> str:
-        """Execute code (or blocks of it, in order) in the kernel on a connection of its own.
-
-        Returns what the last block printed. Nothing enters the kernel's history, so the
-        notebook's execution counts are those of a local run.
-        """
-        kc = self.client()
-        await kc.start_channels()
-        try:
-            await kc.wait_for_ready(timeout=timeout)
-            printed = ""
-            for block in [code] if isinstance(code, str) else code:
-                printed = await _execute(kc, block, timeout)
-            return printed
-        finally:
-            kc.stop_channels()
-
-
-async def _execute(kc: GatewayKernelClient, code: str, timeout: float) -> str:
-    """One execute request: what it printed, or RemoteCodeError with the kernel's error."""
-    msg_id = kc.execute(code, silent=False, store_history=False)
-    deadline = time.monotonic() + timeout
-    printed: list[str] = []
-    error = None
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"the remote kernel did not answer in {timeout:g} s")
-        try:
-            msg = await kc.get_iopub_msg(timeout=remaining)
-        except Empty:
-            continue
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        content = msg["content"]
-        if msg["msg_type"] == "stream":
-            printed.append(content["text"])
-        elif msg["msg_type"] == "error":
-            error = f"{content['ename']}: {content['evalue']}"
-        elif msg["msg_type"] == "status" and content["execution_state"] == "idle":
-            break
-    if error:
-        raise RemoteCodeError(f"staging code failed in the remote kernel: {error}")
-    return "".join(printed)
-
-
-def _remote(body: str) -> str:
-    """Wrap statements in a function, so nothing leaks into the notebook's namespace."""
-    return ("def _cloudbench():\n    import base64, hashlib, os\n"
-            f"    base = {_BASE_EXPR}\n{body.strip(chr(10))}\n_cloudbench()\ndel _cloudbench\n")
-
-
-def _boot_code(version: str, study: str, env: dict[str, str]) -> str:
-    """Make the staged version importable, give the study's variables, work in the remote dir."""
-    return _remote(f"""
-    import json, sys
-    root = os.path.join(base, "stage", {version!r})
-    ready = os.path.isfile(os.path.join(root, ".complete"))
-    if ready:
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        os.makedirs(os.path.join(base, "runs", {study!r}), exist_ok=True)
-        os.chdir(base)
-        os.environ.update({env!r})
-    print(json.dumps({{"ready": ready}}))""")
-
-
-# --------------------------------------------------------------------------------------------
-# In the study's process: the runner
-# --------------------------------------------------------------------------------------------
+def _join(base: str, path: str) -> str:
+    return base.rstrip("/") + "/" + path.lstrip("/")
 
 
 class JupyterRunner(LocalRunner):
     """papermill here, the kernel on the study's Jupyter server; the token from token_env."""
 
     local_files = False
-    kernel_manager_class = "runners.jupyter.StagedGatewayKernelManager"
+    kernel_manager_class = "runners.gateway.StagedGatewayKernelManager"
+    options = (
+        Option("url", str, required=True,
+               doc="the Jupyter Kernel Gateway or Jupyter Server, http:// or https://"),
+        Option("token_env", str, doc="the variable that holds the server's token"),
+    )
+
+    @classmethod
+    def validate(cls, environment: Environment) -> None:
+        url = environment.options["url"]
+        if not re.match(r"^https?://", url):
+            raise OptionError("url", f"expected http:// or https://, got {url!r}")
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -302,8 +69,16 @@ class JupyterRunner(LocalRunner):
         return f"environments[{self.study.environments.index(self.env)}]"
 
     @property
+    def url(self) -> str:
+        return str(self.env.options["url"])
+
+    @property
+    def token_env(self) -> str | None:
+        return self.env.options.get("token_env")
+
+    @property
     def token(self) -> str | None:
-        return os.environ.get(self.env.token_env) if self.env.token_env else None
+        return os.environ.get(self.token_env) if self.token_env else None
 
     @property
     def kernel_name(self) -> str:
@@ -311,9 +86,9 @@ class JupyterRunner(LocalRunner):
 
     def check(self) -> None:
         """Fail before the first run: token variable unset, token refused, server unreachable."""
-        if self.env.token_env and not self.token:
+        if self.token_env and not self.token:
             raise SpecError(self.study.path, f"{self.key}.token_env",
-                            f"the variable {self.env.token_env} is not set; export the "
+                            f"the variable {self.token_env} is not set; export the "
                             f"server's token in it (it is never stored in the study file)")
         try:
             specs = json.loads(self._http("GET", "api/kernelspecs"))
@@ -322,15 +97,15 @@ class JupyterRunner(LocalRunner):
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise SpecError(self.study.path, f"{self.key}.url", scrub(
-                f"cannot reach the Jupyter server at {self.env.url}: {reason}", self.token)
+                f"cannot reach the Jupyter server at {self.url}: {reason}", self.token)
                 ) from exc
         if self.kernel_name not in specs.get("kernelspecs", {}):
             raise SpecError(self.study.path, f"{self.key}.kernel",
-                            f"the server at {self.env.url} has no kernel {self.kernel_name!r}; "
+                            f"the server at {self.url} has no kernel {self.kernel_name!r}; "
                             f"it has: {', '.join(sorted(specs.get('kernelspecs', {})))}")
 
     def _http(self, method: str, path: str) -> bytes:
-        request = urllib.request.Request(url_path_join(self.env.url, path), method=method)
+        request = urllib.request.Request(_join(self.url, path), method=method)
         if self.token:
             request.add_header("Authorization", f"token {self.token}")
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310
@@ -339,12 +114,12 @@ class JupyterRunner(LocalRunner):
     def _http_error(self, exc: urllib.error.HTTPError) -> str:
         if exc.code in (401, 403):
             return self._auth_message(f"HTTP {exc.code}")
-        return f"the Jupyter server at {self.env.url} answered HTTP {exc.code} {exc.reason}"
+        return f"the Jupyter server at {self.url} answered HTTP {exc.code} {exc.reason}"
 
     def _auth_message(self, detail: str) -> str:
-        source = (f"the token in ${self.env.token_env}" if self.env.token_env
+        source = (f"the token in ${self.token_env}" if self.token_env
                   else "a request without a token (set token_env)")
-        return (f"authentication failed: the Jupyter server at {self.env.url} refused "
+        return (f"authentication failed: the Jupyter server at {self.url} refused "
                 f"{source} ({detail}); check the token")
 
     # -- one run ----------------------------------------------------------------------------
@@ -370,7 +145,7 @@ class JupyterRunner(LocalRunner):
         env = super().kernel_env()
         for stale in [k for k in env if k.startswith("JUPYTER_GATEWAY_")]:
             del env[stale]
-        env["JUPYTER_GATEWAY_URL"] = self.env.url or ""
+        env["JUPYTER_GATEWAY_URL"] = self.url or ""
         if self.token:
             env["JUPYTER_GATEWAY_AUTH_TOKEN"] = self.token
         env[SETTINGS_ENV] = json.dumps({
@@ -398,7 +173,7 @@ class JupyterRunner(LocalRunner):
     def _stop_kernel(self, kernel_id: str) -> None:
         """A run killed at its timeout (or interrupted) leaves its remote kernel busy: stop it."""
         try:
-            self._http("DELETE", f"api/kernels/{url_escape(kernel_id)}")
+            self._http("DELETE", "api/kernels/" + urllib.parse.quote(kernel_id, safe=""))
         except (urllib.error.URLError, OSError):
             pass  # already gone (404) or the server is down: nothing left to stop here
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from data.atomic import write_text_atomic
 from runners.base import Runner, base_record, run_parameters
 from study.plan import RunJob
 from study.spec import PROJECT_ROOT
@@ -51,20 +52,6 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(victims, timeout=10)
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the study process dies, even by kill -9 (Linux).
-
-    The kernel follows on its own: ipykernel exits when its parent (papermill) goes.
-    """
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _oom_kills() -> int | None:
@@ -105,7 +92,7 @@ class LocalRunner(Runner):
                 "kernel": self.env.kernel or self.study.kernel, "cwd": str(work),
                 "report": str(work / "report.json"),
                 "kernel_manager_class": self.kernel_manager_class}
-        (work / "job.json").write_text(json.dumps(spec), encoding="utf-8")
+        write_text_atomic(work / "job.json", json.dumps(spec))
         outcome, sampled_mb = self._execute(work, record)
         record.update(outcome)
         measured = {}
@@ -130,9 +117,11 @@ class LocalRunner(Runner):
         log = open(self.store.log_path(record["run_id"]), "ab")  # noqa: SIM115
         oom_before = _oom_kills()
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "runners.execute", str(work / "job.json")],
-                                env=self.kernel_env(), stdout=log, stderr=log,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+        # The child arranges its own death with ours (runners.execute); no preexec_fn,
+        # which is unsafe while other threads (rich's progress refresh) run.
+        proc = subprocess.Popen([sys.executable, "-m", "runners.execute", str(work / "job.json"),
+                                 str(os.getpid())], env=self.kernel_env(), stdout=log,
+                                stderr=log, start_new_session=True)
         peak, timed_out = 0.0, False
         try:
             parent = psutil.Process(proc.pid)

@@ -14,6 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from data.atomic import write_bytes_atomic
 from data.datasets import IMAGE_SUFFIXES
 from study.spec import PROJECT_ROOT, Dataset, Study
 
@@ -88,9 +89,7 @@ class Stage:
     def write_zip(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(self.zip_bytes())
-            tmp.replace(path)
+            write_bytes_atomic(path, self.zip_bytes())
         return path
 
 

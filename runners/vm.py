@@ -21,6 +21,8 @@ from typing import Any
 
 from rich.console import Console
 
+from data.atomic import atomic_path
+from runners.attempts import run_with_retries
 from runners.local import LocalRunner
 from runners.staging import (
     EXPORT_FILE,
@@ -31,7 +33,6 @@ from runners.staging import (
     dataset_dir,
 )
 from study.plan import RunJob, plan
-from study.scheduler import Executor
 from study.spec import Analysis, Dataset, Environment, Study
 from study.store import ResultsStore
 
@@ -108,14 +109,6 @@ def run_job(root: str | Path, job: dict[str, Any], attempt: int, out: str | Path
     return os.path.relpath(result)
 
 
-class _VMExecutor(Executor):
-    """The scheduler's retry logic, with one local runner for the exported environment."""
-
-    def __init__(self, study: Study, store: ResultsStore, console: Console, runner: LocalRunner):
-        self.study, self.store, self.console = study, store, console
-        self.runners = {runner.env.name: runner}
-
-
 def run_environment(root: str | Path, environment: str, repetitions: int | None,
                     results_dir: str | Path, archive_dir: str | Path = ".") -> str:
     """All repetitions of one environment (the exported notebook's job); returns the archive.
@@ -130,13 +123,14 @@ def run_environment(root: str | Path, environment: str, repetitions: int | None,
     store.prepare()
     console = Console()
     runner = LocalRunner(study, study.environment(environment), store)
-    executor = _VMExecutor(study, store, console, runner)
     jobs = [j for j in plan(study, repetitions) if j.environment == environment]
     done = store.statuses()
     for k, job in enumerate(jobs, 1):
         if done.get(job.run_id) == "ok":
             continue
-        record = executor.run_one(runner, job)
+        record = run_with_retries(
+            runner, job, store, study.retries,
+            lambda r: console.print(f"retrying {r['run_id']} after: {r['error']}", markup=False))
         console.print(f"[{k}/{len(jobs)}] {record['run_id']}: {record['status']}"
                       + (f" ({record['error']})" if record.get("error") else
                          f", train {record.get('train_s', 0):.2f} s"), highlight=False)
@@ -161,10 +155,8 @@ def pack_archive(store: ResultsStore, export: dict[str, Any], run_ids: list[str]
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     archive = archive_dir / f"{export['study']}-{export['environment']}-{stamp}.zip"
     archive.parent.mkdir(parents=True, exist_ok=True)
-    tmp = archive.with_name(f".{archive.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
         for name, data in files.items():
             zf.writestr(name, data)
-    tmp.replace(archive)
     return str(archive)

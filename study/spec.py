@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from data.datasets import DatasetError, check_dataset
+from study.registry import OptionError, load_runner, runner_names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-RUNNERS = ("local", "colab", "jupyter")
 SOURCES = ("shapes", "folder", "keras")
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 HYPOTHESES = ("two-sided", "less", "greater")
 ORDERS = ("interleaved", "sequential")
 LANGUAGES = ("en", "es")
-COLAB_GPUS = ("t4", "l4", "a100", "h100")
-COLAB_TPUS = ("v5e1", "v6e1")
 # Parameters the runner fills in for every run; a study may not set them.
 RESERVED_PARAMETERS = ("record_path", "dataset", "seed", "accelerator")
 DEFAULT_METRICS = ("train_s", "total_s", "test_accuracy", "test_loss", "peak_rss_mb")
@@ -74,11 +72,10 @@ class Environment:
     env: dict[str, str] = field(default_factory=dict)
     gpu: str | None = None
     tpu: str | None = None
-    url: str | None = None
-    token_env: str | None = None
     kernel: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     timeout_s: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the runner's own keys
 
     @property
     def accelerator(self) -> str:
@@ -139,11 +136,11 @@ class Study:
 class _Table:
     """Typed, key-checked access to one TOML table, so errors can name `section.key`."""
 
-    def __init__(self, path: Path, where: str, table: Any, allowed: tuple[str, ...]):
+    def __init__(self, path: Path, where: str, table: Any, allowed: tuple[str, ...] | None):
         self.path, self.where = path, where
         if not isinstance(table, dict):
             raise SpecError(path, where, f"expected a table, got {type(table).__name__}")
-        unknown = sorted(set(table) - set(allowed))
+        unknown = sorted(set(table) - set(allowed)) if allowed is not None else []
         if unknown:
             raise SpecError(path, self.key(unknown[0]),
                             f"unknown key; expected one of: {', '.join(allowed)}")
@@ -263,11 +260,33 @@ def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Data
     return dataset
 
 
+#: Keys every environment may have; a runner declares its own beside them.
+ENVIRONMENT_KEYS = ("name", "runner", "env", "gpu", "tpu", "kernel", "parameters", "timeout_s")
+
+
+def _unknown_key_message(runner: str, key: str, allowed: tuple[str, ...]) -> str:
+    """Name the runners that do take the key, the likely fix of a misplaced one."""
+    others = []
+    for name in runner_names():
+        try:
+            if any(o.name == key for o in load_runner(name).options):
+                others.append(name)
+        except Exception:  # a broken third-party plugin must not hide this error
+            continue
+    hint = (f"; it is a key of runner {' or '.join(repr(o) for o in others)}" if others else "")
+    return f"unknown key for runner {runner!r}{hint}; expected one of: {', '.join(allowed)}"
+
+
 def _load_environment(path: Path, i: int, raw: Any) -> Environment:
-    t = _Table(path, f"environments[{i}]", raw, ("name", "runner", "env", "gpu", "tpu", "url",
-                                                "token_env", "kernel", "parameters", "timeout_s"))
+    where = f"environments[{i}]"
+    t = _Table(path, where, raw, None)
+    runner = t.get("runner", str, "local", choices=tuple(runner_names()))
+    plugin = load_runner(runner)
+    allowed = ENVIRONMENT_KEYS + tuple(o.name for o in plugin.options)
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise SpecError(path, t.key(unknown[0]), _unknown_key_message(runner, unknown[0], allowed))
     name = _check_name(path, t.key("name"), t.get("name", str))
-    runner = t.get("runner", str, "local", choices=RUNNERS)
     env = t.get("env", dict, {})
     for k, v in env.items():
         if not isinstance(v, str):
@@ -277,25 +296,17 @@ def _load_environment(path: Path, i: int, raw: Any) -> Environment:
     tpu = t.get("tpu", str, None)
     if gpu and tpu:
         raise SpecError(path, t.key("tpu"), "ask for a gpu or a tpu, not both")
-    if runner == "colab":
-        if gpu is not None and gpu not in COLAB_GPUS:
-            raise SpecError(path, t.key("gpu"), f"{gpu!r} is not one of {', '.join(COLAB_GPUS)}")
-        if tpu is not None and tpu not in COLAB_TPUS:
-            raise SpecError(path, t.key("tpu"), f"{tpu!r} is not one of {', '.join(COLAB_TPUS)}")
-    url = t.get("url", str, None)
-    token_env = t.get("token_env", str, None)
-    if runner == "jupyter":
-        if not url:
-            raise SpecError(path, t.key("url"), "a jupyter environment needs the server's url")
-        if not re.match(r"^https?://", url):
-            raise SpecError(path, t.key("url"), f"expected http:// or https://, got {url!r}")
-    elif url is not None or token_env is not None:
-        key = "url" if url is not None else "token_env"
-        raise SpecError(path, t.key(key), f"only a 'jupyter' environment has {key}")
+    options = {o.name: t.get(o.name, o.kind, ... if o.required else o.default,
+                             choices=o.choices) for o in plugin.options}
     params = _check_parameters(path, t.key("parameters"), t.get("parameters", dict, {}))
-    return Environment(name=name, runner=runner, env=dict(env), gpu=gpu, tpu=tpu, url=url,
-                       token_env=token_env, kernel=t.get("kernel", str, None),
-                       parameters=params, timeout_s=t.positive("timeout_s", float, None))
+    environment = Environment(name=name, runner=runner, env=dict(env), gpu=gpu, tpu=tpu,
+                              kernel=t.get("kernel", str, None), parameters=params,
+                              timeout_s=t.positive("timeout_s", float, None), options=options)
+    try:
+        plugin.validate(environment)
+    except OptionError as exc:
+        raise SpecError(path, t.key(exc.key), str(exc)) from exc
+    return environment
 
 
 def load_study(spec_path: str | Path, check_data: bool = True) -> Study:

@@ -1,12 +1,18 @@
 """The results store: one JSON record per run, runs.csv derived from them, the manifest.
 
-Records are the truth and are written atomically; runs.csv is rebuilt from them at any time,
-so a killed study loses at most the run in flight and never leaves a half-written row.
+Records are the truth and are written atomically, so a killed study loses at most the run
+in flight. runs.csv is derived: :meth:`ResultsStore.write_csv` rebuilds it from the records
+(a study does so when it starts, which also mends a table a kill left behind), and each new
+record then updates it from memory (a line appended when the columns stay the same), so a
+long study never re-reads its records after every run.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -14,19 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from protocols.cnn_protocol import write_json_atomic
+from data.atomic import atomic_path, write_json_atomic
+from study.record import COLUMNS, STATUSES
 
-# The columns of DESIGN.md, in its order; anything else a record carries follows them.
-RUNNER_FIELDS = ["run_id", "study", "environment", "dataset", "block", "repetition", "status",
-                 "error", "started_at", "wall_s"]
-PROTOCOL_FIELDS = ["import_s", "load_s", "build_s", "train_s", "epoch_s", "first_epoch_s",
-                   "train_nowarm_s", "eval_s", "total_s", "test_loss", "test_accuracy", "n_train",
-                   "n_test", "epochs", "batch_size", "seed", "peak_rss_mb", "peak_gpu_mb"]
-FINGERPRINT_FIELDS = ["python", "tensorflow", "keras", "os", "cpu_model", "cpu_count", "ram_gb",
-                      "accelerator", "device_name", "host_id"]
-EXTRA_FIELDS = ["warmup", "attempt", "runner", "model", "n_params"]
-COLUMNS = RUNNER_FIELDS + PROTOCOL_FIELDS + FINGERPRINT_FIELDS + EXTRA_FIELDS
-STATUSES = ("ok", "failed", "timeout", "oom")
+__all__ = ["COLUMNS", "STATUSES", "ResultsStore", "StoreError", "default_results_dir"]
 MIN_FREE_MB = 50
 
 
@@ -51,6 +48,8 @@ class ResultsStore:
         self.work_dir = self.root / ".work"
         self.csv_path = self.root / "runs.csv"
         self.manifest_path = self.root / "manifest.json"
+        self._rows: dict[str, dict[str, Any]] | None = None  # runs.csv, in memory
+        self._header: list[str] = []
 
     def prepare(self) -> None:
         """Create the folders and prove they are writable before the first run, not after."""
@@ -87,6 +86,7 @@ class ResultsStore:
             write_json_atomic(self.attempts_dir / f"{old['run_id']}.{old.get('attempt', 1)}.json",
                               old)
         write_json_atomic(current, record)
+        self._update_csv(record)
 
     def write_attempt(self, record: dict[str, Any]) -> None:
         """A failed try that will be retried: kept for the record, never counted as a run."""
@@ -119,25 +119,44 @@ class ResultsStore:
         return {r["run_id"]: r.get("status", "failed") for r in self.records()}
 
     def frame(self, records: list[dict[str, Any]] | None = None) -> pd.DataFrame:
-        rows = []
-        for rec in self.records() if records is None else records:
-            row = dict(rec)
-            if isinstance(row.get("epoch_s"), list):
-                row["epoch_s"] = json.dumps(row["epoch_s"])
-            rows.append(row)
+        """The records as a table, in runs.csv's columns and order (epoch_s as JSON text)."""
+        rows = [_row(r) for r in (self.records() if records is None else records)]
         frame = pd.DataFrame(rows)
-        extra = sorted(c for c in frame.columns if c not in COLUMNS)
-        frame = frame.reindex(columns=COLUMNS + extra)
+        frame = frame.reindex(columns=_columns(rows))
         if not frame.empty:
             frame = frame.sort_values(["block", "started_at"], kind="stable")
         return frame
 
     def write_csv(self) -> Path:
-        """Rebuild runs.csv from the records (atomically, like everything else here)."""
-        tmp = self.root / f".runs.csv.{uuid.uuid4().hex}"
-        self.frame().to_csv(tmp, index=False)
-        tmp.replace(self.csv_path)
+        """Rebuild runs.csv from the records on disk (atomically); later records update it."""
+        self._rows = {r["run_id"]: _row(r) for r in self.records()}
+        self._rewrite_csv()
         return self.csv_path
+
+    def _update_csv(self, record: dict[str, Any]) -> None:
+        if self._rows is None or not self.csv_path.exists():
+            self.write_csv()
+            return
+        row = _row(record)
+        new = row["run_id"] not in self._rows
+        self._rows[row["run_id"]] = row
+        if new and self._header and set(row) <= set(self._header):
+            # One write of one whole line with O_APPEND: a kill leaves the line or nothing.
+            fd = os.open(self.csv_path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, _csv_lines(self._header, [row]).encode("utf-8"))
+            finally:
+                os.close(fd)
+        else:
+            self._rewrite_csv()
+
+    def _rewrite_csv(self) -> None:
+        rows = sorted((self._rows or {}).values(),
+                      key=lambda r: (_sort_number(r.get("block")), str(r.get("started_at") or "")))
+        self._header = _columns(rows)
+        with atomic_path(self.csv_path) as tmp:
+            tmp.write_text(",".join(self._header) + "\n" + _csv_lines(self._header, rows),
+                           encoding="utf-8")
 
     def read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
@@ -146,3 +165,28 @@ class ResultsStore:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         write_json_atomic(self.manifest_path, manifest)
+
+
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as a runs.csv row: lists and tables as JSON text."""
+    return {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in record.items()}
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+    return COLUMNS + extra
+
+
+def _sort_number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("inf")
+
+
+def _csv_lines(header: list[str], rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row[c] for c in header])
+    return buffer.getvalue()

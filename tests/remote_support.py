@@ -27,7 +27,7 @@ import psutil
 import pytest
 from rich.console import Console
 
-from study.scheduler import StudyResult, run_study
+from runners.scheduler import StudyResult, run_study
 from study.spec import PROJECT_ROOT, load_study
 
 STANDIN = PROJECT_ROOT / "tests" / "standin"

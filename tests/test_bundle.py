@@ -17,7 +17,7 @@ import pytest
 from remote_support import HIDE_REPO, records, write_study
 
 import runners.bundle as bundle
-from study.cli import main
+from cli.main import main
 
 COLAB = {"name": "vm", "runner": "colab"}
 

@@ -21,19 +21,13 @@ from remote_support import (  # noqa: F401 - pytest fixtures
     write_study,
 )
 
-from runners import jupyter
+from cli.main import main
+from runners import gateway as gateway_module
 from runners.base import make_runner
-from runners.jupyter import (
-    SETTINGS_ENV,
-    JupyterRunner,
-    RemoteCodeError,
-    StagedGatewayKernelManager,
-    TokenGatewayKernelClient,
-    scrub,
-    scrub_file,
-)
+from runners.gateway import RemoteCodeError, StagedGatewayKernelManager, TokenGatewayKernelClient
+from runners.jupyter import SETTINGS_ENV, JupyterRunner
+from runners.secrets import scrub, scrub_file
 from runners.staging import KERNEL_PACKAGES, Stage, toolkit_files
-from study.cli import main
 from study.plan import plan
 from study.spec import SpecError, load_study
 from study.store import ResultsStore
@@ -87,7 +81,7 @@ def test_websocket_carries_the_token_and_kernels_cannot_see_the_repo(
 
 def test_staging_in_pieces_makes_the_helper_code_importable(
         gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    monkeypatch.setattr(jupyter, "CHUNK_BYTES", 2048)  # several pieces even for a small zip
+    monkeypatch.setattr(gateway_module, "CHUNK_BYTES", 2048)  # several pieces even for a small zip
     stage = Stage({**toolkit_files(KERNEL_PACKAGES), "probe.txt": tmp_path.name.encode()})
     archive = stage.write_zip(tmp_path / "stage.zip")
     assert archive.stat().st_size > 3 * 2048

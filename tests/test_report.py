@@ -14,18 +14,13 @@ import pandas as pd
 import pytest
 from fixtures.synthetic import synthetic_runs
 
-from analysis import tables as T
-from analysis.figures import make_figures
-from analysis.latex import escape, fmt_num, fmt_p, label, p_clause
-from paper.build import (
-    PaperError,
-    build_count,
-    build_paper,
-    conclusion,
-    inputs_digest,
-    run_latexmk,
-    study_name_from_csv,
-)
+from paper import tables as T
+from paper.build import build_paper
+from paper.cache import build_count, inputs_digest, study_name_from_csv
+from paper.figures import make_figures
+from paper.latex import escape, fmt_num, fmt_p, label, p_clause
+from paper.latexmk import PaperError, run_latexmk
+from paper.prose import conclusion
 from study import sysdeps
 
 FIXTURE = Path(__file__).parent / "fixtures" / "analysis_fixture.json"
@@ -242,8 +237,8 @@ def test_paper_with_hostile_names_builds_once(tmp_path: Path) -> None:
 @needs_tex
 def test_study_paper_command_in_spanish(tmp_path: Path, quick_study, monkeypatch) -> None:
     """`study paper SPEC`: runs from data/results/<name>/, Spanish labels, decimal comma."""
-    from paper.cli import paper_for
-    from study.cli import main
+    from cli.main import main
+    from cli.paper import paper_for
 
     monkeypatch.chdir(tmp_path)
     spec = quick_study(name="quick", environments="""

@@ -9,7 +9,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from PIL import Image
 
-from study.cli import main
+from cli.main import main
 from study.spec import SpecError, load_study
 
 from conftest import PROTOCOL, write_study

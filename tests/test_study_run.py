@@ -14,8 +14,9 @@ import pandas as pd
 import psutil
 import pytest
 
-from study.cli import main
-from study.scheduler import run_study
+from cli.main import main
+from cli.run import stop_rule
+from runners.scheduler import run_study
 from study.spec import load_study
 from study.store import COLUMNS, ResultsStore, StoreError
 
@@ -97,7 +98,7 @@ def test_kill_minus_nine_then_resume_loses_and_doubles_nothing(
         tmp_path: Path, quick_study) -> None:
     spec = quick_study(repetitions=3, parameters="sleep_s = 1.0")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "study.cli", "run", str(spec),
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", str(spec),
                              "--output", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
@@ -178,7 +179,7 @@ def test_out_of_memory_is_recorded_as_oom(tmp_path: Path, quick_study,
 
 
 def test_aa_calibration(tmp_path: Path, quick_study) -> None:
-    from study.calibrate import run_calibration
+    from cli.calibrate import run_calibration
 
     spec = quick_study(parameters="sleep_s = 0.05")
     summary = run_calibration(load_study(spec), "a", repetitions=4, output=tmp_path / "out")
@@ -190,13 +191,19 @@ def test_aa_calibration(tmp_path: Path, quick_study) -> None:
     assert saved["entries"][0]["false_positive"]["splits"] == 1000
 
 
+def run_auto(spec: Path, out: Path):
+    """An "auto" study with the stopping rule the `study` command gives it."""
+    study = load_study(spec)
+    return run_study(study, output=out, stop_rule=stop_rule(study))
+
+
 @pytest.mark.parametrize(("target", "stopped_at", "met"), [(0.9, 3, True), (0.0001, 4, False)])
 def test_auto_repetitions_stop_when_the_interval_is_narrow(
         tmp_path: Path, quick_study, target: float, stopped_at: int, met: bool) -> None:
     spec = quick_study(repetitions='"auto"', parameters="sleep_s = 0.02",
                        extra=f"min_repetitions = 3\nmax_repetitions = 4\n"
                              f"target_halfwidth = {target}")
-    result = run_study(load_study(spec), output=tmp_path / "out")
+    result = run_auto(spec, tmp_path / "out")
     assert result.stopping["repetitions"] == stopped_at and result.stopping["met"] is met
     assert len(result.executed) == 2 * stopped_at
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -218,7 +225,7 @@ def test_resumed_auto_study_stops_where_it_stopped(tmp_path: Path, quick_study) 
     spec = quick_study(repetitions='"auto"', parameters="sleep_s = 0.02",
                        extra="min_repetitions = 3\nmax_repetitions = 4\n"
                              "target_halfwidth = 0.0001")
-    first = run_study(load_study(spec), output=tmp_path / "out")
-    again = run_study(load_study(spec), output=tmp_path / "out")
+    first = run_auto(spec, tmp_path / "out")
+    again = run_auto(spec, tmp_path / "out")
     assert again.executed == [] and again.stopping["repetitions"] == 4
     assert again.stopping["halfwidths"] == first.stopping["halfwidths"]

@@ -1,36 +1,23 @@
-"""A/A calibration: one environment run as two identical arms.
+"""A/A calibration: what the procedure says when the two arms are one environment.
 
-Any difference between the arms is noise, so the A/A runs show the noise floor of this
+Any difference between the arms is noise, so the A/A runs show the noise floor of the
 machine (how wide the interval of the ratio of medians is when nothing differs) and the
 false-positive rate of the whole procedure (Shapiro-Wilk, then t or Mann-Whitney) when
-the arms are re-drawn at random many times. The paper reports both when present.
+the arms are re-drawn at random many times. The rate's interval is Wilson's, which stays
+honest at rates near 0 (where the Wald interval collapses to [0, 0]).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
+from statsmodels.stats.proportion import proportion_confint
 
-from analysis.compare import analyze, decide, load_runs
-from protocols.cnn_protocol import write_json_atomic
-from study.scheduler import run_study
-from study.spec import Study
-from study.store import default_results_dir
+from analysis.compare import analyze, decide
 
 ARMS = ("A", "B")
 N_SPLITS = 1000
-
-
-def calibration_study(study: Study, environment: str, repetitions: int | None) -> Study:
-    """The study reduced to one environment, duplicated into arms NAME-A and NAME-B."""
-    env = study.environment(environment)
-    arms = tuple(dataclasses.replace(env, name=f"{env.name}-{arm}") for arm in ARMS)
-    return dataclasses.replace(study, environments=arms, warmup=0,
-                               repetitions=repetitions or study.planned_repetitions)
 
 
 def false_positive_rate(a: np.ndarray, b: np.ndarray, alpha: float, alternative: str,
@@ -42,10 +29,9 @@ def false_positive_rate(a: np.ndarray, b: np.ndarray, alpha: float, alternative:
         perm = rng.permutation(pooled)
         _, p = decide(perm[: len(a)], perm[len(a):], alternative, alpha)
         hits += p is not None and p < alpha
-    rate = hits / n_splits
-    half = 1.96 * np.sqrt(rate * (1 - rate) / n_splits)
-    return {"rate": rate, "ci_low": max(0.0, rate - half), "ci_high": min(1.0, rate + half),
-            "splits": n_splits, "nominal": alpha}
+    low, high = proportion_confint(hits, n_splits, alpha=0.05, method="wilson")
+    return {"rate": hits / n_splits, "ci_low": float(low), "ci_high": float(high),
+            "splits": n_splits, "nominal": alpha, "interval": "wilson"}
 
 
 def summarize(frame: Any, environment: str, metrics: list[str], alpha: float,
@@ -73,19 +59,3 @@ def summarize(frame: Any, environment: str, metrics: list[str], alpha: float,
             if min(len(a), len(b)) >= 3 else None})
     return {"environment": environment, "alpha": alpha, "alternative": alternative,
             "arms": arms, "entries": entries}
-
-
-def run_calibration(study: Study, environment: str, repetitions: int | None = None,
-                    output: Path | None = None, console: Console | None = None
-                    ) -> dict[str, Any]:
-    """Run the A/A arms (resumably, like any study) and write calibration.json."""
-    root = output or default_results_dir(study.name)
-    aa = calibration_study(study, environment, repetitions)
-    result = run_study(aa, output=root / "calibration" / environment, console=console)
-    frame = load_runs(result.store.csv_path)
-    metrics = [m for m in ("train_s", "total_s") if m in frame.columns]
-    summary = summarize(frame, environment, metrics, study.analysis.alpha, "two-sided",
-                        study.seed)
-    summary["runs_csv"] = str(result.store.csv_path)
-    write_json_atomic(root / "calibration.json", summary)
-    return summary

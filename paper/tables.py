@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.compare import usable_runs
-from analysis.latex import (
+from paper.latex import (
     MISSING,
     auto_digits,
     escape,

@@ -29,7 +29,8 @@ def paper_for(spec: Path | None, runs_csv: Path | None, output: Path = DEFAULT_O
     With `spec`, the runs default to data/results/<name>/runs.csv; with only `runs_csv`
     the study's name comes from the CSV and the methodology from the runs alone.
     """
-    from paper.build import PaperError, build_paper, inputs_digest, up_to_date
+    from paper.build import PaperError, build_paper
+    from paper.cache import inputs_digest, up_to_date
     from study.sysdeps import TEX_COMMANDS, ensure_commands
 
     if spec is None and runs_csv is None:

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import usable_runs
-from analysis.latex import metric_name
-from analysis.tables import epoch_table, ordered
+from paper.latex import metric_name
+from paper.tables import epoch_table, ordered
 
-# Axis labels come from analysis.latex's LaTeX labels; these hold no TeX markup.
+# Axis labels come from paper.latex's LaTeX labels; these hold no TeX markup.
 _PLAIN = {"\\,": " ", "\\%": "%", "$\\alpha$": "alpha"}
 
 STYLE = {
@@ -46,7 +46,7 @@ def plain(text: str) -> str:
 
 
 def _label(key: str, lang: str) -> str:
-    from analysis.latex import label
+    from paper.latex import label
 
     return plain(label(key, lang))
 

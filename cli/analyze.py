@@ -5,7 +5,7 @@
 
 Errors in the input (a missing or malformed CSV, an unknown metric, a bad study file) print
 one line to stderr and return 2, so scripts can tell them from a crash. ``python -m
-analysis.cli`` runs the two subcommands without the rest of the toolkit.
+cli.analyze`` runs the two subcommands without the rest of the toolkit.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from data.atomic import write_text_atomic
 
 EXIT_INPUT = 2
 # analysis.stats.ALTERNATIVES, spelled out so that registering the subcommands does not
@@ -31,9 +33,7 @@ def _fail(message: object) -> int:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def _alpha(text: str) -> float:
@@ -162,7 +162,7 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.cli")
+    parser = argparse.ArgumentParser(prog="python -m cli.analyze")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)

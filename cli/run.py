@@ -1,25 +1,35 @@
-"""The `study` command: validate, run, status, calibrate, analyze, plan, paper, all, export,
-import."""
+"""`study validate | run | status | all`: a study's life, from its file to its runs and paper."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-import analysis.cli
-import paper.cli
-import runners.bundle
 from study.plan import plan
-from study.spec import SpecError, load_study
-from study.store import ResultsStore, StoreError, default_results_dir
+from study.spec import Study, load_study
+from study.store import ResultsStore, default_results_dir
 
 console = Console()
-err_console = Console(stderr=True)
+
+
+def stop_rule(study: Study) -> Any:
+    """The analysis's stopping rule for `repetitions = "auto"`, bound to the study's design."""
+    if study.repetitions != "auto":
+        return None
+
+    def rule(store: ResultsStore, block: int) -> dict[str, Any] | None:
+        from analysis.stopping import stopping_state
+
+        return stopping_state(store.frame(), [e.name for e in study.environments],
+                              [d.name for d in study.datasets], block,
+                              study.target_halfwidth, study.max_repetitions)
+
+    return rule
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -35,10 +45,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from study.scheduler import run_study
+    from runners.scheduler import run_study
 
     study = load_study(args.spec)
-    result = run_study(study, output=args.output, repetitions=args.repetitions, console=console)
+    result = run_study(study, output=args.output, repetitions=args.repetitions, console=console,
+                       stop_rule=stop_rule(study))
     failed = result.failed
     console.print(f"{len(result.executed) - len(failed)} runs ok, {len(failed)} not ok; "
                   f"records in {result.store.records_dir}, table {result.store.csv_path}")
@@ -69,7 +80,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_all(args: argparse.Namespace) -> int:
-    from paper.cli import cmd_paper
+    from cli.paper import cmd_paper
 
     cmd_run(args)
     study = load_study(args.spec, check_data=False)
@@ -77,35 +88,14 @@ def cmd_all(args: argparse.Namespace) -> int:
     return cmd_paper(argparse.Namespace(spec=args.spec, runs=runs, output=None))
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from study.calibrate import run_calibration
-
-    study = load_study(args.spec)
-    summary = run_calibration(study, args.environment, args.repetitions, args.output, console)
-    for entry in summary["entries"]:
-        fp = entry["false_positive"] or {}
-        floor = entry["noise_floor"]
-        console.print(
-            f"{entry['metric']} on {entry['dataset']}: CV {entry['cv']['A']:.1%} / "
-            f"{entry['cv']['B']:.1%}, noise floor of the speed-up "
-            f"{'n/a' if floor is None else f'±{floor:.1%}'}, false-positive rate "
-            f"{fp.get('rate', float('nan')):.1%} at alpha {summary['alpha']} "
-            f"({fp.get('splits', 0)} random splits)")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="study", description="Statistically rigorous cloud-vs-local studies of CNN training.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("validate", help="check a study file; run nothing")
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("validate", help="check a study file; run nothing")
     p.add_argument("spec", type=Path)
     p.set_defaults(func=cmd_validate)
 
     for name, func, text in (("run", cmd_run, "run what is missing of a study"),
                              ("all", cmd_all, "run, analyze and build the paper: the main job")):
-        p = sub.add_parser(name, help=text)
+        p = subparsers.add_parser(name, help=text)
         p.add_argument("spec", type=Path)
         p.add_argument("--repetitions", type=int, metavar="N",
                        help="repetitions per environment x dataset (overrides the study file)")
@@ -113,37 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="results folder (default data/results/<study>)")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("status", help="done / failed / pending per environment x dataset")
+    p = subparsers.add_parser("status", help="done / failed / pending per environment x dataset")
     p.add_argument("spec", type=Path)
     p.add_argument("--repetitions", type=int, metavar="N")
     p.add_argument("--output", type=Path, metavar="DIR")
     p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("calibrate", help="A/A calibration: one environment as two arms, "
-                       "for the noise floor and the false-positive rate")
-    p.add_argument("spec", type=Path)
-    p.add_argument("--environment", required=True, metavar="NAME")
-    p.add_argument("--repetitions", type=int, metavar="N")
-    p.add_argument("--output", type=Path, metavar="DIR")
-    p.set_defaults(func=cmd_calibrate)
-
-    # Subcommands that live with the part of the toolkit they drive.
-    for register in (analysis.cli.register, paper.cli.register, runners.bundle.register):
-        register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (SpecError, StoreError) as exc:
-        err_console.print(f"[red]error[/]: {exc}", highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        err_console.print("interrupted: completed runs are kept; run the same command to resume")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,76 @@
+"""`study calibrate`: run one environment as two identical arms, then summarise the noise.
+
+The runs are an ordinary (resumable) study of the arms NAME-A and NAME-B; the summary is
+analysis.calibration's, written to calibration.json beside the study's results, where the
+paper finds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from data.atomic import write_json_atomic
+from study.spec import Study, load_study
+from study.store import default_results_dir
+
+console = Console()
+
+
+def calibration_study(study: Study, environment: str, repetitions: int | None) -> Study:
+    """The study reduced to one environment, duplicated into arms NAME-A and NAME-B."""
+    from analysis.calibration import ARMS
+
+    env = study.environment(environment)
+    arms = tuple(dataclasses.replace(env, name=f"{env.name}-{arm}") for arm in ARMS)
+    return dataclasses.replace(study, environments=arms, warmup=0,
+                               repetitions=repetitions or study.planned_repetitions)
+
+
+def run_calibration(study: Study, environment: str, repetitions: int | None = None,
+                    output: Path | None = None, console: Console | None = None
+                    ) -> dict[str, Any]:
+    """Run the A/A arms (resumably, like any study) and write calibration.json."""
+    from analysis.calibration import summarize
+    from analysis.compare import load_runs
+    from runners.scheduler import run_study
+
+    root = output or default_results_dir(study.name)
+    aa = calibration_study(study, environment, repetitions)
+    result = run_study(aa, output=root / "calibration" / environment, console=console)
+    frame = load_runs(result.store.csv_path)
+    metrics = [m for m in ("train_s", "total_s") if m in frame.columns]
+    summary = summarize(frame, environment, metrics, study.analysis.alpha, "two-sided",
+                        study.seed)
+    summary["runs_csv"] = str(result.store.csv_path)
+    write_json_atomic(root / "calibration.json", summary)
+    return summary
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    study = load_study(args.spec)
+    summary = run_calibration(study, args.environment, args.repetitions, args.output, console)
+    for entry in summary["entries"]:
+        fp = entry["false_positive"] or {}
+        floor = entry["noise_floor"]
+        console.print(
+            f"{entry['metric']} on {entry['dataset']}: CV {entry['cv']['A']:.1%} / "
+            f"{entry['cv']['B']:.1%}, noise floor of the speed-up "
+            f"{'n/a' if floor is None else f'±{floor:.1%}'}, false-positive rate "
+            f"{fp.get('rate', float('nan')):.1%} at alpha {summary['alpha']} "
+            f"({fp.get('splits', 0)} random splits)")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("calibrate", help="A/A calibration: one environment as two arms, "
+                              "for the noise floor and the false-positive rate")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--environment", required=True, metavar="NAME")
+    p.add_argument("--repetitions", type=int, metavar="N")
+    p.add_argument("--output", type=Path, metavar="DIR")
+    p.set_defaults(func=cmd_calibrate)

@@ -1,0 +1,78 @@
+"""The paper's build cache: one hash over every input, so an unchanged paper is never rebuilt.
+
+The inputs are runs.csv and what the results store keeps beside it (manifest, calibration),
+the study file, and every file of the toolkit that shapes the output: the report's and the
+analysis's code, the core's study and record code, the templates and the language files.
+They are found by listing those folders, never by a hand-kept list that a new module could
+miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from study.manifest import toolkit_version
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The folders whose files shape the paper, and which of their files do.
+SOURCES = {"paper": ("*.py", "templates/*", "lang/*"), "analysis": ("*.py",),
+           "study": ("*.py",)}
+STAMP = "build.json"
+
+
+def source_files() -> list[Path]:
+    """Every file of SOURCES (listed, so a new module or template is never missed)."""
+    return sorted({p for folder, patterns in SOURCES.items() for pattern in patterns
+                   for p in (ROOT / folder).glob(pattern) if p.is_file()})
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def inputs_digest(runs_csv: Path, study_file: Path | None, extra: str = "") -> str:
+    """One hash over every input of the paper, so an unchanged paper is never rebuilt:
+    runs.csv and what lies beside it (manifest, calibration), the study file, the
+    templates and the report's code."""
+    h = hashlib.sha256(toolkit_version().encode())
+    files: list[Path | None] = [runs_csv, study_file, *beside(runs_csv)]
+    files += source_files()
+    for path in files:
+        h.update(b"\0" + (str(path.name).encode() if path else b"-") + b"\0")
+        if path is not None and path.is_file():
+            h.update(_sha256(path.read_bytes()).encode())
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def _read_stamp(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def up_to_date(folder: Path, pdf: Path, digest: str) -> bool:
+    return pdf.is_file() and _read_stamp(folder).get("digest") == digest
+
+
+def beside(runs_csv: Path) -> tuple[Path, Path]:
+    """The manifest and the A/A calibration the results store keeps beside runs.csv."""
+    return runs_csv.parent / "manifest.json", runs_csv.parent / "calibration.json"
+
+
+def write_stamp(folder: Path, digest: str, built_at: str) -> None:
+    from data.atomic import write_text_atomic
+
+    stamp = _read_stamp(folder)
+    write_text_atomic(folder / STAMP, json.dumps({
+        "digest": digest, "builds": int(stamp.get("builds", 0)) + 1,
+        "built_at": built_at}, indent=2) + "\n")
+
+
+def build_count(out_dir: Path, name: str) -> int:
+    """How many times latexmk built this paper (the stamp's counter): for tests and benchmarks."""
+    return int(_read_stamp(Path(out_dir) / name).get("builds", 0))

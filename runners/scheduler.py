@@ -1,0 +1,155 @@
+"""Executes a study's plan: resumable, interleaved, one record per run, with progress.
+
+Resuming is by construction: a run is done when its record says ok, so running the same
+study again runs only what is missing (or failed) and never duplicates a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from runners.attempts import run_with_retries
+from runners.base import Runner, make_runner
+from study.manifest import check_manifest
+from study.plan import RunJob, block_jobs, plan
+from study.spec import Study
+from study.store import ResultsStore, default_results_dir
+
+#: The rule of `repetitions = "auto"`: given the store and the last block run, None to go
+#: on, or a description of why the study stops (see analysis.stopping).
+StopRule = Callable[[ResultsStore, int], dict[str, Any] | None]
+
+
+@dataclass
+class StudyResult:
+    store: ResultsStore
+    executed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+    stopping: dict[str, Any] | None = None
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.executed if r["status"] != "ok"]
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    if record["status"] == "ok":
+        return (f"[green]ok[/] {record['run_id']}  train {record.get('train_s', 0):.2f} s  "
+                f"accuracy {record.get('test_accuracy', 0):.3f}")
+    return f"[red]{record['status']}[/] {record['run_id']}: {record.get('error')}"
+
+
+class Executor:
+    """Runs jobs block by block, opening each runner's block before its first run there."""
+
+    def __init__(self, study: Study, store: ResultsStore, console: Console):
+        self.study, self.store, self.console = study, store, console
+        self.runners: dict[str, Runner] = {e.name: make_runner(study, e, store)
+                                           for e in study.environments}
+
+    def check(self) -> None:
+        for runner in self.runners.values():
+            runner.check()
+
+    def run_one(self, runner: Runner, job: RunJob) -> dict[str, Any]:
+        return run_with_retries(runner, job, self.store, self.study.retries, self._retrying)
+
+    def _retrying(self, record: dict[str, Any]) -> None:
+        self.console.print(f"[yellow]retrying[/] {record['run_id']} after: {record['error']}",
+                           markup=False)
+
+    def run(self, jobs: Iterable[RunJob], progress: Progress, task: Any) -> list[dict[str, Any]]:
+        done: list[dict[str, Any]] = []
+        opened: list[Runner] = []
+        current_block: int | None = None
+        try:
+            for job in jobs:
+                if job.block != current_block:
+                    self._close(opened)
+                    current_block = job.block
+                runner = self.runners[job.environment]
+                if runner not in opened:
+                    runner.open_block(job.block)
+                    opened.append(runner)
+                progress.update(task, description=job.run_id)
+                record = self.run_one(runner, job)
+                progress.console.print(_describe(record))
+                progress.advance(task)
+                done.append(record)
+        finally:
+            self._close(opened)
+        return done
+
+    @staticmethod
+    def _close(opened: list[Runner]) -> None:
+        while opened:
+            opened.pop().close_block()
+
+
+def run_study(study: Study, output: Path | None = None, repetitions: int | None = None,
+              console: Console | None = None, stop_rule: StopRule | None = None
+              ) -> StudyResult:
+    """Run what is missing of the study; return the records this call produced.
+
+    A study with `repetitions = "auto"` needs `stop_rule` (the command passes the
+    analysis's rule; the scheduler itself knows no statistics).
+    """
+    console = console or Console()
+    auto = study.repetitions == "auto" and repetitions is None
+    if auto and stop_rule is None:
+        raise ValueError(f"{study.path}: repetitions = \"auto\" needs a stopping rule")
+    store = ResultsStore(output or default_results_dir(study.name))
+    store.prepare()
+    manifest = check_manifest(store, study)
+    store.write_manifest(manifest)
+    store.write_csv()  # mends a table a killed study left behind
+    executor = Executor(study, store, console)
+    executor.check()
+
+    statuses = store.statuses()
+    jobs = plan(study, repetitions)
+    pending = [j for j in jobs if statuses.get(j.run_id) != "ok"]
+    result = StudyResult(store, skipped=len(jobs) - len(pending))
+    if result.skipped:
+        console.print(f"{result.skipped} of {len(jobs)} runs already done in {store.root}; "
+                      f"running the {len(pending)} missing")
+    with _progress(console) as progress:
+        task = progress.add_task(study.name, total=len(pending))
+        result.executed += executor.run(pending, progress, task)
+        block = study.planned_repetitions
+        while auto:
+            assert stop_rule is not None
+            result.stopping = stop_rule(store, block)
+            if result.stopping:
+                break
+            block += 1
+            extra = [j for j in block_jobs(study, block) if statuses.get(j.run_id) != "ok"]
+            progress.update(task, total=(progress.tasks[0].total or 0) + len(extra))
+            result.executed += executor.run(extra, progress, task)
+    if result.stopping:
+        manifest["stopping"] = result.stopping
+        console.print(f"stopped after {result.stopping['repetitions']} repetitions: "
+                      f"{result.stopping['reason']}")
+    manifest["updated_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    store.write_manifest(manifest)
+    return result

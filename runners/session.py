@@ -1,0 +1,185 @@
+"""Remote-session runners: a machine per block, reached through a transport.
+
+A session runner (Colab today; a Kaggle kernel, a SLURM job or an SSH host tomorrow) gets a
+fresh machine for each block, stages the toolkit, the protocol and the folder datasets on
+it (one hash-named zip), and runs every repetition of the block there with the local runner
+(runners.vm): a fresh kernel per repetition, the same timeout, memory sampling and record
+as on this machine. What differs between such runners is only how files and commands reach
+the machine: a :class:`Transport`. Everything else (staging, the driver, the record coming
+back, failures as records) is here, once.
+
+A fresh machine per block samples the provider's hardware and neighbours as often as the
+study samples everything else, instead of timing every repetition on one machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any, Protocol
+
+from data.atomic import write_bytes_atomic
+from runners.base import Runner, base_record
+from runners.staging import UNPACK_SOURCE
+from runners.vm import build_vm_stage
+from study.plan import RunJob
+
+RESULT_TAG = "CLOUDBENCH-RESULT "
+
+DRIVER = '''# cloudbench: one repetition on this machine (from runners/session.py)
+{unpack}
+
+def _cloudbench_run():
+    import json, sys
+    root = _cloudbench_unpack({archive!r}, {dest!r})
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from runners.vm import run_job
+    result = run_job(root, json.loads({job!r}), {attempt!r}, "cloudbench")
+    print({tag!r} + json.dumps({{"path": result}}), flush=True)
+
+
+_cloudbench_run()
+'''
+
+
+def tail(text: str, lines: int = 6) -> str:
+    """The last lines of what a command printed, for an error message (a traceback's last
+    line says what happened; its indented frames do not)."""
+    kept = [line for line in text.splitlines()
+            if line.strip() and not line.startswith((" ", "Traceback"))]
+    return " | ".join(kept[-lines:]) or "no output"
+
+
+class TransportError(RuntimeError):
+    """The session, the client or the machine failed: an infrastructure failure of the run."""
+
+    def __init__(self, message: str, status: str = "failed"):
+        super().__init__(message)
+        self.status = status
+
+
+class Transport(Protocol):
+    """How files and commands reach one remote machine. Paths on it are relative to the
+    folder where `exec` runs scripts. Every method raises TransportError on failure."""
+
+    def start(self, label: str) -> None:
+        """Get a fresh machine (with the environment's accelerator) for this block."""
+
+    def upload(self, local: Path, remote: str) -> None: ...
+
+    def install(self, packages: tuple[str, ...]) -> None: ...
+
+    def exec(self, script: Path, timeout: float) -> str:
+        """Run a Python script there; what it printed."""
+
+    def download(self, remote: str, local: Path) -> None: ...
+
+    def stop(self) -> None:
+        """Give the machine back, whatever state it is in; never raises."""
+
+
+class SessionRunner(Runner):
+    """One session per block; each repetition runs in it with the local runner."""
+
+    local_files = False
+    packages: tuple[str, ...] = ("papermill",)  # installed on the machine before the runs
+    margin_s = 300.0  # what a run may take beyond its own timeout (staging, transfers)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.transport: Transport | None = None  # set while a session is open
+        self.block = 0
+        self._stage_zip: Path | None = None
+        self._stage_version = ""
+
+    def make_transport(self) -> Transport:
+        """A transport for a new session of this environment."""
+        raise NotImplementedError
+
+    def open_block(self, block: int) -> None:
+        self.block = block  # the session itself starts with the block's first run
+
+    def close_block(self) -> None:
+        self._stop()
+
+    def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
+        record = base_record(self.study, self.env, job, attempt)
+        start = time.perf_counter()
+        work = self.store.work_dir / f"{job.run_id}.{attempt}.session"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            if self.transport is None:
+                self._start()
+            record = self._ingest(self._execute(job, attempt, work), job, record)
+        except TransportError as exc:
+            record.update(status=exc.status, error=str(exc), infrastructure=True,
+                          wall_s=round(time.perf_counter() - start, 4))
+            self._stop()  # a session that failed once is not trusted with the next run
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return record
+
+    def _start(self) -> None:
+        """A new session, staged and ready for papermill."""
+        if self._stage_zip is None:
+            stage = build_vm_stage(self.study)
+            self._stage_version = stage.version
+            self._stage_zip = stage.write_zip(
+                self.store.work_dir / f"cloudbench-{stage.version}.zip")
+        label = f"cb-{re.sub(r'[^A-Za-z0-9-]', '-', self.env.name)}-b{self.block}-" \
+                f"{uuid.uuid4().hex[:6]}"
+        self.transport = self.make_transport()  # set first: a start that timed out may
+        self.transport.start(label)             # still have made a session to stop
+        self.transport.upload(self._stage_zip, self._stage_zip.name)
+        self.transport.install(self.packages)
+
+    def _execute(self, job: RunJob, attempt: int, work: Path) -> Path:
+        """Run the repetition there; download the zip of its record, notebook and log."""
+        assert self.transport is not None and self._stage_zip is not None
+        driver = work / "driver.py"
+        driver.write_text(DRIVER.format(
+            unpack=UNPACK_SOURCE.strip(), archive=self._stage_zip.name,
+            dest=f"cloudbench/{self._stage_version}", job=json.dumps(dataclasses.asdict(job)),
+            attempt=attempt, tag=RESULT_TAG), encoding="utf-8")
+        printed = self.transport.exec(driver, self.timeout_s + self.margin_s)
+        results = [line[len(RESULT_TAG):] for line in printed.splitlines()
+                   if line.startswith(RESULT_TAG)]
+        if not results:
+            raise TransportError(f"the driver did not finish: {tail(printed)}")
+        local = work / "result.zip"
+        self.transport.download(json.loads(results[-1])["path"], local)
+        if not local.is_file():
+            raise TransportError("the transport reported a download but wrote no file")
+        return local
+
+    def _ingest(self, result: Path, job: RunJob, base: dict[str, Any]) -> dict[str, Any]:
+        """The machine's record (its fingerprint included); its notebook and log beside ours."""
+        try:
+            with zipfile.ZipFile(result) as zf:
+                record = json.loads(zf.read("record.json"))
+                names = set(zf.namelist())
+                notebook = zf.read("notebook.ipynb") if "notebook.ipynb" in names else None
+                log = zf.read("run.log") if "run.log" in names else b""
+        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+            raise TransportError(f"the run's results came back damaged: {exc}") from exc
+        if record.get("run_id") != job.run_id:
+            raise TransportError(f"the machine returned the record of "
+                                 f"{record.get('run_id')!r}, not of {job.run_id!r}")
+        if notebook is not None:
+            write_bytes_atomic(self.notebook_path(job), notebook)
+        with open(self.store.log_path(job.run_id), "ab") as fh:
+            fh.write(log)
+        return {**base, **record, "runner": self.env.runner}
+
+    def _stop(self) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            transport.stop()

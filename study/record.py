@@ -1,0 +1,94 @@
+"""The run record: one JSON object per run, the unit every later stage reads.
+
+The schema lives here and nowhere else: the runner's fields, the protocol's measurements,
+the environment's fingerprint and the bookkeeping, in the column order of runs.csv.
+A protocol may add fields of its own (a notebook's metrics): they follow these columns.
+The notebook side (protocols/) writes its part as a plain dict, since a remote kernel
+receives only protocols/ and data/; a test checks that it writes these names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+#: Written into every record; a reader can tell which schema a record follows.
+RECORD_FORMAT_VERSION = 1
+STATUSES = ("ok", "failed", "timeout", "oom")
+
+
+class RunnerFields(TypedDict):
+    """Written by the runner for every run, whatever happened."""
+
+    run_id: str
+    study: str
+    environment: str
+    dataset: str
+    block: int
+    repetition: int
+    status: str  # one of STATUSES
+    error: str | None
+    started_at: str  # UTC, ISO 8601
+    wall_s: float | None  # the runner's wall time: kernel start and staging included
+
+
+class ProtocolFields(TypedDict, total=False):
+    """Measured by the protocol inside the kernel (time.perf_counter, seconds)."""
+
+    import_s: float
+    load_s: float
+    build_s: float
+    train_s: float
+    epoch_s: list[float]
+    first_epoch_s: float
+    train_nowarm_s: float
+    eval_s: float
+    total_s: float
+    test_loss: float
+    test_accuracy: float
+    n_train: int
+    n_test: int
+    epochs: int
+    batch_size: int
+    seed: int
+    peak_rss_mb: float | None  # the kernel's process tree, sampled by a local runner
+    peak_gpu_mb: float | None
+
+
+class Fingerprint(TypedDict, total=False):
+    """The environment as the protocol found it at the start of the run."""
+
+    python: str
+    tensorflow: str
+    keras: str
+    os: str
+    cpu_model: str
+    cpu_count: int
+    ram_gb: float
+    accelerator: str  # cpu | gpu | tpu
+    device_name: str
+    host_id: str  # a hash, never the host name
+
+
+class Bookkeeping(TypedDict, total=False):
+    warmup: bool
+    attempt: int
+    runner: str
+    model: str
+    n_params: int
+    format_version: int
+
+
+class RunRecord(RunnerFields, ProtocolFields, Fingerprint, Bookkeeping):
+    """A whole record; protocols may add keys beyond these."""
+
+
+def _names(kind: Any) -> list[str]:
+    return list(kind.__annotations__)
+
+
+RUNNER_FIELDS = _names(RunnerFields)
+PROTOCOL_FIELDS = _names(ProtocolFields)
+FINGERPRINT_FIELDS = _names(Fingerprint)
+BOOKKEEPING_FIELDS = _names(Bookkeeping)
+#: runs.csv's columns, in order; any other field of a record follows them, sorted.
+COLUMNS = RUNNER_FIELDS + PROTOCOL_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS
