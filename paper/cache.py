@@ -9,6 +9,7 @@ miss.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -27,6 +28,17 @@ def source_files() -> list[Path]:
     """Every file of SOURCES (listed, so a new module or template is never missed)."""
     return sorted({p for folder, patterns in SOURCES.items() for pattern in patterns
                    for p in (ROOT / folder).glob(pattern) if p.is_file()})
+
+
+def study_name_from_csv(runs_csv: Path) -> str:
+    """The study's name from the CSV's `study` column, else the CSV's folder name.
+
+    Reads only the first data row: this runs on the no-change path, where time counts.
+    """
+    with runs_csv.open(newline="", encoding="utf-8") as fh:
+        row = next(csv.DictReader(fh), None) or {}
+    name = (row.get("study") or "").strip()
+    return name or runs_csv.resolve().parent.name
 
 
 def _sha256(data: bytes) -> str:

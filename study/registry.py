@@ -19,10 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
-
-if TYPE_CHECKING:
-    from study.spec import Environment
+from typing import Any, ClassVar, Protocol
 
 ENTRY_POINT_GROUP = "cloudbench.runners"
 _PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
@@ -55,7 +52,8 @@ class RunnerPlugin(Protocol):
     local_files: ClassVar[bool]
 
     @classmethod
-    def validate(cls, environment: Environment) -> None: ...
+    def validate(cls, environment: Any) -> None:  # a study.spec.Environment
+        ...
 
 
 _registered: dict[str, Any] = {}  # name -> class, or "module:attribute"

@@ -1,0 +1,1 @@
+"""Runner plugins written in the tests, as a user would write one."""
