@@ -7,13 +7,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from runners.bundle import export_colab, import_archive
 from study.spec import load_study
 
 console = Console()
 
 
 def cmd_export_colab(args: argparse.Namespace) -> int:
+    from runners.bundle import export_colab
+
     study = load_study(args.spec)
     path = export_colab(study, args.environment, args.output, args.repetitions)
     console.print(f"[green]exported[/] {path} ({path.stat().st_size / 2**20:.1f} MB): open it "
@@ -22,6 +23,8 @@ def cmd_export_colab(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from runners.bundle import import_archive
+
     outcome = import_archive(args.archive, args.output, args.spec)
     console.print(f"[green]imported[/] {args.archive}: {len(outcome['added'])} runs added, "
                   f"{len(outcome['unchanged'])} already present, "

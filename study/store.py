@@ -16,15 +16,16 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from data.atomic import atomic_path, write_json_atomic
 from study.record import COLUMNS, STATUSES
 
 __all__ = ["COLUMNS", "STATUSES", "ResultsStore", "StoreError", "default_results_dir"]
 MIN_FREE_MB = 50
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class StoreError(RuntimeError):
@@ -120,6 +121,8 @@ class ResultsStore:
 
     def frame(self, records: list[dict[str, Any]] | None = None) -> pd.DataFrame:
         """The records as a table, in runs.csv's columns and order (epoch_s as JSON text)."""
+        import pandas as pd  # here: every `study` command imports the store
+
         rows = [_row(r) for r in (self.records() if records is None else records)]
         frame = pd.DataFrame(rows)
         frame = frame.reindex(columns=_columns(rows))
