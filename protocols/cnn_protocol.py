@@ -6,17 +6,13 @@ library, numpy and TensorFlow, and imports TensorFlow lazily so the notebook can
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
-import resource
-import socket
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from data.atomic import write_json_atomic  # noqa: F401  (the notebook writes its record with it)
+from protocols.fingerprint import cpu_model, host_id, peak_rss_mb, ram_gb  # noqa: F401
 
 MODELS = ("shapes_cnn", "fashion_cnn", "simple_cnn")
 
@@ -113,41 +109,12 @@ def trim_to_multiple(x: Any, y: Any, multiple: int) -> tuple[Any, Any]:
     return x, y
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _ram_gb() -> float | None:
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 2)
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def host_id() -> str:
-    """A stable, anonymous id of the machine: a hash, never the host name itself."""
-    machine = ""
-    for f in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-        try:
-            machine = Path(f).read_text().strip()
-            break
-        except OSError:
-            continue
-    return hashlib.sha256(f"{socket.gethostname()}|{machine}".encode()).hexdigest()[:12]
-
-
 def fingerprint(accelerator: str) -> dict[str, Any]:
     """Hardware and software of the kernel that ran the protocol (DESIGN.md's fields)."""
     import keras
     import tensorflow as tf
 
-    device_name = _cpu_model()
+    device_name = cpu_model()
     if accelerator == "gpu":
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
@@ -159,15 +126,9 @@ def fingerprint(accelerator: str) -> dict[str, Any]:
     return {
         "python": platform.python_version(), "tensorflow": tf.__version__,
         "keras": keras.__version__, "os": f"{platform.system()} {platform.release()}",
-        "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "ram_gb": _ram_gb(),
+        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "ram_gb": ram_gb(),
         "accelerator": accelerator, "device_name": device_name, "host_id": host_id(),
     }
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (the runner adds the whole process tree)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def peak_gpu_mb(accelerator: str) -> float | None:

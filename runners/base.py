@@ -12,9 +12,13 @@ connection, a refused quota) are flagged ``infrastructure`` so that
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from study.notebook import Protocol
+from study.notebook import inspect as inspect_notebook
 from study.plan import RunJob
 from study.record import RECORD_FORMAT_VERSION
 from study.registry import Option, load_runner
@@ -30,16 +34,23 @@ TPU_TRIM_MULTIPLE = 128  # TPUs want both sets in multiples of 128, as the Colab
 
 
 def run_parameters(study: Study, env: Environment, job: RunJob, record_path: str,
-                   dataset_path: str | None = None) -> dict[str, Any]:
+                   dataset_path: str | None = None,
+                   declared: Collection[str] | None = None) -> dict[str, Any]:
     """The notebook's parameters for one run: study, then environment, then the runner's.
 
     A TPU environment trims the sets to multiples of 128 unless the study says otherwise.
+    Of the runner's own (record_path, seed, dataset, accelerator), a notebook gets those its
+    `parameters` cell declares (`declared`; all when None): a researcher's notebook is
+    never handed variables it did not ask for.
     """
     defaults = {"trim_multiple": TPU_TRIM_MULTIPLE} if env.accelerator == "tpu" else {}
-    return {**defaults, **study.parameters, **env.parameters, "record_path": record_path,
-            "seed": job.seed,
-            "dataset": study.dataset(job.dataset).protocol_config(dataset_path),
-            "accelerator": env.accelerator}
+    runner = {"record_path": record_path, "seed": job.seed,
+              "dataset": study.dataset(job.dataset).protocol_config(dataset_path),
+              "accelerator": env.accelerator}
+    if declared is not None:
+        runner = {k: v for k, v in runner.items() if k in declared}
+        defaults = {k: v for k, v in defaults.items() if k in declared}
+    return {**defaults, **study.parameters, **env.parameters, **runner}
 
 
 def base_record(study: Study, env: Environment, job: RunJob, attempt: int) -> dict[str, Any]:
@@ -68,6 +79,11 @@ class Runner:
 
     def __init__(self, study: Study, environment: Environment, store: ResultsStore):
         self.study, self.env, self.store = study, environment, store
+
+    @cached_property
+    def protocol(self) -> Protocol:
+        """The study's notebook as a protocol: its parameters, phases and metrics cell."""
+        return inspect_notebook(self.study.notebook)
 
     def check(self) -> None:
         """Fail before the first run when the runner cannot work at all (missing client...)."""

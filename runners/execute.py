@@ -32,7 +32,7 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
             start_timeout=job.get("start_timeout", 120), **extra)
     except PapermillExecutionError as exc:
         return {"ok": False, "kind": "cell", "ename": exc.ename, "evalue": exc.evalue,
-                "cell": exc.exec_count}
+                "cell": exc.exec_count, "cell_index": exc.cell_index}
     except DeadKernelError as exc:
         return {"ok": False, "kind": "dead_kernel", "ename": "DeadKernelError",
                 "evalue": str(exc) or "the kernel died"}

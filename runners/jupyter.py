@@ -138,7 +138,8 @@ class JupyterRunner(LocalRunner):
         remote_dataset = (f"stage/{self._stage_version}/{dataset_dir(dataset)}"
                           if dataset.source == "folder" else None)
         self._run["record"] = [remote_record, str(record_path)]
-        return run_parameters(self.study, self.env, job, remote_record, remote_dataset)
+        return run_parameters(self.study, self.env, job, remote_record, remote_dataset,
+                              self.protocol.parameters)
 
     def kernel_env(self) -> dict[str, str]:
         """The child's environment: the gateway's URL and token, our settings; never a file."""

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 
 from data.atomic import write_text_atomic
+from runners import phases
 from runners.base import Runner, base_record, run_parameters
 from study.plan import RunJob
 from study.spec import PROJECT_ROOT
@@ -79,7 +80,21 @@ class LocalRunner(Runner):
         return env
 
     def parameters(self, job: RunJob, record_path: Path) -> dict[str, Any]:
-        return run_parameters(self.study, self.env, job, str(record_path))
+        return run_parameters(self.study, self.env, job, str(record_path),
+                              declared=self.protocol.parameters)
+
+    def input_notebook(self, work: Path) -> Path:
+        """What papermill executes: the study's notebook, or for a tagged notebook a copy
+        with the toolkit's fingerprint cell at the end (runners.phases; not timed)."""
+        if self.protocol.writes_record:
+            return self.study.notebook
+        nb = json.loads(self.study.notebook.read_text(encoding="utf-8"))
+        nb["cells"].append({"cell_type": "code", "execution_count": None, "outputs": [],
+                            "metadata": {"tags": [phases.FINGERPRINT_TAG]},
+                            "source": phases.fingerprint_cell_source()})
+        copy = work / self.study.notebook.name
+        write_text_atomic(copy, json.dumps(nb))
+        return copy
 
     def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
         record = base_record(self.study, self.env, job, attempt)
@@ -87,7 +102,7 @@ class LocalRunner(Runner):
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         protocol_record = work / "record.json"
-        spec = {"input": str(self.study.notebook), "output": str(work / "executed.ipynb"),
+        spec = {"input": str(self.input_notebook(work)), "output": str(work / "executed.ipynb"),
                 "parameters": self.parameters(job, protocol_record),
                 "kernel": self.env.kernel or self.study.kernel, "cwd": str(work),
                 "report": str(work / "report.json"),
@@ -96,18 +111,36 @@ class LocalRunner(Runner):
         outcome, sampled_mb = self._execute(work, record)
         record.update(outcome)
         measured = {}
+        executed = work / "executed.ipynb"
         if record["status"] == "ok":
-            measured = json.loads(protocol_record.read_text(encoding="utf-8"))
+            try:
+                measured = self._measured(protocol_record, executed)
+            except phases.RecordError as exc:
+                record.update(status="failed", error=str(exc))
             record.update({k: v for k, v in measured.items() if k not in record})
+        elif record.get("cell") is not None and executed.exists():
+            where = phases.failed_cell(json.loads(executed.read_text(encoding="utf-8")),
+                                       record["cell"])
+            record["error"] = f"{where}: {record['error']}" if where else record["error"]
+        record.pop("cell", None)
         # The kernel's own peak misses its children; the sampler misses short spikes.
         # Kept for failed runs too: that is where an out-of-memory run shows itself.
         peak = max(sampled_mb, measured.get("peak_rss_mb") or 0.0)
         record["peak_rss_mb"] = round(peak, 1) if peak else None
-        executed = work / "executed.ipynb"
         if executed.exists():
             os.replace(executed, self.notebook_path(job))
         shutil.rmtree(work, ignore_errors=True)
         return record
+
+    def _measured(self, protocol_record: Path, executed: Path) -> dict[str, Any]:
+        """The protocol's measurements: the record the notebook wrote (the built-in way),
+        else the phases, metrics and fingerprint read from the executed notebook."""
+        if self.protocol.writes_record:
+            if not protocol_record.exists():
+                raise phases.RecordError("the notebook finished without writing its record "
+                                         f"to {protocol_record}")
+            return json.loads(protocol_record.read_text(encoding="utf-8"))
+        return phases.record(json.loads(executed.read_text(encoding="utf-8")))
 
     def _execute(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
         """Run the child, sample memory, enforce the timeout.
@@ -157,9 +190,6 @@ class LocalRunner(Runner):
                                       f"{returncode} without a report; see {log_path}"}
         report = json.loads(report_path.read_text(encoding="utf-8"))
         if report["ok"]:
-            if not (work / "record.json").exists():
-                return fields | {"status": "failed", "error": "the notebook finished without "
-                                 f"writing its record to {work / 'record.json'}"}
             return fields | {"status": "ok", "error": None}
         error = f"{report.get('ename')}: {report.get('evalue')}".strip()
         oom_after = _oom_kills()
@@ -172,5 +202,5 @@ class LocalRunner(Runner):
             return fields | {"status": "timeout", "error": error}
         if report["kind"] == "dead_kernel":
             error = f"the kernel died: {error}"
-        return fields | {"status": "failed", "error": error,
+        return fields | {"status": "failed", "error": error, "cell": report.get("cell_index"),
                          "infrastructure": report["kind"] == "infrastructure"}

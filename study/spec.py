@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from data.datasets import DatasetError, check_dataset
+from study.notebook import NotebookError
+from study.notebook import inspect as inspect_notebook
 from study.registry import OptionError, load_runner, runner_names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -207,20 +209,12 @@ def _check_parameters(path: Path, key: str, params: dict[str, Any]) -> dict[str,
 
 
 def notebook_parameters(path: Path, notebook: Path, key: str = "protocol.notebook") -> set[str]:
-    """Names defined in the notebook's cell tagged `parameters` (papermill's convention)."""
-    import nbformat
-    import papermill
-
-    if not notebook.is_file():
-        raise SpecError(path, key, f"notebook not found: {notebook}")
+    """Names defined in the notebook's `parameters` cell, once the notebook passed every
+    check of study.notebook (tags, phases, metrics)."""
     try:
-        nb = nbformat.read(notebook, as_version=4)
-    except Exception as exc:  # nbformat raises several unrelated types
-        raise SpecError(path, key, f"{notebook} is not a readable notebook: {exc}") from exc
-    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
-        raise SpecError(path, key, f"{notebook} has no cell tagged 'parameters'; "
-                        "papermill needs one to inject the study's parameters")
-    return set(papermill.inspect_notebook(str(notebook)))
+        return set(inspect_notebook(notebook).parameters)
+    except NotebookError as exc:
+        raise SpecError(path, key, str(exc)) from exc
 
 
 def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Dataset:

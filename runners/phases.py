@@ -1,0 +1,164 @@
+"""A tagged notebook's record, read from the executed notebook: phases, metrics, fingerprint.
+
+nbclient stamps every cell with the kernel's own times: ``iopub.execute_input`` when the
+kernel starts the cell and ``shell.execute_reply`` when it has finished. Their difference is
+the cell's kernel-side time, which excludes the client and, for a remote kernel, the
+network; papermill's per-cell ``duration`` (client-side) is kept beside it. The metrics
+cell's last expression comes back as its ``text/plain`` output, read without evaluating
+code. Every runner produces the executed notebook the same way, so every runner times a
+notebook the same way.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import inspect
+import json
+import math
+from typing import Any
+
+from study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first_line
+
+FINGERPRINT_TAG = "cloudbench-fingerprint"
+ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill.execute.ERROR_MARKER_TAG
+FINGERPRINT_MARK = "CLOUDBENCH-FINGERPRINT "
+
+
+
+def fingerprint_cell_source() -> str:
+    """The last cell added to the executed copy (never to the researcher's notebook): the
+    kernel describes itself after the protocol ran, with the frameworks the notebook
+    imported, in a cell that is not timed and needs no toolkit import."""
+    from protocols import fingerprint as module
+
+    body = inspect.getsource(module)
+    return ("# cloudbench: the kernel's fingerprint (added by the toolkit; not timed)\n"
+            f"_cb = {{}}\nexec(compile({body!r}, 'cloudbench-fingerprint', 'exec'), _cb)\n"
+            f"_cb['print_fingerprint']({FINGERPRINT_MARK!r})\ndel _cb\n")
+
+
+class RecordError(ValueError):
+    """The executed notebook does not give a record (a metrics cell that is not a dict...)."""
+
+
+def _stamp(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def kernel_seconds(cell: dict[str, Any]) -> float | None:
+    """The cell's kernel-side time: shell.execute_reply - iopub.execute_input."""
+    execution = cell.get("metadata", {}).get("execution", {})
+    start = _stamp(execution.get("iopub.execute_input"))
+    end = _stamp(execution.get("shell.execute_reply"))
+    return None if start is None or end is None else max(0.0, (end - start).total_seconds())
+
+
+def _phase(cell: dict[str, Any]) -> str:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return next((t[len(PHASE_PREFIX):] for t in tags if t.startswith(PHASE_PREFIX)), "other")
+
+
+def _timed_cells(nb: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in nb.get("cells", []) if c.get("cell_type") == "code"
+            and FINGERPRINT_TAG not in c.get("metadata", {}).get("tags", [])]
+
+
+def phase_times(nb: dict[str, Any]) -> dict[str, float]:
+    """NAME_s per phase (kernel-side), other_s, total_s, and NAME_client_s (papermill's)."""
+    kernel: dict[str, float] = {}
+    client: dict[str, float] = {}
+    for cell in _timed_cells(nb):
+        seconds = kernel_seconds(cell)
+        if seconds is None:  # not executed (the run stopped before it)
+            continue
+        name = _phase(cell)
+        kernel[name] = kernel.get(name, 0.0) + seconds
+        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if isinstance(duration, int | float):
+            client[name] = client.get(name, 0.0) + float(duration)
+    out = {f"{name}_s": round(v, 6) for name, v in kernel.items()}
+    out.setdefault("other_s", 0.0)
+    out["total_s"] = round(sum(kernel.values()), 6)
+    out.update({f"{name}_client_s": round(v, 6) for name, v in client.items()})
+    out["total_client_s"] = round(sum(client.values()), 6)
+    return out
+
+
+def _literal(node: ast.AST) -> Any:
+    """A literal, where numpy and torch scalars (`np.float64(0.5)`, `tensor(0.5)`) count as
+    their number; anything else is refused."""
+    if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
+        return _literal(node.args[0])
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)
+                if k is not None}
+    return ast.literal_eval(node)
+
+
+def metrics(nb: dict[str, Any]) -> dict[str, float]:
+    """The metrics cell's dict of numbers ({} when the notebook has no metrics cell)."""
+    for index, cell in enumerate(nb.get("cells", [])):
+        if METRICS_TAG not in cell.get("metadata", {}).get("tags", []):
+            continue
+        where = describe(index, first_line(cell.get("source", "")))
+        texts = [o.get("data", {}).get("text/plain") for o in cell.get("outputs", [])
+                 if o.get("output_type") == "execute_result"]
+        if not texts:
+            raise RecordError(f"the metrics {where} has no value: its last line must be an "
+                              "expression such as {'test_accuracy': acc}")
+        text = "".join(texts[-1]) if isinstance(texts[-1], list) else str(texts[-1])
+        try:
+            value = _literal(ast.parse(text, mode="eval").body)
+        except (SyntaxError, ValueError, TypeError) as exc:
+            raise RecordError(f"the metrics {where} gave {text[:80]!r}, not a dict of "
+                              f"numbers ({type(exc).__name__})") from exc
+        if not isinstance(value, dict) or not value:
+            raise RecordError(f"the metrics {where} gave {text[:80]!r}, not a dict of numbers")
+        out = {}
+        for key, number in value.items():
+            ok = isinstance(key, str) and key.isidentifier()
+            if not ok or isinstance(number, bool) or not isinstance(number, int | float):
+                raise RecordError(f"the metrics {where}: {key!r}: {number!r} is not a number "
+                                  "under a name that can be a column")
+            out[key] = float(number) if math.isfinite(number) else None
+        return out
+    return {}
+
+
+def fingerprint(nb: dict[str, Any]) -> dict[str, Any]:
+    for cell in nb.get("cells", []):
+        if FINGERPRINT_TAG in cell.get("metadata", {}).get("tags", []):
+            for output in cell.get("outputs", []):
+                for line in "".join(output.get("text", "")).splitlines():
+                    if line.startswith(FINGERPRINT_MARK):
+                        return json.loads(line[len(FINGERPRINT_MARK):])
+    return {}
+
+
+def failed_cell(nb: dict[str, Any], index: int | None) -> str:
+    """"cell 5 (phase:train, `model.fit(...)`)": where a failed run stopped, numbered as in
+    the researcher's notebook (papermill's injected-parameters cell does not count).
+
+    papermill's index is into the notebook before it added its two error-marker cells."""
+    cells = [c for c in nb.get("cells", [])
+             if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
+    if index is None or not 0 <= index < len(cells):
+        return ""
+    cell = cells[index]
+    injected = [i for i, c in enumerate(cells)
+                if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    shown = index - sum(1 for i in injected if i < index)
+    text = first_line(cell.get("source", ""))
+    phase = _phase(cell)
+    inside = ", ".join(([f"phase:{phase}"] if phase != "other" else [])
+                       + ([f"`{text}`"] if text else []))
+    return f"cell {shown}" + (f" ({inside})" if inside else "")
+
+
+def record(nb: dict[str, Any]) -> dict[str, Any]:
+    """Everything a tagged notebook's run records beside the runner's fields."""
+    return {**fingerprint(nb), **phase_times(nb), **metrics(nb)}
