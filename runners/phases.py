@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
-import inspect
 import json
 import math
 from typing import Any
 
 from study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first_line
+from study.spec import PROJECT_ROOT
 
 FINGERPRINT_TAG = "cloudbench-fingerprint"
 ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill.execute.ERROR_MARKER_TAG
@@ -30,9 +30,7 @@ def fingerprint_cell_source() -> str:
     """The last cell added to the executed copy (never to the researcher's notebook): the
     kernel describes itself after the protocol ran, with the frameworks the notebook
     imported, in a cell that is not timed and needs no toolkit import."""
-    from protocols import fingerprint as module
-
-    body = inspect.getsource(module)
+    body = (PROJECT_ROOT / "protocols" / "fingerprint.py").read_text(encoding="utf-8")
     return ("# cloudbench: the kernel's fingerprint (added by the toolkit; not timed)\n"
             f"_cb = {{}}\nexec(compile({body!r}, 'cloudbench-fingerprint', 'exec'), _cb)\n"
             f"_cb['print_fingerprint']({FINGERPRINT_MARK!r})\ndel _cb\n")
