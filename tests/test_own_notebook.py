@@ -11,7 +11,7 @@ import nbformat
 import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
-from remote_support import Gateway, gateway  # noqa: F401 - pytest fixture
+from remote_support import ColabStandIn, Gateway, colab, gateway  # noqa: F401 - fixtures
 from rich.console import Console
 
 from runners.phases import kernel_seconds
@@ -135,7 +135,24 @@ def test_a_failing_cell_names_its_phase(tmp_path: Path) -> None:
                             "no data"), error
 
 
-@pytest.mark.slow
+def test_the_same_notebook_in_a_colab_vm_gives_the_same_columns(
+        colab: ColabStandIn, tmp_path: Path) -> None:  # noqa: F811
+    environments = '[[environments]]\nname = "here"\n[[environments]]\nname = "vm"\n' \
+                   'runner = "colab"\n'
+    spec = study_of(tmp_path, EXAMPLE / "shapes_softmax.ipynb", environments, repetitions=1)
+    result = run(spec, tmp_path / "out")
+    by_env = {r["environment"]: r for r in result.executed}
+    assert {r["status"] for r in by_env.values()} == {"ok"}, [r["error"] for r in by_env.values()]
+    assert {k for k in by_env["here"] if k.endswith("_s")} == \
+        {k for k in by_env["vm"] if k.endswith("_s")}
+    assert by_env["vm"]["test_accuracy"] == by_env["here"]["test_accuracy"]
+    # The executed notebook came back with its timing metadata.
+    nb = json.loads((tmp_path / "out" / "notebooks" / "vm+shapes+r001.ipynb").read_text())
+    train = [c for c in nb["cells"] if "phase:train" in c["metadata"].get("tags", [])]
+    assert by_env["vm"]["train_s"] == pytest.approx(sum(kernel_seconds(c) for c in train),
+                                                   abs=1e-5)
+
+
 def test_the_same_notebook_through_a_kernel_gateway_gives_the_same_columns(
         gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     monkeypatch.setenv("OWN_GATEWAY_TOKEN", gateway.token)
