@@ -36,25 +36,25 @@ def false_positive_rate(a: np.ndarray, b: np.ndarray, alpha: float, alternative:
 
 def summarize(frame: Any, environment: str, metrics: list[str], alpha: float,
               alternative: str, seed: int) -> dict[str, Any]:
-    """Noise floor and false-positive rate per metric and dataset, as JSON."""
+    """Noise floor and false-positive rate per metric and dataset, as JSON
+    (calibration.json, which the paper's calibration table reads)."""
     arms = [f"{environment}-{arm}" for arm in ARMS]
     analysis = analyze(frame, metrics=metrics, alternative=alternative, alpha=alpha, seed=seed,
                        environments=arms)
     rng = np.random.default_rng(seed)
     entries = []
-    for comp in analysis["comparisons"]:
-        sub = frame[frame["dataset"] == comp["dataset"]]
-        a = sub.loc[sub["environment"] == comp["a"], comp["metric"]].dropna().to_numpy(float)
-        b = sub.loc[sub["environment"] == comp["b"], comp["metric"]].dropna().to_numpy(float)
-        ratio = comp.get("median_ratio") or {}
-        low, high = ratio.get("ci_low"), ratio.get("ci_high")
+    for comp in analysis.comparisons:
+        sub = frame[frame["dataset"] == comp.dataset]
+        a = sub.loc[sub["environment"] == comp.a, comp.metric].dropna().to_numpy(float)
+        b = sub.loc[sub["environment"] == comp.b, comp.metric].dropna().to_numpy(float)
+        low, high = comp.median_ratio.ci_low, comp.median_ratio.ci_high
         entries.append({
-            "metric": comp["metric"], "dataset": comp["dataset"], "n_a": len(a), "n_b": len(b),
-            "cv": {arm: comp["descriptives"][comp[side]]["cv"]
-                   for arm, side in zip(ARMS, "ab", strict=True)},
-            "median_ratio": ratio,
+            "metric": comp.metric, "dataset": comp.dataset, "n_a": len(a), "n_b": len(b),
+            "cv": {arm: comp.descriptives[env].cv
+                   for arm, env in zip(ARMS, (comp.a, comp.b), strict=True)},
+            "median_ratio": comp.median_ratio.to_dict(),
             "noise_floor": None if low is None or high is None else (high - low) / 2,
-            "test_used": comp["test_used"], "p": comp["p"], "significant": comp["significant"],
+            "test_used": comp.test_used, "p": comp.p, "significant": comp.significant,
             "false_positive": false_positive_rate(a, b, alpha, alternative, rng)
             if min(len(a), len(b)) >= 3 else None})
     return {"environment": environment, "alpha": alpha, "alternative": alternative,

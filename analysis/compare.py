@@ -1,17 +1,19 @@
-"""From a runs table to the analysis JSON of DESIGN.md: every metric, dataset and pair.
+"""From a runs table to the analysis of DESIGN.md: every metric, dataset and pair.
 
 ``load_runs`` reads any CSV with the columns environment, dataset, an optional status and
 numeric metrics (timings gathered by other means too); ``analyze`` runs the procedure of
 the reference study on it: Shapiro-Wilk per group, then Student's t (or Welch's when
 Levene rejects equal variances) if both groups look normal, Mann-Whitney otherwise, with
-Holm's correction across the datasets of a metric and pair.
+Holm's correction across the datasets of a metric and pair. The result is an
+:class:`analysis.results.Analysis`; its ``to_dict()`` is the analysis JSON.
 
 Extra keys beyond DESIGN.md, in each comparison: ``p_method`` ("exact", "asymptotic" or
 "t"), ``median_ratio`` {estimate, ci_low, ci_high} (a / b, percentile bootstrap),
 ``outliers`` {env: {modified_z, tukey[, run_ids]}}, ``warnings``, ``alternative`` and
 ``alpha``; the t-tests also carry ``mean_difference``, ``ci_low``, ``ci_high`` and the
 Hodges-Lehmann shift its ``method``. At the top level, ``kruskal_wallis`` when there are
-more than two environments.
+more than two environments. The JSON carries ``"format": "cloudbench-analysis"`` and
+``"format_version"`` (analysis.results).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import itertools
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,19 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats as S
+from analysis.results import (
+    Analysis,
+    Comparison,
+    Descriptives,
+    KruskalWallis,
+    Levene,
+    MannWhitney,
+    OutlierRunIds,
+    Outliers,
+    ShapiroWilk,
+    StudentT,
+    WelchT,
+)
 
 REQUIRED = ("environment", "dataset")
 # Numeric columns that describe a run rather than measure it.
@@ -145,15 +160,15 @@ class Group:
     """One environment on one dataset for one metric, computed once and shared by its pairs."""
 
     values: np.ndarray  # finite values, input order
-    descriptives: dict[str, Any]
-    shapiro: dict[str, Any]
-    outliers: dict[str, Any]
+    descriptives: Descriptives
+    shapiro: ShapiroWilk
+    outliers: Outliers
     warnings: list[str]
     draws: np.ndarray  # bootstrap medians
 
     @property
     def median(self) -> float | None:
-        return self.descriptives["median"]
+        return self.descriptives.median
 
 
 def _stream(seed: int, *names: str) -> np.random.Generator:
@@ -209,40 +224,39 @@ class _Context:
         in_order = raw[np.argsort(self.rank_in_order[pos], kind="stable")]
         notes += [f"{where}: {w}" for w in
                   S.measurement_warnings(in_order, check_warmup=metric.endswith("_s"))]
-        outliers: dict[str, Any] = S.outlier_flags(raw)
+        outliers = S.outlier_flags(raw)
         if self.run_ids is not None:
             ids = self.run_ids[pos]
-            outliers["run_ids"] = {rule: [str(ids[i]) for i in flagged]
-                                   for rule, flagged in list(outliers.items())}
+            outliers = replace(outliers, run_ids=OutlierRunIds(
+                modified_z=tuple(str(ids[i]) for i in outliers.modified_z),
+                tukey=tuple(str(ids[i]) for i in outliers.tukey)))
         draws = S.bootstrap_medians(values, S.DEFAULT_BOOTSTRAP,
                                     _stream(self.seed, metric, dataset, env))
         return Group(values, S.descriptives(values), S.shapiro_wilk(values), outliers,
                      notes, draws)
 
 
-def _normal(shapiro: Iterable[dict[str, Any]], alpha: float) -> bool:
+def _normal(shapiro: Iterable[ShapiroWilk], alpha: float) -> bool:
     """Every group normal at alpha (Shapiro-Wilk p > alpha); not when it cannot be checked."""
-    return all(sw["p"] is not None and sw["p"] > alpha for sw in shapiro)
+    return all(sw.p is not None and sw.p > alpha for sw in shapiro)
 
 
-def _test_used(normal: bool, levene: dict[str, Any] | None, alpha: float) -> str:
+def _test_used(normal: bool, levene: Levene | None, alpha: float) -> str:
     """Normal groups get a t-test, Welch's when Levene rejects equal variances; otherwise
     Mann-Whitney (the reference study's procedure)."""
     if not normal:
         return "mann_whitney"
-    return "welch_t" if levene and levene["p"] is not None and levene["p"] < alpha else "student_t"
+    return "welch_t" if levene and levene.p is not None and levene.p < alpha else "student_t"
 
 
-def _test_p(used: str, test: dict[str, Any]) -> tuple[float | None, str | None]:
+def _test_p(test: MannWhitney | StudentT | WelchT) -> tuple[float | None, str | None]:
     """The p of the test used and how it was obtained: Mann-Whitney's exact p where it
     exists (no ties, N < 50, as R's default), else its asymptotic one."""
-    if used == "mann_whitney":
-        if test["p_exact"] is not None:
-            return test["p_exact"], "exact"
-        p = test["p_asymptotic"]
-    else:
-        p = test["p"]
-    return p, None if p is None else "asymptotic" if used == "mann_whitney" else "t"
+    if isinstance(test, MannWhitney):
+        if test.p_exact is not None:
+            return test.p_exact, "exact"
+        return test.p_asymptotic, None if test.p_asymptotic is None else "asymptotic"
+    return test.p, None if test.p is None else "t"
 
 
 TESTS = {"mann_whitney": S.mann_whitney, "student_t": S.student_t, "welch_t": S.welch_t}
@@ -258,39 +272,38 @@ def decide(a: S.Values, b: S.Values, alternative: str = "two-sided",
     x, y = S.clean(a), S.clean(b)
     normal = _normal((S.shapiro_wilk(x), S.shapiro_wilk(y)), alpha)
     used = _test_used(normal, S.levene(x, y) if normal else None, alpha)
-    return used, _test_p(used, TESTS[used](x, y, alternative))[0]
+    return used, _test_p(TESTS[used](x, y, alternative))[0]
 
 
 def _compare(ctx: _Context, metric: str, dataset: str, a: str, b: str,
-             column: np.ndarray) -> dict[str, Any]:
+             column: np.ndarray) -> Comparison:
+    """One comparison, before Holm's correction (p_holm None, not significant)."""
     ga, gb = (ctx.group(metric, dataset, env, column) for env in (a, b))
     x, y = ga.values, gb.values
     ranks = S.rank_table(x, y)
-    entry: dict[str, Any] = {
-        "metric": metric, "dataset": dataset, "a": a, "b": b,
-        "n_a": int(x.size), "n_b": int(y.size),
-        "descriptives": {a: ga.descriptives, b: gb.descriptives},
-        "shapiro": {a: ga.shapiro, b: gb.shapiro},
-        "ranks": {a: ranks[0], b: ranks[1]},
-        "mann_whitney": S.mann_whitney(x, y, ctx.alternative),
-        "hodges_lehmann": S.hodges_lehmann(x, y),
-        "levene": S.levene(x, y),
-        "student_t": S.student_t(x, y, ctx.alternative),
-        "welch_t": S.welch_t(x, y, ctx.alternative),
-    }
-    used = _test_used(_normal((ga.shapiro, gb.shapiro), ctx.alpha), entry["levene"], ctx.alpha)
-    p, method = _test_p(used, entry[used])
+    tests = {"mann_whitney": S.mann_whitney(x, y, ctx.alternative),
+             "student_t": S.student_t(x, y, ctx.alternative),
+             "welch_t": S.welch_t(x, y, ctx.alternative)}
+    levene = S.levene(x, y)
+    used = _test_used(_normal((ga.shapiro, gb.shapiro), ctx.alpha), levene, ctx.alpha)
+    p, method = _test_p(tests[used])
     warnings = ga.warnings + gb.warnings
     if p is None:
         warnings.append(f"{metric}, {dataset}, {a} vs {b}: no test could be computed")
-    entry.update({
-        "test_used": used, "p": p, "p_holm": None, "significant": False,
-        "p_method": method,
-        "median_ratio": S.ratio_from_draws(ga.median, gb.median, ga.draws, gb.draws),
-        "outliers": {a: ga.outliers, b: gb.outliers},
-        "warnings": warnings, "alternative": ctx.alternative, "alpha": ctx.alpha,
-    })
-    return entry
+    return Comparison(
+        metric=metric, dataset=dataset, a=a, b=b, n_a=int(x.size), n_b=int(y.size),
+        descriptives={a: ga.descriptives, b: gb.descriptives},
+        shapiro={a: ga.shapiro, b: gb.shapiro},
+        ranks={a: ranks[0], b: ranks[1]},
+        mann_whitney=tests["mann_whitney"],
+        hodges_lehmann=S.hodges_lehmann(x, y),
+        levene=levene,
+        student_t=tests["student_t"],
+        welch_t=tests["welch_t"],
+        test_used=used, p=p, p_holm=None, significant=False, p_method=method,
+        median_ratio=S.ratio_from_draws(ga.median, gb.median, ga.draws, gb.draws),
+        outliers={a: ga.outliers, b: gb.outliers},
+        warnings=tuple(warnings), alternative=ctx.alternative, alpha=ctx.alpha)
 
 
 def _first_seen(values: Iterable[Any]) -> list[str]:
@@ -299,8 +312,9 @@ def _first_seen(values: Iterable[Any]) -> list[str]:
 
 def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
             alternative: str = "two-sided", alpha: float = 0.05, seed: int = 0,
-            environments: Sequence[str] | None = None) -> dict[str, Any]:
-    """The analysis JSON (DESIGN.md) of a runs frame, strictly serialisable (no NaN).
+            environments: Sequence[str] | None = None) -> Analysis:
+    """The analysis (DESIGN.md) of a runs frame; ``to_dict()`` is its JSON, strictly
+    serialisable (no NaN).
 
     Pairs (a, b) follow `environments` (the study file's order, which a one-sided H1 is
     stated in), then the order in which the others first appear; entries are ordered
@@ -329,8 +343,8 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
                    {k: np.asarray(v) for k, v in grouped.items()}, rank_in_order,
                    frame["run_id"].astype(str).to_numpy() if "run_id" in frame else None)
     pairs = list(itertools.combinations(envs, 2))
-    comparisons: list[dict[str, Any]] = []
-    kruskal: list[dict[str, Any]] = []
+    comparisons: list[Comparison] = []
+    kruskal: list[KruskalWallis] = []
     for metric in chosen:
         column, _ = _as_numeric(frame[metric])
         column = column.to_numpy(dtype=float)
@@ -339,16 +353,15 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
                 comparisons.append(_compare(ctx, metric, dataset, a, b, column))
             if len(envs) > 2:
                 groups = [ctx.group(metric, dataset, env, column).values for env in envs]
-                kruskal.append({"metric": metric, "dataset": dataset, "environments": envs,
-                                **S.kruskal_wallis(groups)})
-    families: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for entry in comparisons:
-        families.setdefault((entry["metric"], entry["a"], entry["b"]), []).append(entry)
+                kruskal.append(replace(S.kruskal_wallis(groups), metric=metric,
+                                       dataset=dataset, environments=tuple(envs)))
+    families: dict[tuple[str, str, str], list[int]] = {}
+    for i, entry in enumerate(comparisons):
+        families.setdefault((entry.metric, entry.a, entry.b), []).append(i)
     for members in families.values():
-        for entry, p_holm in zip(members, S.holm([c["p"] for c in members]), strict=True):
-            entry["p_holm"] = p_holm
-            entry["significant"] = p_holm is not None and p_holm < alpha
-    result: dict[str, Any] = {"comparisons": comparisons}
-    if len(envs) > 2:
-        result["kruskal_wallis"] = kruskal
-    return result
+        adjusted = S.holm([comparisons[i].p for i in members])
+        for i, p_holm in zip(members, adjusted, strict=True):
+            comparisons[i] = replace(comparisons[i], p_holm=p_holm,
+                                     significant=p_holm is not None and p_holm < alpha)
+    return Analysis(comparisons=tuple(comparisons),
+                    kruskal_wallis=tuple(kruskal) if len(envs) > 2 else None)

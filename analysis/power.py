@@ -156,7 +156,7 @@ def ratio_halfwidth(a: S.Values, b: S.Values, conf_level: float = 0.95,
     """Relative half-width of the bootstrap interval of median(a) / median(b):
     (high - low) / 2 / estimate; None when the ratio or its interval is not defined."""
     ratio = S.median_ratio(a, b, conf_level=conf_level, n_boot=n_boot, seed=seed)
-    est, low, high = ratio["estimate"], ratio["ci_low"], ratio["ci_high"]
+    est, low, high = ratio.estimate, ratio.ci_low, ratio.ci_high
     if est is None or low is None or high is None or est == 0:
         return None
     return (high - low) / 2 / abs(est)

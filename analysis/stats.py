@@ -1,10 +1,15 @@
 """Statistics for comparing two environments, with SPSS's conventions and R's numbers.
 
 Every function takes plain numeric arrays (NaN is dropped, except where a function says it
-keeps positions) and returns JSON-ready dicts: Python floats and ints, ``None`` where a
-value cannot be computed (too few observations, constant data), never NaN and never an
-exception for small or degenerate samples, because one empty group must not stop the
-analysis of a whole study.
+keeps positions) and returns a named, typed result of :mod:`analysis.results` (as
+scipy.stats returns named results) whose fields are JSON-ready: Python floats and ints,
+``None`` where a value cannot be computed (too few observations, constant data), never NaN
+and never an exception for small or degenerate samples, because one empty group must not
+stop the analysis of a whole study.
+
+Only scipy's public API is used. The exact null distribution of Mann-Whitney's U, which the
+exact Hodges-Lehmann interval needs and scipy keeps private, is this module's own
+(:class:`ExactU`), computed as R's ``pwilcox`` and ``qwilcox`` compute it.
 
 The conventions are the ones of ``shared/DESIGN.md`` ("The analysis JSON"): SPSS's for
 what is reported (U is the smaller U, W the rank sum of the smaller group, Z without
@@ -15,6 +20,7 @@ y=b``: "less" means H1: a < b, "greater" means H1: a > b.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +30,20 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 from scipy.special import ndtr, stdtr
-from scipy.stats._mannwhitneyu import _MWU  # the exact U distribution mannwhitneyu uses
+
+from analysis.results import (
+    Descriptives,
+    HodgesLehmann,
+    KruskalWallis,
+    Levene,
+    MannWhitney,
+    MedianRatio,
+    Outliers,
+    Ranks,
+    ShapiroWilk,
+    StudentT,
+    WelchT,
+)
 
 ALTERNATIVES = ("two-sided", "less", "greater")
 # The exact Mann-Whitney p and the exact Hodges-Lehmann interval need no ties and
@@ -38,7 +57,6 @@ _R_ROOT_TOL = 1e-4  # wilcox.test's tol.root
 _DBL_EPSILON = float(np.finfo(float).eps)
 
 Values = Sequence[float] | np.ndarray
-Result = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -73,10 +91,6 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _nulls(*keys: str) -> Result:
-    return dict.fromkeys(keys)
-
-
 def _tie_sizes(sorted_values: np.ndarray) -> np.ndarray:
     """Sizes of the runs of equal values in a sorted array (1 for untied values)."""
     if sorted_values.size == 0:
@@ -94,7 +108,7 @@ def _tie_term(sizes: np.ndarray) -> float:
 # --------------------------------------------------------------------------- describing groups
 
 
-def descriptives(x: Values) -> Result:
+def descriptives(x: Values) -> Descriptives:
     """n, mean, sd (n - 1), median, quartiles, min, max and CV = sd / mean.
 
     Quartiles use SPSS's default definition ("weighted average", HAVERAGE), the quantile at
@@ -103,16 +117,16 @@ def descriptives(x: Values) -> Result:
     v = clean(x)
     n = int(v.size)
     if n == 0:
-        return {"n": 0, **_nulls("mean", "sd", "median", "q1", "q3", "min", "max", "cv")}
+        return Descriptives(n=0)
     mean = float(v.mean())
     sd = float(v.std(ddof=1)) if n > 1 else None
     q1, q3 = np.quantile(v, [0.25, 0.75], method="weibull")
-    return {"n": n, "mean": mean, "sd": sd, "median": float(np.median(v)),
-            "q1": float(q1), "q3": float(q3), "min": float(v.min()), "max": float(v.max()),
-            "cv": num(sd / mean) if sd is not None and mean != 0 else None}
+    return Descriptives(n=n, mean=mean, sd=sd, median=float(np.median(v)), q1=float(q1),
+                        q3=float(q3), min=float(v.min()), max=float(v.max()),
+                        cv=num(sd / mean) if sd is not None and mean != 0 else None)
 
 
-def shapiro_wilk(x: Values) -> Result:
+def shapiro_wilk(x: Values) -> ShapiroWilk:
     """Shapiro-Wilk's W and p (scipy's AS R94, as R's shapiro.test).
 
     None for n < 3 and for constant data, where the test is not defined (R stops there).
@@ -120,10 +134,10 @@ def shapiro_wilk(x: Values) -> Result:
     """
     v = clean(x)
     if v.size < 3 or np.ptp(v) == 0:
-        return _nulls("W", "p")
+        return ShapiroWilk()
     with _quiet():
         res = sps.shapiro(v)
-    return {"W": num(res.statistic), "p": num(res.pvalue)}
+    return ShapiroWilk(W=num(res.statistic), p=num(res.pvalue))
 
 
 def modified_z_outliers(x: Values, limit: float = MODIFIED_Z_LIMIT) -> list[int]:
@@ -164,9 +178,9 @@ def tukey_outliers(x: Values, k: float = TUKEY_K) -> list[int]:
         return np.flatnonzero(ok & ((arr < low) | (arr > high))).tolist()
 
 
-def outlier_flags(x: Values) -> dict[str, list[int]]:
+def outlier_flags(x: Values) -> Outliers:
     """Both rules' flagged positions. Flags only: nothing is ever removed from the analysis."""
-    return {"modified_z": modified_z_outliers(x), "tukey": tukey_outliers(x)}
+    return Outliers(modified_z=tuple(modified_z_outliers(x)), tukey=tuple(tukey_outliers(x)))
 
 
 def measurement_warnings(x: Values, check_warmup: bool = True, cv_limit: float = CV_LIMIT,
@@ -207,19 +221,19 @@ def _pooled_ranks(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return sps.rankdata(pooled), _tie_sizes(np.sort(pooled))
 
 
-def rank_table(a: Values, b: Values) -> tuple[Result, Result]:
+def rank_table(a: Values, b: Values) -> tuple[Ranks, Ranks]:
     """SPSS's "Ranks" table: n, mean rank and sum of ranks of each group in the pooled sample."""
     x, y = clean(a), clean(b)
     ranks, _ = _pooled_ranks(x, y)
     rows = []
     for part in (ranks[:x.size], ranks[x.size:]):
         n = int(part.size)
-        rows.append({"n": n, "mean_rank": float(part.mean()) if n else None,
-                     "sum_ranks": float(part.sum()) if n else None})
+        rows.append(Ranks(n=n, mean_rank=float(part.mean()) if n else None,
+                          sum_ranks=float(part.sum()) if n else None))
     return rows[0], rows[1]
 
 
-def mann_whitney(a: Values, b: Values, alternative: str = "two-sided") -> Result:
+def mann_whitney(a: Values, b: Values, alternative: str = "two-sided") -> MannWhitney:
     """Mann-Whitney U test as SPSS reports it, with R's p-values.
 
     U is the smaller of U_a and U_b; W (Wilcoxon) the rank sum of the smaller group, or of
@@ -227,35 +241,130 @@ def mann_whitney(a: Values, b: Values, alternative: str = "two-sided") -> Result
     tie-corrected variance without continuity correction and is never positive.
     p_asymptotic comes from Z (one-sided from the signed Z of a when an alternative is
     given, as R's ``wilcox.test(exact=FALSE, correct=FALSE)``); p_exact from scipy's exact
-    distribution of U (as R's ``wilcox.test(exact=TRUE)``), only when there are no ties and
-    n_a + n_b < 50. r = |Z| / sqrt(N). rank_biserial = (U_a - U_b) / (n_a n_b), signed:
-    positive when a tends to be larger than b.
+    distribution of U (``mannwhitneyu(method="exact")``, as R's ``wilcox.test(exact=TRUE)``),
+    only when there are no ties and n_a + n_b < 50. r = |Z| / sqrt(N). rank_biserial =
+    (U_a - U_b) / (n_a n_b), signed: positive when a tends to be larger than b.
     """
     check_alternative(alternative)
-    keys = ("U", "W", "Z", "p_asymptotic", "p_exact", "r", "rank_biserial")
     x, y = clean(a), clean(b)
     na, nb = x.size, y.size
     if na == 0 or nb == 0:
-        return _nulls(*keys)
+        return MannWhitney()
     ranks, ties = _pooled_ranks(x, y)
     n = na + nb
     rank_a, rank_b = float(ranks[:na].sum()), float(ranks[na:].sum())
     u_a = rank_a - na * (na + 1) / 2
     u_b = na * nb - u_a
     wilcoxon = (rank_a if na < nb else rank_b) if na != nb else min(rank_a, rank_b)
-    out: Result = {"U": min(u_a, u_b), "W": wilcoxon, "Z": None, "p_asymptotic": None,
-                   "p_exact": None, "r": None, "rank_biserial": (u_a - u_b) / (na * nb)}
+    z = r = p_asymptotic = p_exact = None
     variance = (na * nb / 12) * ((n + 1) - _tie_term(ties) / (n * (n - 1)))
     if variance > 0:  # zero only when every observation is tied
         z_a = (u_a - na * nb / 2) / math.sqrt(variance)
-        out["Z"] = -abs(z_a)
-        out["r"] = abs(z_a) / math.sqrt(n)
-        out["p_asymptotic"] = float({"two-sided": min(1.0, 2 * ndtr(-abs(z_a))),
-                                     "less": ndtr(z_a), "greater": ndtr(-z_a)}[alternative])
+        z = -abs(z_a)
+        r = abs(z_a) / math.sqrt(n)
+        p_asymptotic = float({"two-sided": min(1.0, 2 * ndtr(-abs(z_a))),
+                              "less": ndtr(z_a), "greater": ndtr(-z_a)}[alternative])
     if ties.size == n and n < EXACT_LIMIT:
         res = sps.mannwhitneyu(x, y, alternative=alternative, method="exact")
-        out["p_exact"] = float(res.pvalue)
-    return out
+        p_exact = float(res.pvalue)
+    return MannWhitney(U=min(u_a, u_b), W=wilcoxon, Z=z, p_asymptotic=p_asymptotic,
+                       p_exact=p_exact, r=r, rank_biserial=(u_a - u_b) / (na * nb))
+
+
+class ExactU:
+    """The exact null distribution of Mann-Whitney's U for groups of m and n without ties.
+
+    ``counts[u]`` is how many of the C(m + n, m) equally likely rank arrangements give
+    U = u (u = 0 .. mn), as exact integers; they are the coefficients of the Gaussian
+    binomial coefficient [m + n, m]_q = prod_{i=1..m} (1 - q^(n+i)) / (1 - q^i), built one
+    factor at a time (a dynamic programme over the size of the first group, each step an
+    exact multiplication and division of integer polynomials).
+
+    Probabilities are R's, operation for operation: each count divided by
+    ``choose(m + n, n)`` in float64 and summed from the near end (``pwilcox``);
+    :meth:`ppf` is ``qwilcox`` with its fuzz of 10 machine epsilons, so an interval's
+    order statistics are R's to the last bit. Obtain instances by :func:`exact_u` (cached).
+    """
+
+    def __init__(self, m: int, n: int):
+        if m < 1 or n < 1:
+            raise ValueError(f"ExactU needs two non-empty groups, got m={m}, n={n}")
+        self.m, self.n = int(m), int(n)
+        self.total = math.comb(self.m + self.n, self.m)
+        self.counts = _u_counts(self.m, self.n)
+        # R divides each count, a double, by choose(m + n, n), a double: the same here
+        self.pmf = self.counts.astype(float) / float(self.total)
+        self._acc = np.cumsum(self.pmf)  # sequential sums, as R's loops add them
+
+    @property
+    def mn(self) -> int:
+        return self.m * self.n
+
+    def cdf(self, q: float) -> float:
+        """P(U <= q): R's ``pwilcox(q, m, n)``."""
+        return self._pwilcox(q, lower_tail=True)
+
+    def sf(self, q: float) -> float:
+        """P(U > q): R's ``pwilcox(q, m, n, lower.tail = FALSE)``."""
+        return self._pwilcox(q, lower_tail=False)
+
+    def _pwilcox(self, q: float, lower_tail: bool) -> float:
+        q = math.floor(q + 1e-7)
+        if q < 0:
+            return 0.0 if lower_tail else 1.0
+        if q >= self.mn:
+            return 1.0 if lower_tail else 0.0
+        if q <= self.mn / 2:  # summed over the shorter range, as R does
+            p = float(self._acc[q])
+        else:
+            p = float(self._acc[self.mn - q - 1])
+            lower_tail = not lower_tail
+        return p if lower_tail else 0.5 - p + 0.5
+
+    def ppf(self, p: float) -> int:
+        """R's ``qwilcox(p, m, n)``: the smallest q with P(U <= q) >= p, with R's fuzz."""
+        if not 0 <= p <= 1:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        if p == 0:
+            return 0
+        if p == 1:
+            return self.mn
+        if p <= 0.5:
+            return int(np.searchsorted(self._acc, p - 10 * _DBL_EPSILON, side="left"))
+        q = int(np.searchsorted(self._acc, 1 - p + 10 * _DBL_EPSILON, side="right"))
+        return self.mn - q
+
+    def pvalue(self, u_a: float, alternative: str = "two-sided") -> float:
+        """The exact p of U_a (the U of the first group), as R's ``wilcox.test(exact=TRUE)``:
+        "less" is P(U <= U_a), "greater" P(U >= U_a), two-sided twice the nearer tail."""
+        check_alternative(alternative)
+        if alternative == "less":
+            return self.cdf(u_a)
+        if alternative == "greater":
+            return self.sf(u_a - 1)
+        tail = self.sf(u_a - 1) if u_a > self.mn / 2 else self.cdf(u_a)
+        return min(2 * tail, 1.0)
+
+
+def _u_counts(m: int, n: int) -> np.ndarray:
+    """counts[u] for u = 0 .. mn: int64 where the total fits, else Python ints (exact)."""
+    m, n = min(m, n), max(m, n)  # the distribution is symmetric in m and n
+    dtype: Any = np.int64 if math.comb(m + n, m) < 2**62 else object
+    work = np.zeros(m * n + m + 1, dtype=dtype)  # room for the factor (1 - q^(n+i))
+    work[0] = 1
+    for i in range(1, m + 1):
+        # [n+i-1, i-1]_q -> [n+i, i]_q: times (1 - q^(n+i)), then divided by (1 - q^i)
+        shift = n + i
+        work[shift:] = work[shift:] - work[:-shift]
+        for r in range(i):  # dividing by (1 - q^i) is a running sum at stride i
+            work[r::i] = np.cumsum(work[r::i])
+    return work[: m * n + 1]
+
+
+@functools.lru_cache(maxsize=128)
+def exact_u(m: int, n: int) -> ExactU:
+    """The exact U distribution for sizes m and n, computed once per pair of sizes."""
+    return ExactU(m, n)
 
 
 # --------------------------------------------------------------------------- Hodges-Lehmann
@@ -338,12 +447,11 @@ def _standardised_shift(x: np.ndarray, y: np.ndarray) -> Callable[[float], float
 
 
 def _u_quantile(p: float, m: int, n: int) -> int:
-    """R's qwilcox(p, m, n) for p <= 0.5: the smallest q with P(U <= q) >= p (with R's fuzz)."""
-    cdf = _MWU(m, n).cdf(np.arange(m * n // 2 + 1))
-    return int(np.searchsorted(cdf, p - 10 * _DBL_EPSILON, side="left"))
+    """R's qwilcox(p, m, n): the smallest q with P(U <= q) >= p (with R's fuzz)."""
+    return exact_u(m, n).ppf(p)
 
 
-def hodges_lehmann(a: Values, b: Values, conf_level: float = 0.95) -> Result:
+def hodges_lehmann(a: Values, b: Values, conf_level: float = 0.95) -> HodgesLehmann:
     """Hodges-Lehmann shift a - b with a two-sided interval, as R's wilcox.test(conf.int=TRUE).
 
     Exact (Bauer 1972: order statistics of the n_a n_b differences picked by the exact U
@@ -353,22 +461,20 @@ def hodges_lehmann(a: Values, b: Values, conf_level: float = 0.95) -> Result:
     search as R. The interval is always two-sided, whatever the test's alternative. With
     every observation tied R stops; here the estimate is the difference, the interval None.
     """
-    keys = ("estimate", "ci_low", "ci_high", "method")
     x, y = clean(a), clean(b)
     nx, ny = x.size, y.size
     if nx == 0 or ny == 0:
-        return _nulls(*keys)
+        return HodgesLehmann()
     alpha = 1 - conf_level
     pooled = np.sort(np.concatenate((x, y)))
     if _tie_sizes(pooled).size == nx + ny and nx + ny < EXACT_LIMIT:
         diffs = np.sort(np.subtract.outer(x, y).ravel())
         qu = max(_u_quantile(alpha / 2, nx, ny), 1)
         ql = nx * ny - qu
-        return {"estimate": float(np.median(diffs)), "ci_low": float(diffs[qu - 1]),
-                "ci_high": float(diffs[ql]), "method": "exact"}
+        return HodgesLehmann(estimate=float(np.median(diffs)), ci_low=float(diffs[qu - 1]),
+                             ci_high=float(diffs[ql]), method="exact")
     if np.ptp(x) == 0 and np.ptp(y) == 0:
-        return {"estimate": float(x[0] - y[0]), "ci_low": None, "ci_high": None,
-                "method": "asymptotic"}
+        return HodgesLehmann(estimate=float(x[0] - y[0]), method="asymptotic")
     w = _standardised_shift(x, y)
     mumin, mumax = float(x.min() - y.max()), float(x.max() - y.min())
     w_min, w_max = w(mumin), w(mumax)
@@ -382,26 +488,27 @@ def hodges_lehmann(a: Values, b: Values, conf_level: float = 0.95) -> Result:
 
     z = float(sps.norm.isf(alpha / 2))
     estimate = _r_zeroin(w, mumin, mumax, w_min, w_max) if w_min * w_max <= 0 else None
-    return {"estimate": estimate, "ci_low": root(z), "ci_high": root(-z),
-            "method": "asymptotic"}
+    return HodgesLehmann(estimate=estimate, ci_low=root(z), ci_high=root(-z),
+                         method="asymptotic")
 
 
 # --------------------------------------------------------------------------- parametric tests
 
 
-def levene(a: Values, b: Values) -> Result:
+def levene(a: Values, b: Values) -> Levene:
     """Levene's test centred on the mean (SPSS's, Levene 1960): F and p."""
     x, y = clean(a), clean(b)
     if x.size < 2 or y.size < 2:
-        return _nulls("F", "p")
+        return Levene()
     with _quiet():
         res = sps.levene(x, y, center="mean")
-    return {"F": num(res.statistic), "p": num(res.pvalue)}
+    return Levene(F=num(res.statistic), p=num(res.pvalue))
 
 
-def _t_test(x: np.ndarray, y: np.ndarray, equal_var: bool, alternative: str) -> Result:
+def _t_test(x: np.ndarray, y: np.ndarray, equal_var: bool, alternative: str
+            ) -> dict[str, float | None]:
     """t, df, p for the alternative, and the mean difference with its two-sided 95 % interval
-    (SPSS's t-test table shows it whatever the hypothesis)."""
+    (SPSS's t-test table shows it whatever the hypothesis); empty without any variance."""
     with _quiet():
         res = sps.ttest_ind(x, y, equal_var=equal_var)
         t, df = float(res.statistic), float(res.df)
@@ -410,7 +517,7 @@ def _t_test(x: np.ndarray, y: np.ndarray, equal_var: bool, alternative: str) -> 
              else stdtr(df, t) if alternative == "less" else stdtr(df, -t))
         ci = res.confidence_interval(0.95)
     if not math.isfinite(t):  # no variance at all: R stops ("data are essentially constant")
-        return _nulls("t", "df", "p", "mean_difference", "ci_low", "ci_high")
+        return {}
     return {"t": num(t), "df": num(df), "p": num(p),
             "mean_difference": float(x.mean() - y.mean()),
             "ci_low": num(ci.low), "ci_high": num(ci.high)}
@@ -425,37 +532,40 @@ def pooled_sd(a: Values, b: Values) -> float | None:
     return math.sqrt(ss / (x.size + y.size - 2))
 
 
-def student_t(a: Values, b: Values, alternative: str = "two-sided") -> Result:
+def student_t(a: Values, b: Values, alternative: str = "two-sided") -> StudentT:
     """Student's t-test with pooled variance (R's t.test(var.equal=TRUE)) and Cohen's d,
     (mean_a - mean_b) / pooled sd."""
     check_alternative(alternative)
     x, y = clean(a), clean(b)
-    keys = ("t", "df", "p", "cohen_d", "mean_difference", "ci_low", "ci_high")
     if x.size < 2 or y.size < 2:
-        return _nulls(*keys)
+        return StudentT()
     out = _t_test(x, y, True, alternative)
+    if not out:
+        return StudentT()
     sd = pooled_sd(x, y)
-    out["cohen_d"] = num((x.mean() - y.mean()) / sd) if sd else None
-    return {k: out[k] for k in keys}
+    return StudentT(cohen_d=num((x.mean() - y.mean()) / sd) if sd else None, **out)
 
 
-def welch_t(a: Values, b: Values, alternative: str = "two-sided") -> Result:
+def welch_t(a: Values, b: Values, alternative: str = "two-sided") -> WelchT:
     """Welch's t-test (R's t.test default) with Welch-Satterthwaite df."""
     check_alternative(alternative)
     x, y = clean(a), clean(b)
     if x.size < 2 or y.size < 2:
-        return _nulls("t", "df", "p", "mean_difference", "ci_low", "ci_high")
-    return _t_test(x, y, False, alternative)
+        return WelchT()
+    return WelchT(**_t_test(x, y, False, alternative))
 
 
-def kruskal_wallis(groups: Sequence[Values]) -> Result:
-    """Kruskal-Wallis H (tie-corrected, as R's kruskal.test), df = k - 1 over non-empty groups."""
+def kruskal_wallis(groups: Sequence[Values]) -> KruskalWallis:
+    """Kruskal-Wallis H (tie-corrected, as R's kruskal.test), df = k - 1 over non-empty groups.
+
+    The result names no metric, dataset or environments: the analysis adds them.
+    """
     data = [v for v in (clean(g) for g in groups) if v.size]
     if len(data) < 2 or np.ptp(np.concatenate(data)) == 0:
-        return {"H": None, "df": len(data) - 1 if data else None, "p": None}
+        return KruskalWallis(df=len(data) - 1 if data else None)
     with _quiet():
         res = sps.kruskal(*data)
-    return {"H": num(res.statistic), "df": len(data) - 1, "p": num(res.pvalue)}
+    return KruskalWallis(H=num(res.statistic), df=len(data) - 1, p=num(res.pvalue))
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -504,20 +614,21 @@ def bootstrap_medians(x: Values, n_boot: int, rng: np.random.Generator) -> np.nd
 
 
 def ratio_from_draws(median_a: float | None, median_b: float | None, draws_a: np.ndarray,
-                     draws_b: np.ndarray, conf_level: float = 0.95) -> Result:
+                     draws_b: np.ndarray, conf_level: float = 0.95) -> MedianRatio:
     """The ratio of medians a / b and its percentile interval from bootstrap medians."""
     if median_a is None or median_b is None or median_b == 0:
-        return _nulls("estimate", "ci_low", "ci_high")
+        return MedianRatio()
     estimate = median_a / median_b
     if np.any(draws_b == 0) or not np.all(np.isfinite(draws_a)):
-        return {"estimate": num(estimate), "ci_low": None, "ci_high": None}
+        return MedianRatio(estimate=num(estimate))
     tail = (1 - conf_level) / 2
     low, high = np.quantile(draws_a / draws_b, [tail, 1 - tail])
-    return {"estimate": num(estimate), "ci_low": num(low), "ci_high": num(high)}
+    return MedianRatio(estimate=num(estimate), ci_low=num(low), ci_high=num(high))
 
 
 def median_ratio(a: Values, b: Values, conf_level: float = 0.95,
-                 n_boot: int = DEFAULT_BOOTSTRAP, seed: int | Sequence[int] = 0) -> Result:
+                 n_boot: int = DEFAULT_BOOTSTRAP, seed: int | Sequence[int] = 0
+                 ) -> MedianRatio:
     """Ratio of medians a / b (the speed-up of b over a for timings) with a percentile
     bootstrap interval, each group resampled independently; seeded, so reproducible."""
     x, y = clean(a), clean(b)

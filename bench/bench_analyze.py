@@ -81,7 +81,7 @@ def main() -> int:
             times.append(time.perf_counter() - t0)
         print(f"analyze in-process: best {min(times):.3f} s, median "
               f"{statistics.median(times):.3f} s over {args.repeat} "
-              f"({len(result['comparisons'])} comparisons)")
+              f"({len(result.comparisons)} comparisons)")
 
         command, name = _command()
         walls, cpus = [], []

@@ -54,7 +54,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         result = analyze(frame, args.metric, alternative=args.alternative, alpha=args.alpha,
                          environments=order)
         if args.json is not None:
-            _write_json(args.json, result)
+            _write_json(args.json, result.to_dict())
     except (AnalysisError, OSError) as exc:
         return _fail(exc)
     print_summary(result)

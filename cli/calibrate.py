@@ -52,18 +52,25 @@ def run_calibration(study: Study, environment: str, repetitions: int | None = No
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from analysis.calibration import ARMS
+
     study = load_study(args.spec)
     summary = run_calibration(study, args.environment, args.repetitions, args.output, console)
     for entry in summary["entries"]:
-        fp = entry["false_positive"] or {}
+        fp = entry["false_positive"]
         floor = entry["noise_floor"]
+        cv = " / ".join(_percent(entry["cv"][arm]) for arm in ARMS)
+        rate = "n/a (fewer than 3 runs an arm)" if fp is None else \
+            f"{fp['rate']:.1%} at alpha {summary['alpha']} ({fp['splits']} random splits)"
         console.print(
-            f"{entry['metric']} on {entry['dataset']}: CV {entry['cv']['A']:.1%} / "
-            f"{entry['cv']['B']:.1%}, noise floor of the speed-up "
-            f"{'n/a' if floor is None else f'±{floor:.1%}'}, false-positive rate "
-            f"{fp.get('rate', float('nan')):.1%} at alpha {summary['alpha']} "
-            f"({fp.get('splits', 0)} random splits)")
+            f"{entry['metric']} on {entry['dataset']}: CV {cv}, noise floor of the speed-up "
+            f"{'n/a' if floor is None else f'±{floor:.1%}'}, false-positive rate {rate}")
     return 0
+
+
+def _percent(value: float | None) -> str:
+    """A CV as a percentage; n/a where it is not defined (one run, or a mean of 0)."""
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def register(subparsers: Any) -> None:

@@ -33,6 +33,7 @@ from study.manifest import toolkit_version
 if TYPE_CHECKING:
     import pandas as pd
 
+    from analysis.results import Analysis
     from study.spec import Study
 
 __all__ = ["PaperError", "build_paper", "paper_context"]
@@ -67,7 +68,7 @@ def _load_frames(runs_csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return raw, usable
 
 
-def _analyze(usable: pd.DataFrame, study: Study | None) -> dict[str, Any]:
+def _analyze(usable: pd.DataFrame, study: Study | None) -> Analysis:
     from analysis.compare import AnalysisError, analyze
     from study.spec import DEFAULT_METRICS
 
@@ -82,9 +83,9 @@ def _analyze(usable: pd.DataFrame, study: Study | None) -> dict[str, Any]:
         raise PaperError(f"cannot analyse the runs: {exc}") from exc
 
 
-def _write_analysis(analysis: dict[str, Any], runs_csv: Path, folder: Path) -> Path:
+def _write_analysis(analysis: Analysis, runs_csv: Path, folder: Path) -> Path:
     """analysis.json beside runs.csv (data/results/<study>/), or in the build folder."""
-    text = json.dumps(analysis, indent=2, sort_keys=False, default=_json_default) + "\n"
+    text = json.dumps(analysis.to_dict(), indent=2, allow_nan=False) + "\n"
     write_text_atomic(folder / "analysis.json", text)
     target = runs_csv.parent / "analysis.json"
     try:
@@ -92,14 +93,6 @@ def _write_analysis(analysis: dict[str, Any], runs_csv: Path, folder: Path) -> P
     except OSError:
         return folder / "analysis.json"
     return target
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
 
 
 def _warmup_per_group(frame: pd.DataFrame, usable: pd.DataFrame, failed: int) -> int:
@@ -127,7 +120,7 @@ def _date(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
     return str(manifest.get("created_at", ""))[:10] or datetime.now(UTC).date().isoformat()
 
 
-def _metric_sections(analysis: dict[str, Any], metrics: list[str], lang: str,
+def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
                      alternative: str, table: Callable[[str, str], Any],
                      figures: dict[str, Any]) -> list[dict[str, Any]]:
     """One results subsection per metric: its box plot, its tables, its decisions.
@@ -146,7 +139,7 @@ def _metric_sections(analysis: dict[str, Any], metrics: list[str], lang: str,
                  table(f"shapiro_{i}", T.shapiro_table(analysis, metric, lang)),
                  table(f"mw_{i}", T.mann_whitney_table(analysis, metric, lang, alternative)),
                  table(f"ranks_{i}", T.ranks_table(analysis, metric, lang))]
-        if {c.get("test_used") for c in found} & {"student_t", "welch_t"}:
+        if {c.test_used for c in found} & {"student_t", "welch_t"}:
             parts.append(table(f"t_{i}", T.t_test_table(analysis, metric, lang, alternative)))
         title = metric_name(metric, lang, capital=True)
         sections.append({
@@ -157,7 +150,7 @@ def _metric_sections(analysis: dict[str, Any], metrics: list[str], lang: str,
     return sections
 
 
-def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: dict[str, Any],
+def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
                   study: Study | None, manifest: dict[str, Any],
                   calibration: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Everything the template shows; writes the tables and figures it refers to.
@@ -174,7 +167,7 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: dict[str,
     alpha = study.analysis.alpha if study else 0.05
     envs = T.environments_of(analysis) or T.ordered(usable["environment"])
     metrics = T.metrics_of(analysis)
-    pairs = list(dict.fromkeys((c["a"], c["b"]) for c in T.comparisons(analysis)))
+    pairs = analysis.pairs
 
     tables_dir, figures_dir = folder / "tables", folder / "figures"
     for d in (tables_dir, figures_dir):
@@ -205,10 +198,7 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: dict[str,
         value = summarise(usable[col], lang)
         if value and col not in params:
             params[col] = value
-    warnings = [*(w for c in T.comparisons(analysis) for w in c.get("warnings") or []),
-                *(analysis.get("warnings") or [])]
-    # A group's warning is repeated in each of its pairs: once is enough.
-    warnings = list(dict.fromkeys(w if isinstance(w, str) else json.dumps(w) for w in warnings))
+    warnings = analysis.warnings  # a group's warning once, not once per pair
     outliers = sum(T.outlier_count(c, env) for _, env, c in
                    (g for m in metrics for g in T.groups(analysis, m)))
     return {
@@ -259,17 +249,18 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: dict[str,
         },
         "figures": made,
         "sections": sections,
-        "n_comparisons": len(T.comparisons(analysis)),
-        "n_significant": sum(bool(c.get("significant")) for c in T.comparisons(analysis)),
+        "n_comparisons": len(analysis.comparisons),
+        "n_significant": sum(c.significant for c in analysis.comparisons),
         "warnings": warnings,
         "outliers": outliers,
     }
 
 
 def build_paper(runs_csv: Path, study: Study | None = None, out_dir: Path = Path("paper/build"),
-                analysis: dict[str, Any] | None = None) -> Path:
+                analysis: Analysis | None = None) -> Path:
     """Write out_dir/<study>/ (tex, tables, figures) and out_dir/<study>.pdf.
 
+    `analysis`: an analysis of the runs already made (else the runs are analysed here).
     Returns at once, touching nothing, when no input changed since the last build.
     """
     runs_csv = Path(runs_csv)
@@ -277,7 +268,7 @@ def build_paper(runs_csv: Path, study: Study | None = None, out_dir: Path = Path
         raise PaperError(f"no runs table at {runs_csv}; run the study first")
     name = study.name if study else study_name_from_csv(runs_csv)
     folder, pdf = Path(out_dir) / name, Path(out_dir) / f"{name}.pdf"
-    extra = json.dumps(analysis, sort_keys=True, default=_json_default) if analysis else ""
+    extra = json.dumps(analysis.to_dict(), sort_keys=True) if analysis is not None else ""
     digest = inputs_digest(runs_csv, study.path if study else None, extra)
     if up_to_date(folder, pdf, digest):
         return pdf

@@ -56,8 +56,7 @@ def outlier_mask(values: np.ndarray) -> np.ndarray:
     from analysis.stats import outlier_flags
 
     mask = np.zeros(len(values), dtype=bool)
-    for positions in outlier_flags(values).values():
-        mask[positions] = True
+    mask[list(outlier_flags(values).flagged())] = True
     return mask
 
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from analysis.results import Comparison
 from paper.latex import METRIC_NAMES, escape, fmt_num, fmt_p, metric_name, p_clause
 
 
@@ -35,71 +36,70 @@ def the(metric: str, lang: str, capital: bool = False) -> str:
     return name[0].upper() + name[1:] if capital else name
 
 
-def statistics_clause(c: dict[str, Any], lang: str) -> str:
+def statistics_clause(c: Comparison, lang: str) -> str:
     """"U = 265, Z = -0.48, p = .633" (Spanish: separated by semicolons, decimal comma)."""
     from paper.tables import test_statistic
 
     sep = "; " if lang == "es" else ", "
     parts = [test_statistic(c, lang)]
-    if c.get("test_used") == "mann_whitney":
-        parts.append("$Z$ = " + fmt_num((c.get("mann_whitney") or {}).get("Z"), 2, lang))
-    parts.append(p_clause(c.get("p"), lang))
-    holm = c.get("p_holm")
+    if c.test_used == "mann_whitney":
+        parts.append("$Z$ = " + fmt_num(c.mann_whitney.Z, 2, lang))
+    parts.append(p_clause(c.p, lang))
+    holm = c.p_holm
     # Holm's p is quoted only where it reads differently (not when both are "< .001").
-    if holm is not None and fmt_p(holm, lang) != fmt_p(c.get("p"), lang):
+    if holm is not None and fmt_p(holm, lang) != fmt_p(c.p, lang):
         word = "$p$ ajustada (Holm)" if lang == "es" else "Holm-adjusted $p$"
         parts.append(word + p_clause(holm, lang)[3:])
     return sep.join(parts)
 
 
-def _centre(c: dict[str, Any], env: str) -> float | None:
+def _centre(c: Comparison, env: str) -> float | None:
     """The median (rank test) or mean (t-test) of one group, to say which way it goes."""
-    d = (c.get("descriptives") or {}).get(env) or {}
-    value = d.get("median" if c.get("test_used") == "mann_whitney" else "mean")
-    return None if value is None else float(value)
+    d = c.descriptives[env]
+    return d.median if c.test_used == "mann_whitney" else d.mean
 
 
-def conclusion(c: dict[str, Any], lang: str = "en", alternative: str = "two-sided") -> str:
+def conclusion(c: Comparison, lang: str = "en", alternative: str = "two-sided") -> str:
     """One sentence per decision, e.g. "There is no significant difference in training
     time between pc and colab on shapes (U = 265, Z = -0.48, p = .633).\""""
-    a, b, ds = escape(c["a"]), escape(c["b"]), escape(c["dataset"])
+    a, b, ds = escape(c.a), escape(c.b), escape(c.dataset)
     stats = statistics_clause(c, lang)
-    if c.get("significant"):
-        ca, cb = _centre(c, c["a"]), _centre(c, c["b"])
+    if c.significant:
+        ca, cb = _centre(c, c.a), _centre(c, c.b)
         lower = alternative == "less" if alternative != "two-sided" else (
             ca is not None and cb is not None and ca < cb)
         if lang == "es":
-            text = (f"{the(c['metric'], lang, True)} con el DataSet {ds} es significativamente "
+            text = (f"{the(c.metric, lang, True)} con el DataSet {ds} es significativamente "
                     f"{'menor' if lower else 'mayor'} en {a} que en {b} ({stats})")
         else:
-            text = (f"{short_metric(c['metric'], lang).capitalize()} on {ds} is significantly "
+            text = (f"{short_metric(c.metric, lang).capitalize()} on {ds} is significantly "
                     f"{'lower' if lower else 'higher'} on {a} than on {b} ({stats})")
         return text + _ratio_clause(c, lang) + "."
     if alternative != "two-sided":
         word = {"en": {"less": "lower", "greater": "higher"},
                 "es": {"less": "menor", "greater": "mayor"}}[lang][alternative]
         if lang == "es":
-            return (f"No hay evidencia significativa de que {the(c['metric'], lang)} con el "
+            return (f"No hay evidencia significativa de que {the(c.metric, lang)} con el "
                     f"DataSet {ds} sea {word} en {a} que en {b} ({stats}).")
-        return (f"There is no significant evidence that {short_metric(c['metric'], lang)} on "
+        return (f"There is no significant evidence that {short_metric(c.metric, lang)} on "
                 f"{ds} is {word} on {a} than on {b} ({stats}).")
     if lang == "es":
-        return (f"No existe diferencia significativa en {the(c['metric'], lang)} entre {a} y "
+        return (f"No existe diferencia significativa en {the(c.metric, lang)} entre {a} y "
                 f"{b} con el DataSet {ds} ({stats}).")
-    return (f"There is no significant difference in {short_metric(c['metric'], lang)} between "
+    return (f"There is no significant difference in {short_metric(c.metric, lang)} between "
             f"{a} and {b} on {ds} ({stats}).")
 
 
-def _ratio_clause(c: dict[str, Any], lang: str) -> str:
+def _ratio_clause(c: Comparison, lang: str) -> str:
     """"; the median on a is 0.71 times that on b (95 % CI 0.68 to 0.74)"."""
-    ratio = c.get("median_ratio") or {}
-    if ratio.get("estimate") is None:
+    ratio = c.median_ratio
+    if ratio.estimate is None:
         return ""
-    a, b = escape(c["a"]), escape(c["b"])
-    est = fmt_num(ratio["estimate"], 2, lang)
+    a, b = escape(c.a), escape(c.b)
+    est = fmt_num(ratio.estimate, 2, lang)
     ci = ""
-    if ratio.get("ci_low") is not None and ratio.get("ci_high") is not None:
-        lo, hi = fmt_num(ratio["ci_low"], 2, lang), fmt_num(ratio["ci_high"], 2, lang)
+    if ratio.ci_low is not None and ratio.ci_high is not None:
+        lo, hi = fmt_num(ratio.ci_low, 2, lang), fmt_num(ratio.ci_high, 2, lang)
         ci = f" (IC 95\\,\\% {lo} a {hi})" if lang == "es" else f" (95\\,\\% CI {lo} to {hi})"
     if lang == "es":
         return f"; la mediana en {a} es {est} veces la de {b}{ci}"

@@ -1,4 +1,4 @@
-"""Booktabs LaTeX tables from the analysis JSON and the runs frame.
+"""Booktabs LaTeX tables from the analysis (analysis.results' typed results) and the runs frame.
 
 The tables follow the layout of SPSS's output, which is what the reference paper shows
 (Tables 2 to 4), so a reader can put the two side by side. Every name from the data is
@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.compare import usable_runs
+from analysis.results import Analysis, Comparison, MannWhitney, MedianRatio
 from paper.latex import (
     MISSING,
     auto_digits,
@@ -29,11 +30,6 @@ from paper.latex import (
     label,
     metric_name,
 )
-
-Analysis = dict[str, Any]
-Comparison = dict[str, Any]
-
-TEST_KEYS = ("mann_whitney", "student_t", "welch_t")
 
 
 @dataclass
@@ -80,9 +76,8 @@ def slug(*parts: Any) -> str:
 
 
 def comparisons(analysis: Analysis, metric: str | None = None) -> list[Comparison]:
-    """The comparisons of one metric (all when None), in the JSON's order."""
-    rows = analysis.get("comparisons", [])
-    return [c for c in rows if metric is None or c.get("metric") == metric]
+    """The comparisons of one metric (all when None), in the analysis' order."""
+    return analysis.of_metric(metric)
 
 
 def _unique(items: Iterable[Any]) -> list[Any]:
@@ -90,66 +85,29 @@ def _unique(items: Iterable[Any]) -> list[Any]:
 
 
 def metrics_of(analysis: Analysis) -> list[str]:
-    return _unique(c["metric"] for c in comparisons(analysis))
+    return analysis.metrics
 
 
 def datasets_of(analysis: Analysis) -> list[str]:
-    return _unique(c["dataset"] for c in comparisons(analysis))
+    return analysis.datasets
 
 
 def environments_of(analysis: Analysis) -> list[str]:
-    return _unique(e for c in comparisons(analysis) for e in (c["a"], c["b"]))
+    return analysis.environments
 
 
 def many_pairs(analysis: Analysis) -> bool:
     """With more than one pair of environments each row must name its pair."""
-    return len(_unique((c["a"], c["b"]) for c in comparisons(analysis))) > 1
+    return len(analysis.pairs) > 1
 
 
 def pair_text(c: Comparison) -> str:
-    return f"{escape(c['a'])} vs {escape(c['b'])}"
-
-
-def get(obj: Any, *keys: str) -> Any:
-    """A nested value, or None when any level is missing (older JSONs lack some keys)."""
-    for key in keys:
-        if not isinstance(obj, dict) or key not in obj:
-            return None
-        obj = obj[key]
-    return obj
-
-
-def outlier_indices(flags: Any) -> set[Any]:
-    """The flagged observations of one group, whatever shape the analysis gives them.
-
-    Accepts a list of indices or values, a count, or a dict of such lists per rule
-    (``{"modified_z": [...], "tukey": [...]}``) or with ``indices``/``n``/``count``.
-    """
-    if flags is None or flags is False:
-        return set()
-    if isinstance(flags, bool):
-        return {0}
-    if isinstance(flags, int | float):
-        return set(range(int(flags)))
-    if isinstance(flags, dict):
-        for key in ("indices", "index", "run_ids", "values"):
-            if key in flags:
-                return outlier_indices(flags[key])
-        for key in ("n", "count"):
-            if isinstance(flags.get(key), int | float):
-                return outlier_indices(flags[key])
-        found: set[Any] = set()
-        for value in flags.values():
-            if isinstance(value, list | tuple):
-                found |= outlier_indices(value)
-        return found
-    if isinstance(flags, list | tuple):
-        return {json.dumps(x, sort_keys=True) if isinstance(x, dict) else x for x in flags}
-    return set()
+    return f"{escape(c.a)} vs {escape(c.b)}"
 
 
 def outlier_count(c: Comparison, env: str) -> int:
-    return len(outlier_indices(get(c, "outliers", env)))
+    """Runs of one group that either outlier rule flags, each counted once."""
+    return len(c.outliers[env].flagged())
 
 
 def groups(analysis: Analysis, metric: str) -> list[tuple[str, str, Comparison]]:
@@ -159,8 +117,8 @@ def groups(analysis: Analysis, metric: str) -> list[tuple[str, str, Comparison]]
     """
     seen: dict[tuple[str, str], Comparison] = {}
     for c in comparisons(analysis, metric):
-        for env in (c["a"], c["b"]):
-            seen.setdefault((c["dataset"], env), c)
+        for env in (c.a, c.b):
+            seen.setdefault((c.dataset, env), c)
     return [(ds, env, c) for (ds, env), c in seen.items()]
 
 
@@ -184,17 +142,17 @@ def descriptives_table(analysis: Analysis, metric: str, lang: str = "en") -> str
     found = groups(analysis, metric)
     if not found:
         return ""
-    digits = auto_digits(get(c, "descriptives", env, "max") for _, env, c in found)
+    digits = auto_digits(c.descriptives[env].max for _, env, c in found)
     rows = []
     flagged = 0
     for ds, env, c in found:
-        d = get(c, "descriptives", env) or {}
+        d = c.descriptives[env]
         n_out = outlier_count(c, env)
         flagged += n_out
-        rows.append((ds, [escape(env), fmt_int(d.get("n"))]
-                     + [fmt_num(d.get(k), digits, lang) for k in
-                        ("mean", "sd", "median", "q1", "q3", "min", "max")]
-                     + [fmt_num(d.get("cv"), 3, lang), str(n_out) if n_out else ""]))
+        rows.append((ds, [escape(env), fmt_int(d.n)]
+                     + [fmt_num(v, digits, lang) for v in
+                        (d.mean, d.sd, d.median, d.q1, d.q3, d.min, d.max)]
+                     + [fmt_num(d.cv, 3, lang), str(n_out) if n_out else ""]))
     head = [label(k, lang) for k in ("dataset", "environment", "n", "mean", "sd", "median",
                                      "q1", "q3", "min", "max", "cv", "outliers_col")]
     notes = [label("outlier_note", lang, n=flagged)] if flagged else []
@@ -210,13 +168,11 @@ def shapiro_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
         return ""
     rows, missing = [], False
     for ds, env, c in found:
-        s = get(c, "shapiro", env) or {}
-        n = get(c, "descriptives", env, "n") or get(c, "ranks", env, "n")
-        w, p = s.get("W"), s.get("p")
-        missing |= is_missing(w)
+        w, p = c.shapiro[env].W, c.shapiro[env].p
+        missing |= w is None
         rows.append((ds, [escape(env),
-                          fmt_num(w, 3, lang, bounded=True) + ("$^a$" if is_missing(w) else ""),
-                          fmt_int(n), fmt_p(p, lang)]))
+                          fmt_num(w, 3, lang, bounded=True) + ("$^a$" if w is None else ""),
+                          fmt_int(c.descriptives[env].n), fmt_p(p, lang)]))
     notes = [f"$^a$ {label('not_computable', lang)}"] if missing else []
     head = [label(k, lang) for k in ("dataset", "environment", "statistic", "df", "sig")]
     return Table(label("shapiro_caption", lang, metric=metric_name(metric, lang)),
@@ -225,7 +181,7 @@ def shapiro_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
 
 
 def _row_key(c: Comparison, pairs: bool) -> str:
-    return f"{c['dataset']} ({c['a']} vs {c['b']})" if pairs else c["dataset"]
+    return f"{c.dataset} ({c.a} vs {c.b})" if pairs else c.dataset
 
 
 def mann_whitney_table(analysis: Analysis, metric: str, lang: str = "en",
@@ -238,11 +194,10 @@ def mann_whitney_table(analysis: Analysis, metric: str, lang: str = "en",
     pairs = many_pairs(analysis)
     rows = []
     for c in found:
-        m = c.get("mann_whitney") or {}
-        rows.append([escape(_row_key(c, pairs)), fmt_num(m.get("U"), 2, lang),
-                     fmt_num(m.get("W"), 2, lang), fmt_num(m.get("Z"), 3, lang),
-                     fmt_p(m.get("p_asymptotic"), lang), fmt_p(m.get("p_exact"), lang),
-                     fmt_num(m.get("r"), 3, lang, bounded=True)])
+        m = c.mann_whitney
+        rows.append([escape(_row_key(c, pairs)), fmt_num(m.U, 2, lang), fmt_num(m.W, 2, lang),
+                     fmt_num(m.Z, 3, lang), fmt_p(m.p_asymptotic, lang),
+                     fmt_p(m.p_exact, lang), fmt_num(m.r, 3, lang, bounded=True)])
     head = [label("dataset", lang), label("mann_whitney_u", lang), label("wilcoxon_w", lang),
             label("z", lang), label("p_asymptotic_one" if one else "p_asymptotic", lang),
             label("p_exact_one" if one else "p_exact", lang), label("r", lang)]
@@ -272,50 +227,15 @@ def ranks_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
     pairs = many_pairs(analysis)
     rows = []
     for c in found:
-        for env in (c["a"], c["b"]):
-            r = get(c, "ranks", env) or {}
-            rows.append((_row_key(c, pairs), [escape(env), fmt_int(r.get("n")),
-                                              fmt_num(r.get("mean_rank"), 2, lang),
-                                              fmt_num(r.get("sum_ranks"), 2, lang)]))
+        for env in (c.a, c.b):
+            r = c.ranks[env]
+            rows.append((_row_key(c, pairs), [escape(env), fmt_int(r.n),
+                                              fmt_num(r.mean_rank, 2, lang),
+                                              fmt_num(r.sum_ranks, 2, lang)]))
     head = [label(k, lang) for k in ("dataset", "environment", "n", "mean_rank", "sum_ranks")]
     return Table(label("ranks_caption", lang, metric=metric_name(metric, lang)),
                  slug("tab", "ranks", metric), "llrrr", [header_row(head)],
                  _grouped(rows)).render()
-
-
-def mean_difference(c: Comparison, welch: bool) -> tuple[float, float, float]:
-    """Mean difference a - b and its 95 % interval.
-
-    Taken from the JSON when it holds them, else computed from the descriptives with
-    the pooled (Student) or separate (Welch) variances, as SPSS's t-test table does.
-    """
-    test = c.get("welch_t" if welch else "student_t") or {}
-    given = (test.get("mean_difference"), test.get("ci_low"), test.get("ci_high"))
-    if not any(is_missing(v) for v in given):
-        return tuple(float(v) for v in given)  # type: ignore[return-value]
-    da, db = get(c, "descriptives", c["a"]) or {}, get(c, "descriptives", c["b"]) or {}
-    try:
-        na, nb = float(da["n"]), float(db["n"])
-        ma, mb, sa, sb = (float(da["mean"]), float(db["mean"]), float(da["sd"]),
-                          float(db["sd"]))
-    except (KeyError, TypeError, ValueError):
-        return math.nan, math.nan, math.nan
-    diff = ma - mb
-    if welch:
-        se = math.sqrt(sa**2 / na + sb**2 / nb)
-        df = test.get("df")
-        if is_missing(df):
-            df = se**4 / ((sa**2 / na) ** 2 / (na - 1) + (sb**2 / nb) ** 2 / (nb - 1))
-    else:
-        df = na + nb - 2
-        pooled = ((na - 1) * sa**2 + (nb - 1) * sb**2) / df if df > 0 else math.nan
-        se = math.sqrt(pooled * (1 / na + 1 / nb))
-    if not se > 0 or is_missing(df) or float(df) <= 0:
-        return diff, math.nan, math.nan
-    from scipy.stats import t as student
-
-    half = float(student.ppf(0.975, float(df))) * se
-    return diff, diff - half, diff + half
 
 
 def t_test_table(analysis: Analysis, metric: str, lang: str = "en",
@@ -323,26 +243,25 @@ def t_test_table(analysis: Analysis, metric: str, lang: str = "en",
     """Levene's F and Sig., then t, df, Sig., mean difference and its 95 % interval.
 
     One row with equal variances assumed (Student) and one without (Welch), as SPSS.
-    The interval is two-sided whatever the hypothesis, as SPSS prints it.
+    The interval is the one the analysis computed (pooled or separate variances), two-sided
+    whatever the hypothesis, as SPSS prints it.
     """
     found = comparisons(analysis, metric)
     if not found:
         return ""
     pairs = many_pairs(analysis)
-    digits = auto_digits(get(c, "descriptives", c["a"], "mean") for c in found)
+    digits = auto_digits(c.descriptives[c.a].mean for c in found)
     rows = []
     for c in found:
-        lev = c.get("levene") or {}
-        for welch in (False, True):
-            t = c.get("welch_t" if welch else "student_t") or {}
-            diff, low, high = mean_difference(c, welch)
+        lev = c.levene
+        for welch, t in ((False, c.student_t), (True, c.welch_t)):
             rows.append((_row_key(c, pairs), [
                 label("unequal_var" if welch else "equal_var", lang),
-                "" if welch else fmt_num(lev.get("F"), 3, lang),
-                "" if welch else fmt_p(lev.get("p"), lang),
-                fmt_num(t.get("t"), 3, lang), fmt_df(t.get("df"), lang), fmt_p(t.get("p"), lang),
-                fmt_num(diff, digits, lang), fmt_num(low, digits, lang),
-                fmt_num(high, digits, lang)]))
+                "" if welch else fmt_num(lev.F, 3, lang),
+                "" if welch else fmt_p(lev.p, lang),
+                fmt_num(t.t, 3, lang), fmt_df(t.df, lang), fmt_p(t.p, lang),
+                fmt_num(t.mean_difference, digits, lang), fmt_num(t.ci_low, digits, lang),
+                fmt_num(t.ci_high, digits, lang)]))
     p_label = label("p_one" if alternative != "two-sided" else "p_two", lang)
     head1 = ("& & \\multicolumn{2}{c}{Levene} & & & & & \\multicolumn{2}{c}{"
              + label("ci95", lang) + "} \\\\\n\\cmidrule(lr){3-4}\\cmidrule(lr){9-10}")
@@ -357,29 +276,26 @@ def t_test_table(analysis: Analysis, metric: str, lang: str = "en",
 
 def test_statistic(c: Comparison, lang: str = "en") -> str:
     """The statistic of the test used, as it is quoted in the text: "U = 265", "t(46) = 1.23"."""
-    used = c.get("test_used")
-    if used == "mann_whitney":
-        return "$U$ = " + fmt_num(get(c, "mann_whitney", "U"), 2 if _fractional(
-            get(c, "mann_whitney", "U")) else 0, lang)
-    t = c.get(used) if used in TEST_KEYS else None
-    if not t:
+    test = c.test
+    if isinstance(test, MannWhitney):
+        return "$U$ = " + fmt_num(test.U, 2 if _fractional(test.U) else 0, lang)
+    if test.t is None:
         return MISSING
-    return f"$t$({fmt_df(t.get('df'), lang)}) = {fmt_num(t.get('t'), 2, lang)}"
+    return f"$t$({fmt_df(test.df, lang)}) = {fmt_num(test.t, 2, lang)}"
 
 
-def _fractional(x: Any) -> bool:
-    return not is_missing(x) and abs(float(x) - round(float(x))) > 1e-9
+def _fractional(x: float | None) -> bool:
+    return x is not None and abs(x - round(x)) > 1e-9
 
 
-def ratio_text(c: Comparison, lang: str = "en") -> str:
+def ratio_text(ratio: MedianRatio, lang: str = "en") -> str:
     """The ratio of medians a/b with its interval: "0.98 [0.95, 1.02]"."""
-    ratio = c.get("median_ratio") or {}
-    if is_missing(ratio.get("estimate")):
+    if ratio.estimate is None:
         return MISSING
     sep = "; " if lang == "es" else ", "
-    text = fmt_num(ratio["estimate"], 2, lang)
-    if not (is_missing(ratio.get("ci_low")) or is_missing(ratio.get("ci_high"))):
-        text += f" [{fmt_num(ratio['ci_low'], 2, lang)}{sep}{fmt_num(ratio['ci_high'], 2, lang)}]"
+    text = fmt_num(ratio.estimate, 2, lang)
+    if ratio.ci_low is not None and ratio.ci_high is not None:
+        text += f" [{fmt_num(ratio.ci_low, 2, lang)}{sep}{fmt_num(ratio.ci_high, 2, lang)}]"
     return text
 
 
@@ -391,13 +307,13 @@ def decisions_table(analysis: Analysis, lang: str = "en", alpha: float = 0.05) -
     pairs = many_pairs(analysis)
     rows = []
     for c in found:
-        cells = [escape(c["dataset"])]
+        cells = [escape(c.dataset)]
         if pairs:
             cells.append(pair_text(c))
-        cells += [test_statistic(c, lang), fmt_p(c.get("p"), lang),
-                  fmt_p(c.get("p_holm"), lang),
-                  label("yes" if c.get("significant") else "no", lang), ratio_text(c, lang)]
-        rows.append((metric_name(c["metric"], lang, capital=True, latex=False), cells))
+        cells += [test_statistic(c, lang), fmt_p(c.p, lang), fmt_p(c.p_holm, lang),
+                  label("yes" if c.significant else "no", lang),
+                  ratio_text(c.median_ratio, lang)]
+        rows.append((metric_name(c.metric, lang, capital=True, latex=False), cells))
     head = [label("metric", lang), label("dataset", lang)]
     head += [label("pair", lang)] if pairs else []
     head += [label(k, lang) for k in ("statistic", "p", "p_holm", "significant")]
@@ -409,29 +325,15 @@ def decisions_table(analysis: Analysis, lang: str = "en", alpha: float = 0.05) -
 
 
 def kruskal_table(analysis: Analysis, lang: str = "en") -> str:
-    """H, df and Sig. per metric and dataset when more than two environments were compared.
-
-    Accepts a list of entries or a dict keyed by metric (then by dataset).
-    """
-    raw = analysis.get("kruskal_wallis")
-    entries: list[dict[str, Any]] = []
-    if isinstance(raw, list):
-        entries = [e for e in raw if isinstance(e, dict)]
-    elif isinstance(raw, dict):
-        for metric, inner in raw.items():
-            if isinstance(inner, dict) and any(isinstance(v, dict) for v in inner.values()):
-                entries += [{"metric": metric, "dataset": ds, **v} for ds, v in inner.items()
-                            if isinstance(v, dict)]
-            elif isinstance(inner, dict):
-                entries.append({"metric": metric, **inner})
+    """H, df and Sig. per metric and dataset when more than two environments were compared."""
+    entries = analysis.kruskal_wallis or ()
     if not entries:
         return ""
     rows = []
     for e in entries:
-        h = next((e[k] for k in ("H", "h", "statistic") if k in e), None)
-        rows.append((metric_name(str(e.get("metric", "")), lang, capital=True, latex=False),
-                     [escape(e.get("dataset", "")), fmt_num(h, 3, lang),
-                      fmt_df(e.get("df"), lang), fmt_p(e.get("p"), lang)]))
+        rows.append((metric_name(str(e.metric), lang, capital=True, latex=False),
+                     [escape(e.dataset), fmt_num(e.H, 3, lang), fmt_df(e.df, lang),
+                      fmt_p(e.p, lang)]))
     head = [label(k, lang) for k in ("metric", "dataset", "h", "df", "sig")]
     return Table(label("kruskal_caption", lang), "tab:kruskal", "llrrr", [header_row(head)],
                  _grouped(rows)).render()
@@ -594,7 +496,8 @@ def datasets_table(datasets: list[dict[str, str]], lang: str = "en") -> str:
 def calibration_table(calibration: dict[str, Any], lang: str = "en") -> str:
     """The A/A calibration: per metric and dataset, the CV of each arm, the ratio of medians
     between identical arms with its interval (the noise floor) and the false-positive rate
-    of the procedure against its nominal alpha (study/calibrate.py's calibration.json)."""
+    of the procedure against its nominal alpha (analysis.calibration's calibration.json,
+    a file of its own, read as it is written: not the analysis JSON)."""
     entries = [e for e in calibration.get("entries") or [] if isinstance(e, dict)]
     if not entries:
         return ""
@@ -608,11 +511,13 @@ def calibration_table(calibration: dict[str, Any], lang: str = "en") -> str:
             sep = "; " if lang == "es" else ", "
             rate += (f" [{fmt_num(fp['ci_low'], 3, lang, bounded=True)}{sep}"
                      f"{fmt_num(fp['ci_high'], 3, lang, bounded=True)}]")
+        ratio = e.get("median_ratio")
         rows.append((metric_name(str(e.get("metric", "")), lang, capital=True, latex=False),
                      [escape(e.get("dataset", "")),
                       f"{fmt_int(e.get('n_a'))}/{fmt_int(e.get('n_b'))}",
                       *(fmt_num(v, 3, lang) for v in list(cv.values())[:2]),
-                      ratio_text(e, lang),
+                      ratio_text(MedianRatio.from_dict(ratio, "calibration median_ratio")
+                                 if ratio else MedianRatio(), lang),
                       MISSING if is_missing(floor)
                       else "$\\pm$" + fmt_num(100 * float(floor), 1, lang) + "\\,\\%",
                       rate, fmt_num(fp.get("nominal"), 2, lang, bounded=True)]))

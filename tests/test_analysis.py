@@ -1,13 +1,15 @@
 """The analysis layer: loading runs, the analysis JSON's contract, power and the commands.
 
 Numbers themselves are checked against R in test_stats_parity.py; here the contract of
-DESIGN.md ("The analysis JSON"), the edge cases a real study produces (failed runs, tiny
-or empty groups, outliers, more than two environments) and the command-line behaviour.
+DESIGN.md ("The analysis JSON"), its typed results and format version (analysis.results),
+the edge cases a real study produces (failed runs, tiny or empty groups, outliers, more
+than two environments) and the command-line behaviour.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pandas as pd
 import pytest
 
 from analysis import power as P
+from analysis import results as R
 from analysis import stats as S
 from analysis.compare import AnalysisError, analyze, decide, load_runs
 from analysis.summary import summary_text
@@ -73,7 +76,7 @@ def test_load_runs_non_numeric_metric_names_line(tmp_path: Path) -> None:
                                             r"\(line 5 has 'fast'\)"):
         load_runs(path, ["train_s"])
     # without asking for it, the column is simply not a metric
-    assert {e["metric"] for e in analyze(load_runs(path))["comparisons"]} == {"test_accuracy"}
+    assert {e.metric for e in analyze(load_runs(path)).comparisons} == {"test_accuracy"}
 
 
 def test_load_runs_unreadable_and_empty(tmp_path: Path) -> None:
@@ -104,16 +107,18 @@ def test_load_runs_reads_names_as_text(tmp_path: Path) -> None:
     assert list(frame["environment"]) == ["1", "1", "2", "2"]
     assert list(frame["dataset"]) == ["NA"] * 4
     result = analyze(frame)
-    assert (result["comparisons"][0]["a"], result["comparisons"][0]["dataset"]) == ("1", "NA")
+    assert (result.comparisons[0].a, result.comparisons[0].dataset) == ("1", "NA")
 
 
 # --------------------------------------------------------------------------- the JSON contract
 
 
 def test_json_shape_exactly_as_design() -> None:
-    result = analyze(make_runs(), ["train_s"])
+    result = analyze(make_runs(), ["train_s"]).to_dict()
     json.dumps(result, allow_nan=False)  # strictly serialisable
-    assert set(result) == {"comparisons"}  # two environments: no Kruskal-Wallis
+    # two environments: no Kruskal-Wallis; the format and its version come first
+    assert list(result) == ["format", "format_version", "comparisons"]
+    assert (result["format"], result["format_version"]) == ("cloudbench-analysis", 2)
     entries = result["comparisons"]
     assert [(e["metric"], e["dataset"], e["a"], e["b"]) for e in entries] == [
         ("train_s", "a", "pc", "colab"), ("train_s", "b", "pc", "colab")]
@@ -124,16 +129,20 @@ def test_json_shape_exactly_as_design() -> None:
         assert set(e["shapiro"]["pc"]) == {"W", "p"}
         assert set(e["ranks"]["pc"]) == {"n", "mean_rank", "sum_ranks"}
         assert set(e["mann_whitney"]) == MW_KEYS
-        assert {"estimate", "ci_low", "ci_high"} <= set(e["hodges_lehmann"])
+        # DESIGN.md's keys plus the extras of compare.py's docstring, and no other
+        assert set(e["hodges_lehmann"]) == {"estimate", "ci_low", "ci_high", "method"}
         assert set(e["levene"]) == {"F", "p"}
-        assert {"t", "df", "p", "cohen_d"} <= set(e["student_t"])
-        assert {"t", "df", "p"} <= set(e["welch_t"])
+        interval = {"mean_difference", "ci_low", "ci_high"}
+        assert set(e["student_t"]) == {"t", "df", "p", "cohen_d"} | interval
+        assert set(e["welch_t"]) == {"t", "df", "p"} | interval
         assert e["test_used"] in ("mann_whitney", "student_t", "welch_t")
         assert e["p"] == (e[e["test_used"]]["p"] if e["test_used"] != "mann_whitney" else
                           e["mann_whitney"]["p_exact"] or e["mann_whitney"]["p_asymptotic"])
         assert set(e["median_ratio"]) == {"estimate", "ci_low", "ci_high"}
         assert e["n_a"] == e["n_b"] == 12
         assert e["mann_whitney"]["Z"] <= 0
+        assert set(e["outliers"]["pc"]) == {"modified_z", "tukey", "run_ids"}
+        assert e["p_method"] in ("exact", "asymptotic", "t")
     no_diff, diff = entries
     assert not no_diff["significant"] and diff["significant"]
     assert diff["median_ratio"]["ci_low"] > 1  # pc is slower: a/b > 1
@@ -146,33 +155,37 @@ def test_test_choice_follows_shapiro_and_levene() -> None:
     ideal = norm.ppf((np.arange(1, 31) - 0.5) / 30)  # normal scores: Shapiro-Wilk accepts
     normal = pd.DataFrame({"environment": ["x"] * 30 + ["y"] * 30, "dataset": "d",
                            "m": np.r_[10 + rng.permutation(ideal), 10.2 + ideal]})
-    assert analyze(normal)["comparisons"][0]["test_used"] == "student_t"
+    entry = analyze(normal).comparisons[0]
+    assert entry.test_used == "student_t" and entry.test is entry.student_t
+    assert (entry.p, entry.p_method) == (entry.student_t.p, "t")
     unequal = normal.assign(m=np.r_[10 + 0.2 * ideal, 10 + 5 * ideal])
-    entry = analyze(unequal)["comparisons"][0]
-    assert entry["levene"]["p"] < 0.05 and entry["test_used"] == "welch_t"
+    entry = analyze(unequal).comparisons[0]
+    assert entry.levene.p < 0.05 and entry.test_used == "welch_t"
+    assert entry.test is entry.welch_t and entry.p == entry.welch_t.p
     skewed = normal.assign(m=np.r_[rng.exponential(1, 30), rng.exponential(1, 30)])
-    entry = analyze(skewed)["comparisons"][0]
-    assert entry["test_used"] == "mann_whitney" and entry["p_method"] == "asymptotic"
+    entry = analyze(skewed).comparisons[0]
+    assert entry.test_used == "mann_whitney" and entry.p_method == "asymptotic"
+    assert entry.p == entry.mann_whitney.p_asymptotic
 
 
 def test_decide_is_analyze_s_choice() -> None:
     frame = make_runs(datasets=("a", "b", "c"), n=10)
-    for entry in analyze(frame, ["train_s", "test_accuracy"], alternative="less")["comparisons"]:
-        here = frame[frame["dataset"] == entry["dataset"]]
-        a, b = (here.loc[here["environment"] == e, entry["metric"]] for e in ("pc", "colab"))
-        assert decide(a, b, "less") == (entry["test_used"], entry["p"])
+    for entry in analyze(frame, ["train_s", "test_accuracy"], alternative="less").comparisons:
+        here = frame[frame["dataset"] == entry.dataset]
+        a, b = (here.loc[here["environment"] == e, entry.metric] for e in ("pc", "colab"))
+        assert decide(a, b, "less") == (entry.test_used, entry.p)
     assert decide([1.0], [], "two-sided") == ("mann_whitney", None)
 
 
 def test_holm_across_datasets_of_a_metric_and_pair() -> None:
     result = analyze(make_runs(datasets=("a", "b", "c", "d")), ["train_s", "test_accuracy"])
     for metric in ("train_s", "test_accuracy"):
-        family = [e for e in result["comparisons"] if e["metric"] == metric]
+        family = result.of_metric(metric)
         assert len(family) == 4
-        assert [e["p_holm"] for e in family] == S.holm([e["p"] for e in family])
+        assert [e.p_holm for e in family] == S.holm([e.p for e in family])
         for e in family:
-            assert e["p_holm"] >= e["p"]
-            assert e["significant"] == (e["p_holm"] < 0.05)
+            assert e.p_holm >= e.p
+            assert e.significant == (e.p_holm < 0.05)
 
 
 def test_holm_matches_statsmodels() -> None:
@@ -186,25 +199,30 @@ def test_holm_matches_statsmodels() -> None:
 
 def test_more_than_two_environments_pairs_and_kruskal() -> None:
     result = analyze(make_runs(envs=("pc", "colab", "lab")), ["train_s"])
-    pairs = [(e["a"], e["b"]) for e in result["comparisons"] if e["dataset"] == "a"]
+    pairs = [(e.a, e.b) for e in result.comparisons if e.dataset == "a"]
     assert pairs == [("pc", "colab"), ("pc", "lab"), ("colab", "lab")]
-    assert len(result["comparisons"]) == 2 * 3
-    kw = result["kruskal_wallis"]
-    assert [(k["metric"], k["dataset"], k["df"]) for k in kw] == [("train_s", "a", 2),
-                                                                  ("train_s", "b", 2)]
-    assert kw[0]["p"] > 0.01 > kw[1]["p"]
-    json.dumps(result, allow_nan=False)
+    assert len(result.comparisons) == 2 * 3
+    kw = result.kruskal_wallis
+    assert [(k.metric, k.dataset, k.df) for k in kw] == [("train_s", "a", 2),
+                                                         ("train_s", "b", 2)]
+    assert kw[0].environments == ("pc", "colab", "lab")
+    assert kw[0].p > 0.01 > kw[1].p
+    data = result.to_dict()
+    json.dumps(data, allow_nan=False)
+    assert list(data) == ["format", "format_version", "comparisons", "kruskal_wallis"]
+    assert list(data["kruskal_wallis"][0]) == ["metric", "dataset", "environments", "H", "df",
+                                               "p"]
 
 
 def test_alternative_is_passed_to_every_test() -> None:
     frame = make_runs()
-    two = analyze(frame, ["train_s"])["comparisons"][1]
-    less = analyze(frame, ["train_s"], alternative="less")["comparisons"][1]
-    greater = analyze(frame, ["train_s"], alternative="greater")["comparisons"][1]
-    assert less["alternative"] == "less"
+    two = analyze(frame, ["train_s"]).comparisons[1]
+    less = analyze(frame, ["train_s"], alternative="less").comparisons[1]
+    greater = analyze(frame, ["train_s"], alternative="greater").comparisons[1]
+    assert less.alternative == "less"
     # pc is slower (a > b): "greater" is the supported direction
-    assert greater["p"] < two["p"] < less["p"]
-    assert greater["mann_whitney"]["Z"] == two["mann_whitney"]["Z"]  # Z stays SPSS's
+    assert greater.p < two.p < less.p
+    assert greater.mann_whitney.Z == two.mann_whitney.Z  # Z stays SPSS's
     with pytest.raises(ValueError):
         analyze(frame, alternative="bigger")
 
@@ -217,23 +235,26 @@ def test_tiny_and_empty_groups_give_nulls_and_warnings() -> None:
         "gpu_mb": np.nan,  # all-NaN: skipped when metrics are not named
     })
     result = analyze(frame)
-    json.dumps(result, allow_nan=False)
-    assert {e["metric"] for e in result["comparisons"]} == {"train_s"}
-    by_key = {(e["dataset"], e["a"], e["b"]): e for e in result["comparisons"]}
+    json.dumps(result.to_dict(), allow_nan=False)
+    assert {e.metric for e in result.comparisons} == {"train_s"}
+    by_key = {(e.dataset, e.a, e.b): e for e in result.comparisons}
     two = by_key[("d", "pc", "colab")]  # n = 2 vs 3
-    assert two["shapiro"]["pc"] == {"W": None, "p": None}
-    assert two["test_used"] == "mann_whitney" and two["p"] is not None
-    assert two["student_t"]["t"] is not None  # n >= 2 in both groups
+    assert two.shapiro["pc"] == R.ShapiroWilk(W=None, p=None)
+    assert two.to_dict()["shapiro"]["pc"] == {"W": None, "p": None}
+    assert two.test_used == "mann_whitney" and two.p is not None
+    assert two.student_t.t is not None  # n >= 2 in both groups
     single = by_key[("e", "pc", "colab")]  # 1 vs 0 (the colab value is NaN)
-    assert single["n_b"] == 0 and single["p"] is None and single["p_holm"] is None
-    assert single["descriptives"]["colab"]["mean"] is None
-    assert any("no test could be computed" in w for w in single["warnings"])
-    assert any("without a value" in w for w in single["warnings"])
+    assert single.n_b == 0 and single.p is None and single.p_holm is None
+    assert single.p_method is None and not single.significant
+    assert single.descriptives["colab"] == R.Descriptives(n=0)
+    assert any("no test could be computed" in w for w in single.warnings)
+    assert any("without a value" in w for w in single.warnings)
     lab = by_key[("d", "pc", "lab")]  # lab has one run
-    assert lab["descriptives"]["lab"]["sd"] is None and lab["welch_t"]["t"] is None
-    assert any("only 1 usable run" in w for w in lab["warnings"])
+    assert lab.descriptives["lab"].sd is None and lab.welch_t.t is None
+    assert any("only 1 usable run" in w for w in lab.warnings)
+    assert R.Analysis.from_dict(json.loads(json.dumps(result.to_dict()))) == result
     # asking for the all-NaN metric does not crash either
-    json.dumps(analyze(frame, ["gpu_mb"]), allow_nan=False)
+    json.dumps(analyze(frame, ["gpu_mb"]).to_dict(), allow_nan=False)
 
 
 def test_unknown_metric() -> None:
@@ -248,20 +269,28 @@ def test_outlier_flags_are_reported_never_removed() -> None:
         frame.loc[frame["environment"] == env, "train_s"] = np.roll(spread, 3)
     slow = frame.index[(frame["environment"] == "pc")][5]
     frame.loc[slow, "train_s"] = 60.0
-    entry = analyze(frame, ["train_s"])["comparisons"][0]
-    flags = entry["outliers"]["pc"]
-    assert flags["modified_z"] == [5] and flags["tukey"] == [5]
-    assert flags["run_ids"] == {"modified_z": ["pc+a+6"], "tukey": ["pc+a+6"]}
-    assert entry["outliers"]["colab"] == {"modified_z": [], "tukey": [],
-                                          "run_ids": {"modified_z": [], "tukey": []}}
-    assert entry["n_a"] == 12 and entry["descriptives"]["pc"]["max"] == 60.0
+    entry = analyze(frame, ["train_s"]).comparisons[0]
+    flags = entry.outliers["pc"]
+    assert flags.modified_z == (5,) and flags.tukey == (5,) and flags.flagged() == (5,)
+    assert flags.run_ids == R.OutlierRunIds(modified_z=("pc+a+6",), tukey=("pc+a+6",))
+    assert entry.to_dict()["outliers"] == {
+        "pc": {"modified_z": [5], "tukey": [5],
+               "run_ids": {"modified_z": ["pc+a+6"], "tukey": ["pc+a+6"]}},
+        "colab": {"modified_z": [], "tukey": [], "run_ids": {"modified_z": [], "tukey": []}}}
+    assert entry.n_a == 12 and entry.descriptives["pc"].max == 60.0
+    # runs without ids: no run_ids key at all
+    bare = analyze(frame.drop(columns="run_id"), ["train_s"]).comparisons[0]
+    assert bare.outliers["pc"] == R.Outliers(modified_z=(5,), tukey=(5,))
+    assert "run_ids" not in bare.to_dict()["outliers"]["pc"]
 
 
 def test_outlier_rules() -> None:
     x = [10.0, 10.2, 9.9, 10.1, 10.0, 25.0, np.nan]
     assert S.modified_z_outliers(x) == [5] and S.tukey_outliers(x) == [5]
     assert S.modified_z_outliers([5, 5, 5, 5, 9]) == [4]  # MAD = 0: mean absolute deviation
-    assert S.outlier_flags([1.0, 1.0]) == {"modified_z": [], "tukey": []}
+    assert S.outlier_flags([1.0, 1.0]) == R.Outliers(modified_z=(), tukey=())
+    both = S.outlier_flags([10.0, 10.2, 9.9, 10.1, 10.0, 25.0, 10.05, 10.1, 14.0])
+    assert both.flagged() == tuple(sorted(set(both.modified_z) | set(both.tukey)))
 
 
 def test_measurement_warnings() -> None:
@@ -275,8 +304,8 @@ def test_measurement_warnings() -> None:
     frame = make_runs(datasets=("a",))
     first = frame.index[(frame["environment"] == "pc") & (frame["repetition"] == 1)][0]
     frame.loc[first, "train_s"] = 35.0
-    entry = analyze(frame.iloc[::-1], ["train_s"])["comparisons"][0]  # order by repetition
-    assert any("pc" in w and "first run" in w for w in entry["warnings"])
+    entry = analyze(frame.iloc[::-1], ["train_s"]).comparisons[0]  # order by repetition
+    assert any("pc" in w and "first run" in w for w in entry.warnings)
 
 
 # --------------------------------------------------------------------------- statistics details
@@ -285,9 +314,9 @@ def test_measurement_warnings() -> None:
 def test_mann_whitney_conventions_are_symmetric() -> None:
     a, b = [1.1, 2.5, 3.2, 4.8, 5.0], [2.2, 3.9, 6.1, 7.7, 8.0]
     ab, ba = S.mann_whitney(a, b), S.mann_whitney(b, a)
-    assert ab["U"] == ba["U"] and ab["W"] == ba["W"] == 21.0 and ab["Z"] == ba["Z"] < 0
-    assert ab["rank_biserial"] == -ba["rank_biserial"] < 0  # a tends to be smaller
-    assert ab["p_exact"] == ba["p_exact"]
+    assert ab.U == ba.U and ab.W == ba.W == 21.0 and ab.Z == ba.Z < 0
+    assert ab.rank_biserial == -ba.rank_biserial < 0  # a tends to be smaller
+    assert ab.p_exact == ba.p_exact
 
 
 def test_degenerate_inputs_never_crash() -> None:
@@ -297,15 +326,17 @@ def test_degenerate_inputs_never_crash() -> None:
                "t": S.student_t(a, b), "w": S.welch_t(a, b), "sw": S.shapiro_wilk(a),
                "ratio": S.median_ratio(a, b), "desc": S.descriptives(a),
                "kw": S.kruskal_wallis([a, b, [1.0]])}
-        json.dumps(out, allow_nan=False)
-    assert S.shapiro_wilk([2.0, 2.0, 2.0, 2.0]) == {"W": None, "p": None}
-    assert S.student_t([1.0, 1.0, 1.0], [2.0, 2.0, 2.0])["t"] is None  # R: "essentially constant"
+        json.dumps({k: v.to_dict() for k, v in out.items()}, allow_nan=False)
+    assert S.shapiro_wilk([2.0, 2.0, 2.0, 2.0]) == R.ShapiroWilk(W=None, p=None)
+    constant = S.student_t([1.0, 1.0, 1.0], [2.0, 2.0, 2.0])  # R: "essentially constant"
+    assert constant == R.StudentT() and constant.t is None
+    assert S.welch_t([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == R.WelchT()
 
 
 def test_descriptives_quartiles_are_spss_weighted_average() -> None:
     d = S.descriptives([1, 2, 3, 4, 5, 6, 7, 8])  # SPSS HAVERAGE: positions 2.25 and 6.75
-    assert (d["q1"], d["median"], d["q3"]) == (2.25, 4.5, 6.75)
-    assert d["cv"] == pytest.approx(d["sd"] / d["mean"])
+    assert (d.q1, d.median, d.q3) == (2.25, 4.5, 6.75)
+    assert d.cv == pytest.approx(d.sd / d.mean)
 
 
 @pytest.mark.parametrize("n", [15, 16])
@@ -326,8 +357,8 @@ def test_bootstrap_medians_match_naive_resampling(n: int) -> None:
 def test_median_ratio_is_seeded() -> None:
     a, b = [10.0, 11, 12, 13, 14], [5.0, 5.5, 6, 6.5, 7]
     first, again = S.median_ratio(a, b, seed=4), S.median_ratio(a, b, seed=4)
-    assert first == again and first["estimate"] == 2.0
-    assert first["ci_low"] <= 2.0 <= first["ci_high"]
+    assert first == again and first.estimate == 2.0
+    assert first.ci_low <= 2.0 <= first.ci_high
 
 
 # --------------------------------------------------------------------------- power and plan
@@ -395,9 +426,13 @@ def test_cli_analyze_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert run_cli(["analyze", str(runs), "--json", str(out), "--metric", "train_s",
                     "--alternative", "greater", "--alpha", "0.01"]) == 0
     data = json.loads(out.read_text())
+    assert (data["format"], data["format_version"]) == (R.FORMAT, R.FORMAT_VERSION)
     assert {e["metric"] for e in data["comparisons"]} == {"train_s"}
     assert data["comparisons"][0]["alpha"] == 0.01
     assert data["comparisons"][0]["alternative"] == "greater"
+    # what the command wrote is what analyze() returns, read back as typed results
+    expected = analyze(load_runs(runs), ["train_s"], alternative="greater", alpha=0.01)
+    assert R.Analysis.from_dict(data) == expected
     printed = capsys.readouterr().out
     assert "train_s: a = pc, b = colab" in printed and "Holm" in printed
 
@@ -451,8 +486,104 @@ def test_environment_order_decides_a_and_b_for_a_one_sided_h1() -> None:
             for env, times in (("slow", [5.0, 5.2, 5.1, 5.3, 5.4]),
                                ("fast", [3.0, 3.1, 3.2, 3.3, 3.4])) for t in times]
     frame = pd.DataFrame(rows)
-    as_listed = analyze(frame, ["train_s"], alternative="less")["comparisons"][0]
-    assert (as_listed["a"], as_listed["b"]) == ("slow", "fast") and as_listed["p"] > 0.5
+    as_listed = analyze(frame, ["train_s"], alternative="less").comparisons[0]
+    assert (as_listed.a, as_listed.b) == ("slow", "fast") and as_listed.p > 0.5
     ordered = analyze(frame, ["train_s"], alternative="less",
-                      environments=["fast", "slow", "absent"])["comparisons"][0]
-    assert (ordered["a"], ordered["b"]) == ("fast", "slow") and ordered["p"] < 0.05
+                      environments=["fast", "slow", "absent"]).comparisons[0]
+    assert (ordered.a, ordered.b) == ("fast", "slow") and ordered.p < 0.05
+
+
+# --------------------------------------------------------------------------- typed results
+
+
+def test_stats_return_named_frozen_results() -> None:
+    a, b = [1.1, 2.5, 3.2, 4.8, 5.0], [2.2, 3.9, 6.1, 7.7, 8.0]
+    named = [(S.descriptives(a), R.Descriptives), (S.shapiro_wilk(a), R.ShapiroWilk),
+             (S.mann_whitney(a, b), R.MannWhitney), (S.hodges_lehmann(a, b), R.HodgesLehmann),
+             (S.levene(a, b), R.Levene), (S.student_t(a, b), R.StudentT),
+             (S.welch_t(a, b), R.WelchT), (S.median_ratio(a, b), R.MedianRatio),
+             (S.outlier_flags(a), R.Outliers), (S.kruskal_wallis([a, b]), R.KruskalWallis)]
+    for result, cls in named:
+        assert type(result) is cls
+        first = dataclasses.fields(result)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(result, first, None)
+    assert [type(r) for r in S.rank_table(a, b)] == [R.Ranks, R.Ranks]
+    # field names are the JSON's keys, in the JSON's order
+    assert list(S.mann_whitney(a, b).to_dict()) == ["U", "W", "Z", "p_asymptotic", "p_exact",
+                                                    "r", "rank_biserial"]
+    assert list(S.student_t(a, b).to_dict()) == ["t", "df", "p", "cohen_d",
+                                                 "mean_difference", "ci_low", "ci_high"]
+    assert list(S.welch_t(a, b).to_dict()) == ["t", "df", "p", "mean_difference", "ci_low",
+                                               "ci_high"]
+    assert list(S.hodges_lehmann(a, b).to_dict()) == ["estimate", "ci_low", "ci_high",
+                                                      "method"]
+
+
+def test_analysis_round_trips_through_its_json() -> None:
+    for frame, metrics in ((make_runs(envs=("pc", "colab", "lab")), None),
+                           (make_runs(datasets=("a",), n=3), ["train_s"])):
+        result = analyze(frame, metrics)
+        text = json.dumps(result.to_dict(), allow_nan=False)
+        again = R.Analysis.from_dict(json.loads(text))
+        assert again == result
+        assert json.dumps(again.to_dict(), allow_nan=False) == text
+    assert R.Analysis().to_dict() == {"format": "cloudbench-analysis", "format_version": 2,
+                                      "comparisons": []}
+
+
+def test_from_dict_refuses_other_formats_and_versions() -> None:
+    good = analyze(make_runs(datasets=("a",)), ["train_s"]).to_dict()
+    with pytest.raises(R.AnalysisFormatError, match="no 'format' key.*study analyze"):
+        R.Analysis.from_dict({"comparisons": good["comparisons"]})  # a version-1 JSON
+    with pytest.raises(R.AnalysisFormatError, match="format 'other' is not 'cloudbench-an"):
+        R.Analysis.from_dict({**good, "format": "other"})
+    with pytest.raises(R.AnalysisFormatError, match="format_version 1 is not supported.*"
+                                                    "reads version 2.*study analyze"):
+        R.Analysis.from_dict({**good, "format_version": 1})
+    with pytest.raises(R.AnalysisFormatError, match="format_version 3 is not supported.*newer"):
+        R.Analysis.from_dict({**good, "format_version": 3})
+    with pytest.raises(R.AnalysisFormatError, match="format_version None"):
+        R.Analysis.from_dict({k: v for k, v in good.items() if k != "format_version"})
+    with pytest.raises(R.AnalysisFormatError, match="expected an object"):
+        R.Analysis.from_dict([good])
+    broken = json.loads(json.dumps(good))
+    del broken["comparisons"][0]["mann_whitney"]["Z"]
+    with pytest.raises(R.AnalysisFormatError,
+                       match=r"comparisons\[0\]\.mann_whitney: missing key 'Z'"):
+        R.Analysis.from_dict(broken)
+    broken = json.loads(json.dumps(good))
+    broken["comparisons"][0]["descriptives"]["pc"]["mean"] = "fast"
+    with pytest.raises(R.AnalysisFormatError,
+                       match=r"descriptives\.pc\.mean: expected a number or null"):
+        R.Analysis.from_dict(broken)
+    broken = json.loads(json.dumps(good))
+    broken["comparisons"][0]["test_used"] = "anova"
+    with pytest.raises(R.AnalysisFormatError, match="test_used: expected one of"):
+        R.Analysis.from_dict(broken)
+    broken = json.loads(json.dumps(good))
+    broken["comparisons"][0]["extra"] = 1
+    with pytest.raises(R.AnalysisFormatError, match="unknown key 'extra'"):
+        R.Analysis.from_dict(broken)
+
+
+def test_stats_floor_env_tests_the_floors_pyproject_declares() -> None:
+    """tox -e stats-floor pins each scientific dependency at pyproject.toml's floor (the
+    same minor version), so raising a floor in one place and not the other fails here."""
+    import configparser
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    floors = {}
+    for dep in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]:
+        found = re.fullmatch(r"(scipy|numpy|pandas|statsmodels)>=([\d.]+)", dep.strip())
+        if found:
+            floors[found[1]] = found[2]
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(root / "tox.ini")
+    assert "stats-floor" in tox["tox"]["envlist"]
+    pins = dict(re.findall(r"^\s*(\w+)==([\d.]+)\s*$", tox["testenv:stats-floor"]["deps"], re.M))
+    assert set(floors) == {"scipy", "numpy", "pandas", "statsmodels"} == set(pins)
+    for name, floor in floors.items():
+        assert (pins[name] + ".").startswith(floor + "."), (name, floor, pins[name])

@@ -1,19 +1,27 @@
-"""The report: LaTeX escaping and numbers, tables, figures, the paper's build and its cache."""
+"""The report: LaTeX escaping and numbers, tables, figures, the paper's build and its cache.
+
+The tables and sentences are tested on a real analysis (fixtures/analysis.py: analyze() on
+a deterministic synthetic study), so they read exactly what analyze() produces.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
 import textwrap
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from fixtures.analysis import fixture_analysis
 from fixtures.synthetic import synthetic_runs
 
+from analysis.results import Analysis, Comparison, KruskalWallis
 from paper import tables as T
 from paper.build import build_paper
 from paper.cache import build_count, inputs_digest, study_name_from_csv
@@ -23,7 +31,6 @@ from paper.latexmk import PaperError, run_latexmk
 from paper.prose import conclusion
 from study import sysdeps
 
-FIXTURE = Path(__file__).parent / "fixtures" / "analysis_fixture.json"
 HOSTILE = "a&b_%#$~^\\{}"
 HOSTILE_DS = "d&s_%#$~^\\{}"
 
@@ -38,8 +45,17 @@ needs_tex = pytest.mark.usefixtures("tex")
 
 
 @pytest.fixture(scope="module")
-def fixture() -> dict:
-    return json.loads(FIXTURE.read_text(encoding="utf-8"))
+def fixture() -> Analysis:
+    """The real analysis of a deterministic study: pc vs colab on shapes and digits."""
+    return fixture_analysis()
+
+
+def entry(analysis: Analysis, metric: str, dataset: str) -> Comparison:
+    return next(c for c in analysis.of_metric(metric) if c.dataset == dataset)
+
+
+def line_of(tex: str, start: str) -> str:
+    return next(line for line in tex.splitlines() if line.startswith(start))
 
 
 def pdf_text(pdf: Path) -> str:
@@ -95,73 +111,147 @@ def test_numbers_in_spanish_use_a_decimal_comma() -> None:
 # --------------------------------------------------------------------------- tables
 
 
-def test_mann_whitney_table_holds_the_spss_statistics(fixture: dict) -> None:
+def test_the_fixture_holds_the_cases_the_tables_must_show(fixture: Analysis) -> None:
+    """Guard: the tests below rely on these (a change of the generator would show here)."""
+    shapes, digits = entry(fixture, "train_s", "shapes"), entry(fixture, "train_s", "digits")
+    assert shapes.test_used == "mann_whitney" and shapes.p_method == "exact"
+    assert not shapes.significant and shapes.outliers["pc"].flagged() == (5,)
+    assert shapes.outliers["pc"].modified_z == shapes.outliers["pc"].tukey == (5,)
+    assert digits.test_used == "student_t" and digits.significant
+    small = entry(fixture, "test_accuracy", "shapes")
+    assert small.n_a == small.n_b == 2 and small.shapiro["pc"].W is None
+
+
+def test_mann_whitney_table_holds_the_spss_statistics(fixture: Analysis) -> None:
+    mw = entry(fixture, "train_s", "shapes").mann_whitney
     tex = T.mann_whitney_table(fixture, "train_s")
-    row = next(line for line in tex.splitlines() if line.startswith("shapes"))
-    assert row == r"shapes & 265.00 & 565.00 & $-$0.477 & .633 & .641 & .069 \\"
+    row = line_of(tex, "shapes")
+    assert row == (f"shapes & {mw.U:.2f} & {mw.W:.2f} & $-${abs(mw.Z):.3f} & "
+                   f"{fmt_p(mw.p_asymptotic)} & {fmt_p(mw.p_exact)} & "
+                   f"{fmt_num(mw.r, 3, bounded=True)} \\\\")
+    assert mw.p_exact is not None and fmt_p(mw.p_exact) != fmt_p(mw.p_asymptotic)
     assert "\\toprule" in tex and "Grouping variable" in tex
     es = T.mann_whitney_table(fixture, "train_s", "es")
-    assert r"shapes & 265,00 & 565,00 & $-$0,477 & ,633 & ,641 & ,069 \\" in es
+    assert line_of(es, "shapes") == row.replace(".", ",")  # every number: a decimal comma
     assert "U de" in es and "W de Wilcoxon" in es and "asintótica" in es
     assert "Variable de agrupación" in es
 
 
-def test_shapiro_table_marks_groups_too_small_to_test(fixture: dict) -> None:
+def test_shapiro_table_marks_groups_too_small_to_test(fixture: Analysis) -> None:
+    sw = entry(fixture, "train_s", "shapes").shapiro["pc"]
     tex = T.shapiro_table(fixture, "train_s", "es")
-    assert r"shapes & pc & ,871 & 24 & ,005 \\" in tex
+    assert (f"shapes & pc & {fmt_num(sw.W, 3, 'es', bounded=True)} & 12 & "
+            f"{fmt_p(sw.p, 'es')} \\\\") in tex
+    assert "$^a$" not in tex  # every group of train_s is large enough
     assert "Estadístico & gl & Sig." in tex
     small = T.shapiro_table(fixture, "test_accuracy")
-    assert "---$^a$ & 2 & ---" in small and "fewer than 3" in small
+    assert "shapes & pc & ---$^a$ & 2 & --- \\\\" in small
+    assert " & colab & ---$^a$ & 2 & --- \\\\" in small and "fewer than 3" in small
 
 
-def test_descriptives_ranks_and_outliers(fixture: dict) -> None:
+def test_descriptives_ranks_and_outliers(fixture: Analysis) -> None:
+    c = entry(fixture, "train_s", "shapes")
+    d = c.descriptives["pc"]
     desc = T.descriptives_table(fixture, "train_s")
-    assert r"shapes & pc & 24 & 17.58 & 1.21 & 17.40" in desc
-    assert "1 observation(s) flagged" in desc  # one run flagged by both rules counts once
+    assert (f"shapes & pc & 12 & {d.mean:.2f} & {d.sd:.2f} & {d.median:.2f} & {d.q1:.2f} & "
+            f"{d.q3:.2f} & {d.min:.2f} & {d.max:.2f} & {fmt_num(d.cv, 3)} & 1 \\\\") in desc
+    # the slow run is flagged by both rules and counted once, in its row and in the note
+    assert "1 observation(s) flagged" in desc
+    r = c.ranks["colab"]
     ranks = T.ranks_table(fixture, "train_s", "es")
-    assert r" & colab & 24 & 25,46 & 611,00 \\" in ranks and "Suma de rangos" in ranks
+    assert (f" & colab & 12 & {fmt_num(r.mean_rank, 2, 'es')} & "
+            f"{fmt_num(r.sum_ranks, 2, 'es')} \\\\") in ranks and "Suma de rangos" in ranks
+    assert r.sum_ranks + c.ranks["pc"].sum_ranks == 24 * 25 / 2
 
 
-def test_t_table_computes_the_interval_when_the_json_lacks_it(fixture: dict) -> None:
+def test_t_table_prints_the_analysis_t_tests_and_intervals(fixture: Analysis) -> None:
+    """The rows are the StudentT and WelchT results (the table computes nothing); those
+    intervals are SPSS's: mean difference -+ t quantile x standard error."""
+    from scipy.stats import t as student
+
+    c = entry(fixture, "train_s", "digits")
+    da, db = c.descriptives["pc"], c.descriptives["colab"]
+    pooled = ((da.n - 1) * da.sd**2 + (db.n - 1) * db.sd**2) / (da.n + db.n - 2)
+    halves = {"student": student.ppf(0.975, da.n + db.n - 2)
+              * math.sqrt(pooled * (1 / da.n + 1 / db.n)),
+              "welch": student.ppf(0.975, c.welch_t.df)
+              * math.sqrt(da.sd**2 / da.n + db.sd**2 / db.n)}
+    for t, half in ((c.student_t, halves["student"]), (c.welch_t, halves["welch"])):
+        assert t.mean_difference == pytest.approx(da.mean - db.mean, abs=1e-12)
+        assert t.ci_low == pytest.approx(t.mean_difference - half, rel=1e-9)
+        assert t.ci_high == pytest.approx(t.mean_difference + half, rel=1e-9)
     tex = T.t_test_table(fixture, "train_s")
-    # Student: diff -0.38, pooled SE 0.3823, t(46) 97.5 % quantile 2.0129.
-    assert "equal (Student) & 0.812 & .372 & $-$0.994 & 46 & .325 & $-$0.38 & " \
-           "$-$1.15 & 0.39" in tex
-    given = {**fixture["comparisons"][0]}
-    given["student_t"] = {**given["student_t"], "mean_difference": -0.5, "ci_low": -1.5,
-                          "ci_high": 0.5}
-    assert "$-$0.50 & $-$1.50 & 0.50" in T.t_test_table({"comparisons": [given]}, "train_s")
+    st, we, lev = c.student_t, c.welch_t, c.levene
+    assert (f"digits & equal (Student) & {fmt_num(lev.F, 3)} & {fmt_p(lev.p)} & "
+            f"{fmt_num(st.t, 3)} & 22 & {fmt_p(st.p)} & {fmt_num(st.mean_difference)} & "
+            f"{fmt_num(st.ci_low)} & {fmt_num(st.ci_high)} \\\\") in tex
+    assert (f" & unequal (Welch) &  &  & {fmt_num(we.t, 3)} & {fmt_num(we.df)} & "
+            f"{fmt_p(we.p)} & {fmt_num(we.mean_difference)} & {fmt_num(we.ci_low)} & "
+            f"{fmt_num(we.ci_high)} \\\\") in tex
+    given = replace(c, student_t=replace(st, mean_difference=-0.5, ci_low=-1.5, ci_high=0.5))
+    assert "$-$0.50 & $-$1.50 & 0.50" in T.t_test_table(Analysis(comparisons=(given,)),
+                                                         "train_s")
 
 
-def test_decisions_table_and_conclusions(fixture: dict) -> None:
+def test_decisions_table_and_conclusions(fixture: Analysis) -> None:
+    first, second = entry(fixture, "train_s", "shapes"), entry(fixture, "train_s", "digits")
+    mw, st, ratio = first.mann_whitney, second.student_t, first.median_ratio
+    assert mw.U == round(mw.U)  # a whole U prints without decimals
     tex = T.decisions_table(fixture)
-    assert r"shapes & $U$ = 265 & .633 & .633 & no & 0.98 [0.95, 1.02]" in tex
-    assert "digits & $t$(46) = 16.19 & $<$\\,.001 & $<$\\,.001 & yes" in tex
-    first, second = fixture["comparisons"][:2]
+    assert (f"shapes & $U$ = {mw.U:.0f} & {fmt_p(first.p)} & {fmt_p(first.p_holm)} & no & "
+            f"{ratio.estimate:.2f} [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]") in tex
+    assert (f"digits & $t$(22) = $-${abs(st.t):.2f} & $<$\\,.001 & $<$\\,.001 & yes & "
+            f"{second.median_ratio.estimate:.2f} [") in tex
+    z, p = f"{mw.Z:.2f}", fmt_p(first.p, latex=False)
     assert plain(conclusion(first)) == ("There is no significant difference in training time "
-                                        "between pc and colab on shapes "
-                                        "(U = 265, Z = -0.48, p = .633).")
+                                        f"between pc and colab on shapes "
+                                        f"(U = {mw.U:.0f}, Z = {z}, p = {p}).")
     assert plain(conclusion(first, "es")) == (
         "No existe diferencia significativa en el tiempo de entrenamiento entre pc y colab "
-        "con el DataSet shapes (U = 265; Z = -0,48; p = ,633).")
+        f"con el DataSet shapes (U = {mw.U:.0f}; Z = {z.replace('.', ',')}; "
+        f"p = {p.replace('.', ',')}).")
     text = plain(conclusion(second))
-    assert text.startswith("Training time on digits is significantly higher on pc than on "
-                           "colab (t(46) = 16.19, p < .001); the median on pc is 1.42 times")
-    holm = plain(conclusion({**first, "p": 0.03, "p_holm": 0.06}))
-    assert holm.endswith("(U = 265, Z = -0.48, p = .030, Holm-adjusted p = .060).")
+    assert text.startswith(f"Training time on digits is significantly lower on pc than on "
+                           f"colab (t(22) = -{abs(st.t):.2f}, p < .001); the median on pc is "
+                           f"{second.median_ratio.estimate:.2f} times that on colab (95 % CI ")
+    holm = plain(conclusion(replace(first, p=0.03, p_holm=0.06)))
+    assert holm.endswith(f"(U = {mw.U:.0f}, Z = {z}, p = .030, Holm-adjusted p = .060).")
     one_sided = plain(conclusion(first, alternative="less"))
     assert one_sided.startswith("There is no significant evidence that training time on "
                                 "shapes is lower on pc than on colab")
 
 
-def test_hostile_names_are_escaped_in_every_table(fixture: dict) -> None:
-    text = json.dumps(fixture).replace('"pc"', json.dumps(HOSTILE)) \
-        .replace('"shapes"', json.dumps(HOSTILE_DS))
-    hostile = json.loads(text)
-    for tex in (T.descriptives_table(hostile, "train_s"), T.decisions_table(hostile),
-                T.mann_whitney_table(hostile, "train_s"), T.t_test_table(hostile, "train_s")):
+def test_hostile_names_are_escaped_in_every_table() -> None:
+    hostile = fixture_analysis(environments=(HOSTILE, "colab"), datasets=(HOSTILE_DS, "digits"))
+    assert hostile.environments == [HOSTILE, "colab"] and HOSTILE_DS in hostile.datasets
+    with_envs = (T.descriptives_table(hostile, "train_s"), T.shapiro_table(hostile, "train_s"),
+                 T.ranks_table(hostile, "train_s"))
+    for tex in (*with_envs, T.decisions_table(hostile), T.mann_whitney_table(hostile, "train_s"),
+                T.t_test_table(hostile, "train_s")):
         assert escape(HOSTILE_DS) in tex
         assert "a&b" not in tex and "d&s" not in tex
+    for tex in with_envs:
+        assert escape(HOSTILE) in tex
+    assert escape(HOSTILE) in conclusion(hostile.comparisons[0])
+
+
+def test_kruskal_table_and_pairs_with_three_environments() -> None:
+    three = fixture_analysis(environments=("pc", "colab", "lab"))
+    tex = T.kruskal_table(three)
+    for k in three.kruskal_wallis:
+        assert k.environments == ("pc", "colab", "lab") and k.df == 2
+    k = three.kruskal_wallis[1]  # train_s on digits: lab is slowest
+    assert (k.metric, k.dataset) == ("train_s", "digits") and k.p < 0.001
+    assert f" & digits & {fmt_num(k.H, 3)} & 2 & $<$\\,.001 \\\\" in tex
+    assert "Training time (s) & shapes & " in tex
+    assert "shapes (pc vs colab) & " in T.mann_whitney_table(three, "train_s")
+    assert "shapes (colab vs lab)" in T.ranks_table(three, "train_s")
+    made = Analysis(kruskal_wallis=(KruskalWallis(metric="train_s", dataset="shapes",
+                                                  environments=("a", "b", "c"), H=7.25, df=2,
+                                                  p=0.0267),))
+    assert r"Training time (s) & shapes & 7.250 & 2 & .027 \\" in T.kruskal_table(made)
+    assert T.kruskal_table(fixture_analysis()) == ""  # two environments: no Kruskal-Wallis
+    assert T.kruskal_table(Analysis()) == ""
 
 
 def test_runs_quality_and_resources_tables(tmp_path: Path) -> None:
@@ -176,14 +266,6 @@ def test_runs_quality_and_resources_tables(tmp_path: Path) -> None:
     assert "First epoch" in res and "Peak RSS" in res and "Peak GPU" not in res
     assert T.quality_table(usable.drop(columns=["test_loss", "test_accuracy"])) == ""
     assert T.resources_table(usable[["environment", "dataset", "train_s"]]) == ""
-
-
-def test_kruskal_table_accepts_the_list_form() -> None:
-    tex = T.kruskal_table({"kruskal_wallis": [
-        {"metric": "train_s", "dataset": "shapes", "environments": ["a", "b", "c"],
-         "H": 7.25, "df": 2, "p": 0.0267}]})
-    assert r"Training time (s) & shapes & 7.250 & 2 & .027 \\" in tex
-    assert T.kruskal_table({"comparisons": []}) == ""
 
 
 # --------------------------------------------------------------------------- figures
@@ -217,13 +299,17 @@ def test_paper_with_hostile_names_builds_once(tmp_path: Path) -> None:
     text = pdf_text(pdf)
     assert HOSTILE in text and HOSTILE_DS in text
 
-    analysis = json.loads((csv.parent / "analysis.json").read_text(encoding="utf-8"))
+    data = json.loads((csv.parent / "analysis.json").read_text(encoding="utf-8"))
+    assert (data["format"], data["format_version"]) == ("cloudbench-analysis", 2)
+    analysis = Analysis.from_dict(data)
     first = T.comparisons(analysis, "train_s")[0]
-    mw = first["mann_whitney"]
-    assert f"{mw['U']:.2f} {mw['W']:.2f} {mw['Z']:.3f}" in text
-    assert plain(fmt_p(mw["p_asymptotic"])) in text
+    mw = first.mann_whitney
+    assert f"{mw.U:.2f} {mw.W:.2f} {mw.Z:.3f}" in text
+    assert plain(fmt_p(mw.p_asymptotic)) in text
     # The sentence as it reads in the PDF: computed on stand-in names, then the real ones.
-    stand_in = json.loads(json.dumps(first).replace(json.dumps(HOSTILE), '"ENVA"'))
+    stand_in = Comparison.from_dict(json.loads(
+        json.dumps(first.to_dict()).replace(json.dumps(HOSTILE), '"ENVA"')))
+    assert stand_in.a == "ENVA"
     assert plain(conclusion(stand_in)).replace("ENVA", HOSTILE) in text
 
     mtime = pdf.stat().st_mtime_ns
@@ -276,13 +362,18 @@ def test_study_paper_command_in_spanish(tmp_path: Path, quick_study, monkeypatch
     tex = (tmp_path / "paper" / "build" / "quick" / "quick.tex").read_text(encoding="utf-8")
     assert "spanish" in tex and "Metodología" in tex and "0123456789ab" in tex
     text = pdf_text(pdf)
-    analysis = json.loads((csv.parent / "analysis.json").read_text(encoding="utf-8"))
-    mw = analysis["comparisons"][0]["mann_whitney"]
-    assert fmt_num(mw["U"], 2, "es") in text and plain(fmt_p(mw["p_asymptotic"], "es")) in text
+    analysis = Analysis.from_dict(json.loads((csv.parent / "analysis.json")
+                                             .read_text(encoding="utf-8")))
+    first = analysis.comparisons[0]
+    mw = first.mann_whitney
+    assert (first.metric, first.dataset) == ("train_s", "shapes")
+    # the Mann-Whitney table's row (shown whatever the test used), as the PDF prints it
+    assert (f"shapes {fmt_num(mw.U, 2, 'es')} {fmt_num(mw.W, 2, 'es')} "
+            f"{plain(fmt_num(mw.Z, 3, 'es'))} {plain(fmt_p(mw.p_asymptotic, 'es'))}") in text
     assert "asintótica" in text and "Hipótesis nula (H0)" in text
     assert "el estudio se detuvo tras 6 repeticiones: se alcanzó el objetivo" in text
     assert "Calibración A/A" in text and ",052 [,038; ,066]" in text
-    assert plain(conclusion(analysis["comparisons"][0], "es")) in text
+    assert plain(conclusion(first, "es")) in text
     assert build_count(Path("paper/build"), "quick") == 1
     assert paper_for(spec, None) == Path("paper/build/quick.pdf")  # no change: no rebuild
     assert build_count(Path("paper/build"), "quick") == 1

@@ -4,6 +4,10 @@ R runs once for all cases (a generated script, data passed bit for bit as hexade
 floats, results printed with sprintf("%.17g") since jsonlite may be missing). Without
 Rscript the tests fail with a message saying what to install: R is the independent
 reference the paper's numbers rest on, so a silent skip would hide a regression.
+
+The exact null distribution of Mann-Whitney's U is the toolkit's own (stats.ExactU): it is
+checked against R's dwilcox, pwilcox and qwilcox (the quantiles to the integer, at the very
+probabilities where R's fuzz decides) and against scipy's public exact Mann-Whitney p.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 import pytest
 
 from analysis import stats as S
+from analysis.results import ShapiroWilk
 
 TOL = 1e-6
 ALTERNATIVES = ("two-sided", "less", "greater")
@@ -58,6 +63,13 @@ CASES: dict[str, tuple[list[float], list[float]]] = {
 HOLM = [0.01, 0.04, 0.03, 0.005, 0.2, 0.04, 0.6]
 KRUSKAL = {"three_groups": ([1.2, 3.4, 2.2, 5.1, 2.2], [4.4, 6.1, 5.5, 7.0],
                             [2.9, 3.3, 3.3, 4.1, 6.6, 5.0])}
+# Group sizes (m, n) of the exact U distribution: tiny, unbalanced either way, and the
+# largest the exact interval uses (N = 49).
+U_SIZES = ((1, 1), (1, 5), (2, 3), (3, 2), (4, 4), (5, 6), (7, 3), (8, 21), (12, 12),
+           (24, 25))
+# Probabilities for qwilcox besides every value of the cdf (where the fuzz decides).
+U_PROBS = (0.0, 1e-12, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95,
+           0.975, 0.99, 0.999, 1.0)
 
 
 def _r_vector(values: Sequence[float]) -> str:
@@ -120,6 +132,15 @@ def _r_script() -> str:
         lines.append(f'k <- kruskal.test(list({vectors})); emit("{name}", "H", k$statistic); '
                      f'emit("{name}", "df", k$parameter); emit("{name}", "p", k$p.value)')
     lines.append(f'emit("holm", "p", p.adjust({_r_vector(HOLM)}, method = "holm"))')
+    probs = _r_vector(U_PROBS)
+    for m, n in U_SIZES:
+        case = f"u_{m}_{n}"
+        lines.append(
+            f'q <- 0:({m} * {n}); emit("{case}", "d", dwilcox(q, {m}, {n})); '
+            f'emit("{case}", "p", pwilcox(q, {m}, {n})); '
+            f'emit("{case}", "s", pwilcox(q, {m}, {n}, lower.tail = FALSE)); '
+            f'pr <- c({probs}, pwilcox(q, {m}, {n}), pwilcox(q, {m}, {n}, lower.tail = FALSE)); '
+            f'emit("{case}", "qp", pr); emit("{case}", "qq", qwilcox(pr, {m}, {n}))')
     return "\n".join(lines) + "\n"
 
 
@@ -156,10 +177,10 @@ def test_shapiro_wilk(case: str, r_results: dict[str, dict[str, float]]) -> None
     for label, values in zip("ab", CASES[case], strict=True):
         ours = S.shapiro_wilk(values)
         if len(values) < 3:
-            assert ours == {"W": None, "p": None}
+            assert ours == ShapiroWilk(W=None, p=None)
             continue
-        assert close(ours["W"], r[f"shapiro_W_{label}"]), (ours, r[f"shapiro_W_{label}"])
-        assert close(ours["p"], r[f"shapiro_p_{label}"]), (ours, r[f"shapiro_p_{label}"])
+        assert close(ours.W, r[f"shapiro_W_{label}"]), (ours, r[f"shapiro_W_{label}"])
+        assert close(ours.p, r[f"shapiro_p_{label}"]), (ours, r[f"shapiro_p_{label}"])
 
 
 @pytest.mark.parametrize("alternative", ALTERNATIVES)
@@ -171,30 +192,35 @@ def test_mann_whitney(case: str, alternative: str,
     ours = S.mann_whitney(a, b, alternative)
     na, nb = len(a), len(b)
     u_a = r[key + "U_a"]  # R's W statistic is U of x
-    assert close(ours["U"], min(u_a, na * nb - u_a))
-    assert close(ours["Z"], r["Z"]) and ours["Z"] <= 0
-    assert close(ours["p_asymptotic"], r[key + "p_asymptotic"])
+    assert close(ours.U, min(u_a, na * nb - u_a))
+    assert close(ours.Z, r["Z"]) and ours.Z <= 0
+    assert close(ours.p_asymptotic, r[key + "p_asymptotic"])
     if key + "p_exact" in r:
-        assert close(ours["p_exact"], r[key + "p_exact"]), (ours["p_exact"], r[key + "p_exact"])
+        assert close(ours.p_exact, r[key + "p_exact"]), (ours.p_exact, r[key + "p_exact"])
+        # the toolkit's own exact distribution gives R's exact p too
+        assert close(S.exact_u(na, nb).pvalue(u_a, alternative), r[key + "p_exact"])
     else:
-        assert ours["p_exact"] is None
+        assert ours.p_exact is None
     # SPSS's W: rank sum of the smaller group, or the smaller rank sum for equal sizes
     sums = r["sum_ranks_a"], r["sum_ranks_b"]
     expected_w = min(sums) if na == nb else sums[0] if na < nb else sums[1]
-    assert close(ours["W"], expected_w)
-    assert close(ours["r"], abs(r["Z"]) / math.sqrt(na + nb))
+    assert close(ours.W, expected_w)
+    assert close(ours.r, abs(r["Z"]) / math.sqrt(na + nb))
     ranks_a, ranks_b = S.rank_table(a, b)
-    assert close(ranks_a["sum_ranks"], sums[0]) and close(ranks_b["sum_ranks"], sums[1])
-    assert close(ranks_a["mean_rank"], sums[0] / na)
+    assert close(ranks_a.sum_ranks, sums[0]) and close(ranks_b.sum_ranks, sums[1])
+    assert close(ranks_a.mean_rank, sums[0] / na)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_hodges_lehmann(case: str, r_results: dict[str, dict[str, float]]) -> None:
     r = r_results[case]
-    ours = S.hodges_lehmann(*CASES[case])
-    assert close(ours["estimate"], r["hl_estimate"]), (ours, r["hl_estimate"])
-    assert close(ours["ci_low"], r["hl_ci1"]), (ours, r["hl_ci1"])
-    assert close(ours["ci_high"], r["hl_ci2"]), (ours, r["hl_ci2"])
+    a, b = CASES[case]
+    ours = S.hodges_lehmann(a, b)
+    exact = len(set(a) | set(b)) == len(a) + len(b) and len(a) + len(b) < S.EXACT_LIMIT
+    assert ours.method == ("exact" if exact else "asymptotic")
+    assert close(ours.estimate, r["hl_estimate"]), (ours, r["hl_estimate"])
+    assert close(ours.ci_low, r["hl_ci1"]), (ours, r["hl_ci1"])
+    assert close(ours.ci_high, r["hl_ci2"]), (ours, r["hl_ci2"])
 
 
 @pytest.mark.parametrize("alternative", ALTERNATIVES)
@@ -204,23 +230,24 @@ def test_t_tests(case: str, alternative: str, r_results: dict[str, dict[str, flo
     r, key = r_results[case], R_ALTERNATIVE[alternative] + ":"
     student, welch = S.student_t(a, b, alternative), S.welch_t(a, b, alternative)
     for ours, name in ((student, "student"), (welch, "welch")):
-        assert close(ours["t"], r[f"{key}{name}_t"])
-        assert close(ours["df"], r[f"{key}{name}_df"])
-        assert close(ours["p"], r[f"{key}{name}_p"]), (name, ours["p"], r[f"{key}{name}_p"])
-        assert close(ours["ci_low"], r[f"{name}_ci1"]) and close(ours["ci_high"], r[f"{name}_ci2"])
+        assert close(ours.t, r[f"{key}{name}_t"])
+        assert close(ours.df, r[f"{key}{name}_df"])
+        assert close(ours.p, r[f"{key}{name}_p"]), (name, ours.p, r[f"{key}{name}_p"])
+        assert close(ours.ci_low, r[f"{name}_ci1"]) and close(ours.ci_high, r[f"{name}_ci2"])
+        assert ours.mean_difference == pytest.approx(np.mean(a) - np.mean(b), abs=1e-12)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_levene_mean_centred(case: str, r_results: dict[str, dict[str, float]]) -> None:
     ours = S.levene(*CASES[case])
-    assert close(ours["F"], r_results[case]["levene_F"])
-    assert close(ours["p"], r_results[case]["levene_p"])
+    assert close(ours.F, r_results[case]["levene_F"])
+    assert close(ours.p, r_results[case]["levene_p"])
 
 
 def test_kruskal_wallis(r_results: dict[str, dict[str, float]]) -> None:
     r = r_results["three_groups"]
     ours = S.kruskal_wallis(KRUSKAL["three_groups"])
-    assert close(ours["H"], r["H"]) and ours["df"] == r["df"] and close(ours["p"], r["p"])
+    assert close(ours.H, r["H"]) and ours.df == r["df"] and close(ours.p, r["p"])
 
 
 def test_holm(r_results: dict[str, dict[str, float]]) -> None:
@@ -232,7 +259,75 @@ def test_holm(r_results: dict[str, dict[str, float]]) -> None:
 def test_reference_study_numbers(r_results: dict[str, dict[str, float]]) -> None:
     """The published table: U = 265.00, W = 565.00, Z = -.477, asymptotic sig. = .633."""
     ours = S.mann_whitney(*CASES["reference_study"])
-    assert ours["U"] == 265.0 and ours["W"] == 565.0
-    assert round(ours["Z"], 3) == -0.477 and round(ours["p_asymptotic"], 3) == 0.633
-    assert ours["p_exact"] is None  # ties
-    assert close(ours["p_asymptotic"], r_results["reference_study"]["two.sided:p_asymptotic"])
+    assert ours.U == 265.0 and ours.W == 565.0
+    assert round(ours.Z, 3) == -0.477 and round(ours.p_asymptotic, 3) == 0.633
+    assert ours.p_exact is None  # ties
+    assert close(ours.p_asymptotic, r_results["reference_study"]["two.sided:p_asymptotic"])
+
+
+# --------------------------------------------------------------------------- the exact U
+
+
+def _r_series(r: dict[str, float], key: str) -> list[float]:
+    """R's vector `key` as emitted (key1, key2, ...)."""
+    out = []
+    while f"{key}{len(out) + 1}" in r:
+        out.append(r[f"{key}{len(out) + 1}"])
+    return out
+
+
+@pytest.mark.parametrize(("m", "n"), U_SIZES)
+def test_exact_u_is_r_s_wilcox_distribution(m: int, n: int,
+                                            r_results: dict[str, dict[str, float]]) -> None:
+    """dwilcox and pwilcox (both tails) to the last bit, qwilcox to the integer: at fixed
+    probabilities and at every value of R's own cdf, where 10 epsilons of fuzz decide."""
+    r = r_results[f"u_{m}_{n}"]
+    dist = S.exact_u(m, n)
+    assert sum(int(c) for c in dist.counts) == math.comb(m + n, m)
+    assert len(_r_series(r, "d")) == m * n + 1
+    for q, (d, p, s) in enumerate(zip(_r_series(r, "d"), _r_series(r, "p"),
+                                      _r_series(r, "s"), strict=True)):
+        assert dist.pmf[q] == d, (q, dist.pmf[q], d)
+        assert dist.cdf(q) == p, (q, dist.cdf(q), p)
+        assert dist.sf(q) == s, (q, dist.sf(q), s)
+    probs, quantiles = _r_series(r, "qp"), _r_series(r, "qq")
+    assert len(probs) == len(U_PROBS) + 2 * (m * n + 1)
+    ours = [dist.ppf(p) for p in probs]
+    assert ours == [int(q) for q in quantiles]
+
+
+def test_exact_u_counts_are_exact_integers() -> None:
+    """Small sizes by hand; large ones (beyond int64's range) still sum to the binomial."""
+    assert S.exact_u(2, 2).counts.tolist() == [1, 1, 2, 1, 1]
+    assert S.exact_u(3, 2).counts.tolist() == S.exact_u(2, 3).counts.tolist() == \
+        [1, 1, 2, 2, 2, 1, 1]
+    for m, n in ((30, 40), (60, 70)):
+        counts = [int(c) for c in S.exact_u(m, n).counts]
+        assert sum(counts) == math.comb(m + n, m) and counts == counts[::-1]
+        assert min(counts) == 1 and len(counts) == m * n + 1
+    with pytest.raises(ValueError):
+        S.ExactU(0, 3)
+
+
+_u_rng = np.random.default_rng(11)
+SCIPY_SAMPLES = {
+    "tiny": ([0.3], [0.1, 0.5]),
+    "small_exact": CASES["small_exact"],
+    "unequal": CASES["unequal"],
+    "3x8": (list(_u_rng.normal(0, 1, 3)), list(_u_rng.normal(0.5, 1, 8))),
+    "10x10": (list(_u_rng.normal(0, 1, 10)), list(_u_rng.normal(1.5, 1, 10))),
+    "15x7": (list(_u_rng.lognormal(0, 1, 15)), list(_u_rng.lognormal(0.2, 1, 7))),
+}
+
+
+@pytest.mark.parametrize("alternative", ALTERNATIVES)
+@pytest.mark.parametrize("sample", sorted(SCIPY_SAMPLES))
+def test_exact_u_p_values_are_scipy_s(sample: str, alternative: str) -> None:
+    """The same exact p as scipy's public mannwhitneyu(method="exact"), each tail."""
+    from scipy.stats import mannwhitneyu
+
+    x, y = SCIPY_SAMPLES[sample]
+    assert len(set(x) | set(y)) == len(x) + len(y)  # no ties: the exact distribution holds
+    res = mannwhitneyu(x, y, alternative=alternative, method="exact")
+    ours = S.exact_u(len(x), len(y)).pvalue(float(res.statistic), alternative)
+    assert ours == pytest.approx(float(res.pvalue), rel=1e-12, abs=1e-15)

@@ -1,0 +1,440 @@
+"""Typed results of the analysis: one frozen dataclass per object of the analysis JSON.
+
+The functions of :mod:`analysis.stats` return these (as scipy.stats returns named
+results), :func:`analysis.compare.analyze` returns an :class:`Analysis`, and the report
+reads them directly. Field names are the JSON's keys (``U``, ``W``, ``Z``,
+``p_asymptotic``...), in the JSON's order, so ``to_dict()`` is the analysis JSON of
+DESIGN.md ("The analysis JSON") and docs/design.md, key for key: Python floats, ints,
+strings, lists and ``None`` (never NaN). :meth:`Analysis.to_dict` adds ``"format":
+"cloudbench-analysis"`` and ``"format_version"``; :meth:`Analysis.from_dict` reads such a
+JSON back and refuses another format or version with a message that says so.
+
+Version history of the JSON: 1 is the unversioned layout of earlier toolkits; 2 (this one)
+is the same layout with ``format`` and ``format_version`` at the top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+FORMAT = "cloudbench-analysis"
+FORMAT_VERSION = 2
+
+T = TypeVar("T", bound="Result")
+TESTS = ("mann_whitney", "student_t", "welch_t")
+P_METHODS = ("exact", "asymptotic", "t")
+
+
+class AnalysisFormatError(ValueError):
+    """A JSON that is not an analysis of this format and version, or not a well-formed one."""
+
+
+# --------------------------------------------------------------------------- reading helpers
+
+
+def _number(value: Any, where: str) -> float | None:
+    """A number or null from the JSON (an int is a float here: JSON writes 2.0 as 2 at times)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AnalysisFormatError(f"{where}: expected a number or null, got {value!r}")
+    return value
+
+
+def _of_type(kind: type | tuple[type, ...], what: str) -> Callable[[Any, str], Any]:
+    def check(value: Any, where: str) -> Any:
+        # bool is an int to Python, never a count or a number to the JSON
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise AnalysisFormatError(f"{where}: expected {what}, got {value!r}")
+        return value
+    return check
+
+
+def _optional(read: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda value, where: None if value is None else read(value, where)
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def check(value: Any, where: str) -> str:
+        if value not in choices:
+            raise AnalysisFormatError(f"{where}: expected one of {', '.join(choices)}, "
+                                      f"got {value!r}")
+        return value
+    return check
+
+
+def _items(read: Callable[[Any, str], Any]) -> Callable[[Any, str], tuple[Any, ...]]:
+    """A JSON list as a tuple, each item read by `read`."""
+    def check(value: Any, where: str) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise AnalysisFormatError(f"{where}: expected a list, got {value!r}")
+        return tuple(read(v, f"{where}[{i}]") for i, v in enumerate(value))
+    return check
+
+
+def _per_env(cls: type[T]) -> Callable[[Any, str], dict[str, T]]:
+    """A JSON object {environment: result} as a dict of results."""
+    def check(value: Any, where: str) -> dict[str, T]:
+        if not isinstance(value, dict):
+            raise AnalysisFormatError(f"{where}: expected an object per environment, "
+                                      f"got {value!r}")
+        return {str(k): cls.from_dict(v, f"{where}.{k}") for k, v in value.items()}
+    return check
+
+
+_STR = _of_type(str, "a string")
+_REAL = _of_type((int, float), "a number")
+_INT = _of_type(int, "an integer")
+_BOOL = _of_type(bool, "true or false")
+_POSITIONS = _items(_INT)
+_NAMES = _items(_STR)
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON: results as dicts, tuples as lists."""
+    if isinstance(value, Result):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- the base class
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """What every result shares: ``to_dict`` (its JSON object) and ``from_dict``.
+
+    ``_readers`` says how each field is read from the JSON (a number or null unless named
+    there); ``_omitted`` names the fields that are left out of the JSON when they are None.
+    """
+
+    _readers: ClassVar[Mapping[str, Callable[[Any, str], Any]]] = {}
+    _omitted: ClassVar[frozenset[str]] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        """This result as its JSON object, keys in the JSON's order."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name in self._omitted:
+                continue
+            out[f.name] = _plain(value)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[T], data: Any, where: str | None = None) -> T:
+        """The result from its JSON object; every key must be there and no other."""
+        where = where or cls.__name__
+        if not isinstance(data, dict):
+            raise AnalysisFormatError(f"{where}: expected an object, got {data!r}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise AnalysisFormatError(f"{where}: unknown key {unknown[0]!r}")
+        values = {}
+        for name in names:
+            if name not in data:
+                if name in cls._omitted:
+                    continue
+                raise AnalysisFormatError(f"{where}: missing key {name!r}")
+            read = cls._readers.get(name, _number)
+            values[name] = read(data[name], f"{where}.{name}")
+        return cls(**values)
+
+
+# --------------------------------------------------------------------------- one group
+
+
+@dataclass(frozen=True, kw_only=True)
+class Descriptives(Result):
+    """n, mean, sd (n - 1), median, SPSS's quartiles, min, max and CV = sd / mean."""
+
+    n: int
+    mean: float | None = None
+    sd: float | None = None
+    median: float | None = None
+    q1: float | None = None
+    q3: float | None = None
+    min: float | None = None
+    max: float | None = None
+    cv: float | None = None
+
+    _readers = {"n": _INT}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShapiroWilk(Result):
+    """Shapiro-Wilk's W and p; both None where n < 3 or the data are constant."""
+
+    W: float | None = None
+    p: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ranks(Result):
+    """SPSS's "Ranks" table for one group: n, mean rank and sum of ranks in the pooled sample."""
+
+    n: int
+    mean_rank: float | None = None
+    sum_ranks: float | None = None
+
+    _readers = {"n": _INT}
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutlierRunIds(Result):
+    """The run ids of the flagged runs, per rule."""
+
+    modified_z: tuple[str, ...] = ()
+    tukey: tuple[str, ...] = ()
+
+    _readers = {"modified_z": _NAMES, "tukey": _NAMES}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outliers(Result):
+    """Positions (in the group's runs, input order) each rule flags; ``run_ids`` when the runs
+    have ids. Flags only: nothing is ever removed from the analysis."""
+
+    modified_z: tuple[int, ...] = ()
+    tukey: tuple[int, ...] = ()
+    run_ids: OutlierRunIds | None = None
+
+    _readers = {"modified_z": _POSITIONS, "tukey": _POSITIONS,
+                "run_ids": lambda v, w: OutlierRunIds.from_dict(v, w)}
+    _omitted = frozenset({"run_ids"})
+
+    def flagged(self) -> tuple[int, ...]:
+        """The positions either rule flags, each once, in order."""
+        return tuple(sorted(set(self.modified_z) | set(self.tukey)))
+
+
+# --------------------------------------------------------------------------- two groups
+
+
+@dataclass(frozen=True, kw_only=True)
+class MannWhitney(Result):
+    """Mann-Whitney U as SPSS reports it: U the smaller U, W the Wilcoxon rank sum, Z never
+    positive; p_exact only without ties and N < 50; r = |Z| / sqrt(N); rank_biserial signed."""
+
+    U: float | None = None
+    W: float | None = None
+    Z: float | None = None
+    p_asymptotic: float | None = None
+    p_exact: float | None = None
+    r: float | None = None
+    rank_biserial: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HodgesLehmann(Result):
+    """The Hodges-Lehmann shift a - b with its two-sided 95 % interval, and how it was found."""
+
+    estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    method: str | None = None  # "exact" | "asymptotic"
+
+    _readers = {"method": _optional(_one_of(("exact", "asymptotic")))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Levene(Result):
+    """Levene's test centred on the mean (SPSS's): F and p."""
+
+    F: float | None = None
+    p: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudentT(Result):
+    """Student's t (pooled variance), Cohen's d, and the mean difference a - b with its
+    two-sided 95 % interval (SPSS's t-test table shows it whatever the hypothesis)."""
+
+    t: float | None = None
+    df: float | None = None
+    p: float | None = None
+    cohen_d: float | None = None
+    mean_difference: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WelchT(Result):
+    """Welch's t (Welch-Satterthwaite df) and the mean difference with its 95 % interval."""
+
+    t: float | None = None
+    df: float | None = None
+    p: float | None = None
+    mean_difference: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MedianRatio(Result):
+    """The ratio of medians a / b with its percentile bootstrap 95 % interval."""
+
+    estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KruskalWallis(Result):
+    """Kruskal-Wallis H over every environment of one metric and dataset.
+
+    :func:`analysis.stats.kruskal_wallis` gives H, df and p; the analysis adds which metric,
+    dataset and environments they are of.
+    """
+
+    metric: str | None = None
+    dataset: str | None = None
+    environments: tuple[str, ...] = ()
+    H: float | None = None
+    df: int | None = None
+    p: float | None = None
+
+    _readers = {"metric": _optional(_STR), "dataset": _optional(_STR),
+                "environments": _NAMES, "df": _optional(_INT)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison(Result):
+    """One metric, dataset and pair of environments (a, b): every test, the one the procedure
+    used, its p, Holm's p over the datasets of the metric and pair, and the decision."""
+
+    metric: str
+    dataset: str
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    descriptives: dict[str, Descriptives]
+    shapiro: dict[str, ShapiroWilk]
+    ranks: dict[str, Ranks]
+    mann_whitney: MannWhitney
+    hodges_lehmann: HodgesLehmann
+    levene: Levene
+    student_t: StudentT
+    welch_t: WelchT
+    test_used: str  # "mann_whitney" | "student_t" | "welch_t"
+    p: float | None
+    p_holm: float | None
+    significant: bool
+    p_method: str | None  # "exact" | "asymptotic" | "t"; None when no test was computable
+    median_ratio: MedianRatio
+    outliers: dict[str, Outliers]
+    warnings: tuple[str, ...]
+    alternative: str
+    alpha: float
+
+    _readers = {
+        "metric": _STR, "dataset": _STR, "a": _STR, "b": _STR, "n_a": _INT, "n_b": _INT,
+        "descriptives": _per_env(Descriptives), "shapiro": _per_env(ShapiroWilk),
+        "ranks": _per_env(Ranks),
+        "mann_whitney": lambda v, w: MannWhitney.from_dict(v, w),
+        "hodges_lehmann": lambda v, w: HodgesLehmann.from_dict(v, w),
+        "levene": lambda v, w: Levene.from_dict(v, w),
+        "student_t": lambda v, w: StudentT.from_dict(v, w),
+        "welch_t": lambda v, w: WelchT.from_dict(v, w),
+        "test_used": _one_of(TESTS), "significant": _BOOL,
+        "p_method": _optional(_one_of(P_METHODS)),
+        "median_ratio": lambda v, w: MedianRatio.from_dict(v, w),
+        "outliers": _per_env(Outliers), "warnings": _NAMES,
+        "alternative": _one_of(("two-sided", "less", "greater")),
+        "alpha": _REAL,
+    }
+
+    @property
+    def test(self) -> MannWhitney | StudentT | WelchT:
+        """The result of the test the procedure used."""
+        return getattr(self, self.test_used)
+
+
+# --------------------------------------------------------------------------- the whole analysis
+
+
+def _read_list(cls: type[T]) -> Callable[[Any, str], tuple[T, ...]]:
+    return _items(lambda v, w: cls.from_dict(v, w))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Analysis(Result):
+    """The analysis of a runs table: its comparisons in order (metric, dataset, pair) and,
+    with more than two environments, the Kruskal-Wallis tests (None otherwise)."""
+
+    format: ClassVar[str] = FORMAT
+    format_version: ClassVar[int] = FORMAT_VERSION
+
+    comparisons: tuple[Comparison, ...] = ()
+    kruskal_wallis: tuple[KruskalWallis, ...] | None = None
+
+    _readers = {"comparisons": _read_list(Comparison),
+                "kruskal_wallis": _optional(_read_list(KruskalWallis))}
+    _omitted = frozenset({"kruskal_wallis"})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The analysis JSON: format and version first, then the comparisons."""
+        return {"format": self.format, "format_version": self.format_version,
+                **Result.to_dict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str | None = None) -> Analysis:
+        """An analysis from its JSON, refusing another format or format version."""
+        where = where or "analysis JSON"
+        if not isinstance(data, dict):
+            raise AnalysisFormatError(f"{where}: expected an object, got {type(data).__name__}")
+        if "format" not in data:
+            raise AnalysisFormatError(
+                f"{where}: no 'format' key: not a {FORMAT} JSON, or one written before the "
+                f"format was versioned (run `study analyze` again to get version "
+                f"{FORMAT_VERSION})")
+        if data["format"] != FORMAT:
+            raise AnalysisFormatError(f"{where}: format {data['format']!r} is not "
+                                      f"{FORMAT!r}")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise AnalysisFormatError(
+                f"{where}: {FORMAT} format_version {version!r} is not supported: this "
+                f"toolkit reads version {FORMAT_VERSION}"
+                + (" (run `study analyze` again)" if isinstance(version, int)
+                   and version < FORMAT_VERSION else " (a newer toolkit wrote it)"
+                   if isinstance(version, int) else ""))
+        body = {k: v for k, v in data.items() if k not in ("format", "format_version")}
+        return super().from_dict(body, where)
+
+    # ---- convenience for readers of the analysis (the report, the summary)
+
+    def of_metric(self, metric: str | None = None) -> list[Comparison]:
+        """The comparisons of one metric (all when None), in order."""
+        return [c for c in self.comparisons if metric is None or c.metric == metric]
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(dict.fromkeys(c.metric for c in self.comparisons))
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(c.dataset for c in self.comparisons))
+
+    @property
+    def environments(self) -> list[str]:
+        return list(dict.fromkeys(e for c in self.comparisons for e in (c.a, c.b)))
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(dict.fromkeys((c.a, c.b) for c in self.comparisons))
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every comparison's warnings, each once (a group's are repeated in its pairs)."""
+        return list(dict.fromkeys(w for c in self.comparisons for w in c.warnings))
