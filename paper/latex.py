@@ -136,6 +136,8 @@ _WORDS = {lang: _load_language(lang) for lang in LANGUAGES}
 LABELS: dict[str, dict[str, str]] = {lang: words["labels"] for lang, words in _WORDS.items()}
 #: Readable metric names per language (paper/lang/<lang>.toml, [metrics]).
 METRIC_NAMES: dict[str, dict[str, str]] = {lang: w["metrics"] for lang, w in _WORDS.items()}
+#: The sentences of the prose per language (paper/lang/<lang>.toml, [prose]).
+PROSE: dict[str, dict[str, str]] = {lang: words["prose"] for lang, words in _WORDS.items()}
 
 # Metrics for which a larger value is better; every other metric is a cost.
 HIGHER_IS_BETTER = frozenset({"test_accuracy"})
@@ -152,6 +154,11 @@ def label(key: str, lang: str = "en", **fields: Any) -> str:
     """A fixed LaTeX-ready label in the paper's language (fields are formatted in as given)."""
     text = LABELS[check_language(lang)][key]
     return text.format(**fields) if fields else text
+
+
+def phrase(key: str, lang: str = "en", **fields: Any) -> str:
+    """A sentence or a piece of one, in the paper's language, with its fields filled in."""
+    return PROSE[check_language(lang)][key].format(**fields)
 
 
 def metric_name(metric: str, lang: str = "en", capital: bool = False, latex: bool = True) -> str:

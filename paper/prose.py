@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from analysis.results import Comparison
-from paper.latex import METRIC_NAMES, escape, fmt_num, fmt_p, metric_name, p_clause
+from paper.latex import METRIC_NAMES, escape, fmt_num, fmt_p, metric_name, p_clause, phrase
+
+
+def _upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def join_names(names: Sequence[str], lang: str, escaped: bool = False) -> str:
@@ -19,8 +23,7 @@ def join_names(names: Sequence[str], lang: str, escaped: bool = False) -> str:
     items = list(names) if escaped else [escape(n) for n in names]
     if len(items) < 2:
         return "".join(items)
-    word = " y " if lang == "es" else " and "
-    return ", ".join(items[:-1]) + word + items[-1]
+    return ", ".join(items[:-1]) + phrase("and", lang) + items[-1]
 
 
 def short_metric(metric: str, lang: str) -> str:
@@ -28,19 +31,19 @@ def short_metric(metric: str, lang: str) -> str:
     return re.sub(r"\s*\([^)]*\)$", "", metric_name(metric, lang))
 
 
-def the(metric: str, lang: str, capital: bool = False) -> str:
-    """The metric with its article in Spanish ("el tiempo de entrenamiento")."""
-    name = short_metric(metric, lang)
-    if lang == "es":
-        name = ("el " + name) if metric in METRIC_NAMES["es"] else f"la métrica {name}"
-    return name[0].upper() + name[1:] if capital else name
+def the(metric: str, lang: str, capital: bool = False, of: bool = False) -> str:
+    """The metric as it reads inside a sentence ("el tiempo de entrenamiento"; with `of`,
+    after "of": "del tiempo de entrenamiento")."""
+    known = "" if metric in METRIC_NAMES[lang] else "_unknown"
+    text = phrase(("metric_of" if of else "metric") + known, lang,
+                  name=short_metric(metric, lang))
+    return _upper(text) if capital else text
 
 
 def statistics_clause(c: Comparison, lang: str) -> str:
     """"U = 265, Z = -0.48, p = .633" (Spanish: separated by semicolons, decimal comma)."""
     from paper.tables import test_statistic
 
-    sep = "; " if lang == "es" else ", "
     parts = [test_statistic(c, lang)]
     if c.test_used == "mann_whitney":
         parts.append("$Z$ = " + fmt_num(c.mann_whitney.Z, 2, lang))
@@ -48,9 +51,8 @@ def statistics_clause(c: Comparison, lang: str) -> str:
     holm = c.p_holm
     # Holm's p is quoted only where it reads differently (not when both are "< .001").
     if holm is not None and fmt_p(holm, lang) != fmt_p(c.p, lang):
-        word = "$p$ ajustada (Holm)" if lang == "es" else "Holm-adjusted $p$"
-        parts.append(word + p_clause(holm, lang)[3:])
-    return sep.join(parts)
+        parts.append(phrase("holm_p", lang) + p_clause(holm, lang)[3:])
+    return phrase("stat_separator", lang).join(parts)
 
 
 def _centre(c: Comparison, env: str) -> float | None:
@@ -62,32 +64,20 @@ def _centre(c: Comparison, env: str) -> float | None:
 def conclusion(c: Comparison, lang: str = "en", alternative: str = "two-sided") -> str:
     """One sentence per decision, e.g. "There is no significant difference in training
     time between pc and colab on shapes (U = 265, Z = -0.48, p = .633).\""""
-    a, b, ds = escape(c.a), escape(c.b), escape(c.dataset)
-    stats = statistics_clause(c, lang)
+    fields = {"a": escape(c.a), "b": escape(c.b), "dataset": escape(c.dataset),
+              "stats": statistics_clause(c, lang), "metric": the(c.metric, lang),
+              "Metric": the(c.metric, lang, capital=True)}
     if c.significant:
         ca, cb = _centre(c, c.a), _centre(c, c.b)
         lower = alternative == "less" if alternative != "two-sided" else (
             ca is not None and cb is not None and ca < cb)
-        if lang == "es":
-            text = (f"{the(c.metric, lang, True)} con el DataSet {ds} es significativamente "
-                    f"{'menor' if lower else 'mayor'} en {a} que en {b} ({stats})")
-        else:
-            text = (f"{short_metric(c.metric, lang).capitalize()} on {ds} is significantly "
-                    f"{'lower' if lower else 'higher'} on {a} than on {b} ({stats})")
-        return text + _ratio_clause(c, lang) + "."
+        return phrase("significant", lang, direction=phrase("lower" if lower else "higher",
+                                                             lang),
+                      ratio=_ratio_clause(c, lang), **fields)
     if alternative != "two-sided":
-        word = {"en": {"less": "lower", "greater": "higher"},
-                "es": {"less": "menor", "greater": "mayor"}}[lang][alternative]
-        if lang == "es":
-            return (f"No hay evidencia significativa de que {the(c.metric, lang)} con el "
-                    f"DataSet {ds} sea {word} en {a} que en {b} ({stats}).")
-        return (f"There is no significant evidence that {short_metric(c.metric, lang)} on "
-                f"{ds} is {word} on {a} than on {b} ({stats}).")
-    if lang == "es":
-        return (f"No existe diferencia significativa en {the(c.metric, lang)} entre {a} y "
-                f"{b} con el DataSet {ds} ({stats}).")
-    return (f"There is no significant difference in {short_metric(c.metric, lang)} between "
-            f"{a} and {b} on {ds} ({stats}).")
+        direction = phrase("lower" if alternative == "less" else "higher", lang)
+        return phrase("no_evidence", lang, direction=direction, **fields)
+    return phrase("no_difference", lang, **fields)
 
 
 def _ratio_clause(c: Comparison, lang: str) -> str:
@@ -95,42 +85,23 @@ def _ratio_clause(c: Comparison, lang: str) -> str:
     ratio = c.median_ratio
     if ratio.estimate is None:
         return ""
-    a, b = escape(c.a), escape(c.b)
-    est = fmt_num(ratio.estimate, 2, lang)
     ci = ""
     if ratio.ci_low is not None and ratio.ci_high is not None:
-        lo, hi = fmt_num(ratio.ci_low, 2, lang), fmt_num(ratio.ci_high, 2, lang)
-        ci = f" (IC 95\\,\\% {lo} a {hi})" if lang == "es" else f" (95\\,\\% CI {lo} to {hi})"
-    if lang == "es":
-        return f"; la mediana en {a} es {est} veces la de {b}{ci}"
-    return f"; the median on {a} is {est} times that on {b}{ci}"
+        ci = phrase("ratio_ci", lang, low=fmt_num(ratio.ci_low, 2, lang),
+                    high=fmt_num(ratio.ci_high, 2, lang))
+    return phrase("ratio", lang, a=escape(c.a), b=escape(c.b),
+                  estimate=fmt_num(ratio.estimate, 2, lang), ci=ci)
 
 
 def hypotheses(metric: str, pairs: Sequence[tuple[str, str]], lang: str,
                alternative: str) -> tuple[str, str]:
     """H0 and H1 in words for the primary metric, as the reference paper states them."""
-    if len(pairs) == 1:
-        a, b = (escape(x) for x in pairs[0])
-    else:
-        a, b = ("A", "B")
-    many = len(pairs) > 1
-    if lang == "es":
-        m = the(metric, lang)
-        h0 = f"No existe diferencia en {m} entre {a} y {b}."
-        h1 = {"two-sided": f"{m[0].upper() + m[1:]} difiere entre {a} y {b}.",
-              "less": f"{m[0].upper() + m[1:]} en {a} es menor que en {b}.",
-              "greater": f"{m[0].upper() + m[1:]} en {a} es mayor que en {b}."}[alternative]
-        prefix = ("Para cada par de entornos A y B (en el orden de la "
-                  "Tabla~\\ref{tab:environments}): ") if many else ""
-    else:
-        m = short_metric(metric, lang)
-        h0 = f"There is no difference in {m} between {a} and {b}."
-        h1 = {"two-sided": f"{m.capitalize()} differs between {a} and {b}.",
-              "less": f"{m.capitalize()} is lower on {a} than on {b}.",
-              "greater": f"{m.capitalize()} is higher on {a} than on {b}."}[alternative]
-        prefix = ("For each pair of environments A and B (in the order of "
-                  "Table~\\ref{tab:environments}): ") if many else ""
-    return prefix + h0, prefix + h1
+    a, b = (escape(x) for x in pairs[0]) if len(pairs) == 1 else ("A", "B")
+    fields = {"a": a, "b": b, "metric": the(metric, lang),
+              "Metric": the(metric, lang, capital=True)}
+    prefix = phrase("each_pair", lang) if len(pairs) > 1 else ""
+    return (prefix + phrase("h0", lang, **fields),
+            prefix + phrase(f"h1_{alternative}", lang, **fields))
 
 
 def _percent(x: float, lang: str) -> str:
@@ -144,27 +115,12 @@ def stopping_text(stopping: Any, lang: str) -> str:
     reps = escape(stopping.get("repetitions", "?"))
     target = stopping.get("target_halfwidth")
     if not isinstance(target, int | float):  # a rule this template does not know: quote it
-        reason = escape(stopping.get("reason", ""))
-        return (f"El estudio se detuvo tras {reps} repeticiones: {reason}." if lang == "es"
-                else f"The study stopped after {reps} repetitions: {reason}.")
+        return phrase("stopped_by", lang, repetitions=reps,
+                      reason=escape(stopping.get("reason", "")))
     widths = [float(v) for v in (stopping.get("halfwidths") or {}).values()
               if isinstance(v, int | float) and not isinstance(v, bool)]
-    met = bool(stopping.get("met"))
-    metric = str(stopping.get("metric", "train_s"))
-    if lang == "es":
-        of_metric = "del " + the(metric, lang)[3:] if the(metric, lang).startswith("el ") \
-            else "de " + the(metric, lang)
-        widest = f" (el más ancho: $\\pm${_percent(max(widths), lang)})" if widths else ""
-        end = "se alcanzó el objetivo" if met else \
-            "se alcanzó el máximo de repeticiones sin lograr el objetivo"
-        return (f"Se añadieron bloques de repeticiones hasta que cada intervalo del 95\\,\\% "
-                f"de la razón de medianas {of_metric} entre entornos tuviera una "
-                f"semiamplitud de $\\pm${_percent(target, lang)} como máximo; el estudio se "
-                f"detuvo tras {reps} repeticiones: {end}{widest}.")
-    widest = f" (widest: $\\pm${_percent(max(widths), lang)})" if widths else ""
-    end = "the target was met" if met else \
-        "the maximum number of repetitions was reached before the target"
-    return (f"Repetitions were added block by block until every 95\\,\\% interval of the "
-            f"ratio of median {short_metric(metric, lang)} between environments was within "
-            f"$\\pm${_percent(target, lang)}; the study stopped after {reps} repetitions: "
-            f"{end}{widest}.")
+    widest = phrase("widest", lang, width=_percent(max(widths), lang)) if widths else ""
+    return phrase("stopped", lang, metric_of=the(str(stopping.get("metric", "train_s")), lang,
+                                                 of=True),
+                  target=_percent(target, lang), repetitions=reps, widest=widest,
+                  end=phrase("stop_met" if stopping.get("met") else "stop_max", lang))
