@@ -24,7 +24,7 @@ from paper.cache import (  # noqa: F401  (build_count: for tests and benchmarks)
     up_to_date,
     write_stamp,
 )
-from paper.latex import LABELS, check_language, fmt_num, label, metric_name
+from paper.latex import LABELS, check_language, fmt_num, label, metric_name, number_format
 from paper.latexmk import PaperError, jinja_env, run_latexmk
 from paper.methodology import dataset_rows, fingerprints, plain_value, short, summarise
 from paper.prose import conclusion, hypotheses, join_names, stopping_text, the
@@ -108,7 +108,7 @@ def _range_text(counts: pd.Series | None, lang: str) -> str:
     low, high = int(counts.min()), int(counts.max())
     if low == high:
         return str(low)
-    return f"de {low} a {high}" if lang == "es" else f"{low} to {high}"
+    return number_format("range", lang, low=low, high=high)
 
 
 def _date(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import usable_runs
-from paper.latex import metric_name
+from data.atomic import atomic_path
+from paper.latex import metric_name, number_format
 from paper.tables import epoch_table, ordered
 
 # Axis labels come from paper.latex's LaTeX labels; these hold no TeX markup.
@@ -62,15 +63,15 @@ def outlier_mask(values: np.ndarray) -> np.ndarray:
 
 def decimal(value: float, digits: int, lang: str) -> str:
     """A number for a figure, with the paper's decimal separator."""
-    text = f"{value:.{digits}f}"
-    return text.replace(".", ",") if lang == "es" else text
+    return f"{value:.{digits}f}".replace(".", number_format("decimal_mark", lang))
 
 
-def _decimal_commas(axes: list[Any]) -> None:
-    """Spanish tick labels on numeric axes (categorical axes keep their names)."""
+def _decimal_marks(axes: list[Any], mark: str) -> None:
+    """Tick labels with the paper's decimal mark on numeric axes (categorical axes keep
+    their names)."""
     from matplotlib.ticker import FuncFormatter, ScalarFormatter
 
-    comma = FuncFormatter(lambda v, _: f"{v:g}".replace(".", ","))
+    comma = FuncFormatter(lambda v, _: f"{v:g}".replace(".", mark))
     for ax in axes:
         for axis in (ax.xaxis, ax.yaxis):
             if isinstance(axis.get_major_formatter(), ScalarFormatter):
@@ -97,11 +98,11 @@ def _figure(path: Path, n_panels: int, lang: str, height: float = 2.2, wrap: int
             ax.set_visible(False)
         try:
             yield fig, flat[:n_panels]
-            if lang == "es":
-                _decimal_commas(flat[:n_panels])
+            if number_format("decimal_mark", lang) != ".":
+                _decimal_marks(flat[:n_panels], number_format("decimal_mark", lang))
             fig.tight_layout()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, format="pdf", metadata={"CreationDate": None})
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format="pdf", metadata={"CreationDate": None})
         finally:
             plt.close(fig)
 

@@ -71,11 +71,8 @@ def fmt_num(x: Any, digits: int = 2, lang: str = "en", bounded: bool = False,
     text = f"{abs(value):.{digits}f}"
     if bounded and text.startswith("0") and digits > 0:
         text = text[1:]
-    if lang == "es":
-        text = text.replace(".", ",")
-    if value < 0 and float(text.replace(",", ".") or 0) != 0:
-        text = (MINUS if latex else "-") + text
-    return text
+    sign = (MINUS if latex else "-") if value < 0 and float(text or 0) != 0 else ""
+    return sign + text.replace(".", number_format("decimal_mark", lang))
 
 
 def fmt_int(x: Any, latex: bool = True) -> str:
@@ -136,6 +133,8 @@ _WORDS = {lang: _load_language(lang) for lang in LANGUAGES}
 LABELS: dict[str, dict[str, str]] = {lang: words["labels"] for lang, words in _WORDS.items()}
 #: Readable metric names per language (paper/lang/<lang>.toml, [metrics]).
 METRIC_NAMES: dict[str, dict[str, str]] = {lang: w["metrics"] for lang, w in _WORDS.items()}
+#: Number formats per language (paper/lang/<lang>.toml, [format]).
+FORMATS: dict[str, dict[str, str]] = {lang: words["format"] for lang, words in _WORDS.items()}
 #: The sentences of the prose per language (paper/lang/<lang>.toml, [prose]).
 PROSE: dict[str, dict[str, str]] = {lang: words["prose"] for lang, words in _WORDS.items()}
 
@@ -154,6 +153,11 @@ def label(key: str, lang: str = "en", **fields: Any) -> str:
     """A fixed LaTeX-ready label in the paper's language (fields are formatted in as given)."""
     text = LABELS[check_language(lang)][key]
     return text.format(**fields) if fields else text
+
+
+def number_format(key: str, lang: str = "en", **fields: Any) -> str:
+    """decimal_mark, interval_separator or range (with its fields) in the paper's language."""
+    return FORMATS[check_language(lang)][key].format(**fields)
 
 
 def phrase(key: str, lang: str = "en", **fields: Any) -> str:

@@ -29,6 +29,7 @@ from paper.latex import (
     is_missing,
     label,
     metric_name,
+    number_format,
 )
 
 
@@ -292,7 +293,7 @@ def ratio_text(ratio: MedianRatio, lang: str = "en") -> str:
     """The ratio of medians a/b with its interval: "0.98 [0.95, 1.02]"."""
     if ratio.estimate is None:
         return MISSING
-    sep = "; " if lang == "es" else ", "
+    sep = number_format("interval_separator", lang)
     text = fmt_num(ratio.estimate, 2, lang)
     if ratio.ci_low is not None and ratio.ci_high is not None:
         text += f" [{fmt_num(ratio.ci_low, 2, lang)}{sep}{fmt_num(ratio.ci_high, 2, lang)}]"
@@ -508,7 +509,7 @@ def calibration_table(calibration: dict[str, Any], lang: str = "en") -> str:
         floor = e.get("noise_floor")
         rate = fmt_num(fp.get("rate"), 3, lang, bounded=True)
         if not (is_missing(fp.get("ci_low")) or is_missing(fp.get("ci_high"))):
-            sep = "; " if lang == "es" else ", "
+            sep = number_format("interval_separator", lang)
             rate += (f" [{fmt_num(fp['ci_low'], 3, lang, bounded=True)}{sep}"
                      f"{fmt_num(fp['ci_high'], 3, lang, bounded=True)}]")
         ratio = e.get("median_ratio")
