@@ -29,6 +29,9 @@ from paper.latexmk import PaperError, jinja_env, run_latexmk
 from paper.methodology import dataset_rows, fingerprints, plain_value, short, summarise
 from paper.prose import conclusion, hypotheses, join_names, stopping_text, the
 from study.manifest import toolkit_version
+from study.notebook import Protocol
+from study.notebook import inspect as inspect_notebook
+from study.record import BOOKKEEPING_FIELDS, FINGERPRINT_FIELDS, RUNNER_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +40,8 @@ if TYPE_CHECKING:
     from study.spec import Study
 
 __all__ = ["PaperError", "build_paper", "paper_context"]
-FIGURES = ("train_total", "train_mean", "epochs", "accuracy_time")  # the template's figures
+# The template's figures.
+FIGURES = ("train_total", "train_mean", "epochs", "accuracy_time", "phases")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -68,11 +72,45 @@ def _load_frames(runs_csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return raw, usable
 
 
-def _analyze(usable: pd.DataFrame, study: Study | None) -> Analysis:
-    from analysis.compare import AnalysisError, analyze
+def tagged_protocol(study: Study | None) -> Protocol | None:
+    """The study's notebook when it is timed by its cell tags (not the built-in protocol)."""
+    if study is None or not study.notebook.is_file():
+        return None
+    protocol = inspect_notebook(study.notebook)
+    return None if protocol.writes_record else protocol
+
+
+#: Columns of a tagged notebook's record that are neither phases nor its metrics.
+_NOT_METRICS = frozenset(RUNNER_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS) | {
+    "n_train", "n_test", "epochs", "batch_size", "seed", "peak_rss_mb", "peak_gpu_mb",
+    "epoch_s"}
+
+
+def default_metrics(study: Study | None, usable: pd.DataFrame) -> list[str]:
+    """What to analyse when the study file does not say.
+
+    The built-in protocol: DEFAULT_METRICS. A tagged notebook: train_s (or its longest
+    phase when it has no train phase), total_s and every metric of its metrics cell.
+    """
     from study.spec import DEFAULT_METRICS
 
-    wanted = study.analysis.metrics if study else DEFAULT_METRICS
+    protocol = tagged_protocol(study)
+    if protocol is None:
+        return list(DEFAULT_METRICS)
+    phases = [f"{p}_s" for p in protocol.phases if f"{p}_s" in usable]
+    if "train_s" in phases or not phases:
+        primary = ["train_s"]
+    else:
+        primary = [max(phases, key=lambda c: usable[c].median())]
+    measured = [c for c in usable.columns if c not in _NOT_METRICS and c != "other_s"
+                and not c.endswith(("_s", "_client_s"))]
+    return list(dict.fromkeys(primary + ["total_s"] + measured))
+
+
+def _analyze(usable: pd.DataFrame, study: Study | None) -> Analysis:
+    from analysis.compare import AnalysisError, analyze
+
+    wanted = (study.analysis.metrics if study else ()) or default_metrics(study, usable)
     # A CSV gathered elsewhere may hold none of the usual metrics: then every numeric one.
     present = [m for m in wanted if m in usable and usable[m].notna().any()]
     options = {"alternative": study.hypothesis, "alpha": study.analysis.alpha,
@@ -168,6 +206,7 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
     envs = T.environments_of(analysis) or T.ordered(usable["environment"])
     metrics = T.metrics_of(analysis)
     pairs = analysis.pairs
+    protocol = tagged_protocol(study)
 
     tables_dir, figures_dir = folder / "tables", folder / "figures"
     for d in (tables_dir, figures_dir):
@@ -182,10 +221,11 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
 
     made = dict.fromkeys(FIGURES)
     made.update({k: Markup(f"figures/{p.name}") for k, p in
-                 F.make_figures(usable, figures_dir, metrics, lang).items()})
+                 F.make_figures(usable, figures_dir, metrics, lang,
+                                list(protocol.phases) if protocol else None).items()})
     sections = _metric_sections(analysis, metrics, lang, alternative, table, made)
     fps = fingerprints(frame, study, lang)
-    primary = metrics[0] if metrics else (study.analysis.metrics[0] if study else "train_s")
+    primary = metrics[0] if metrics else "train_s"
     if not pairs:
         pairs = [(envs[0], envs[1]) if len(envs) > 1 else ("A", "B")]
     h0, h1 = hypotheses(primary, pairs, lang, alternative)
@@ -239,6 +279,9 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         "h0": Markup(h0), "h1": Markup(h1),
         "tables": {
             "environments": table("environments", T.environments_table(fps, lang)),
+            "phases": table("phases", T.phases_table(
+                [(name, [(c.index, c.first_line) for c in protocol.cells if c.phase == name])
+                 for name in protocol.phases] if protocol else [], lang)),
             "datasets": table("datasets", T.datasets_table(dataset_rows(frame, study), lang)),
             "runs": table("runs", T.runs_table(frame, lang)),
             "quality": table("quality", T.quality_table(usable, lang)),

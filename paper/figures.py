@@ -230,12 +230,45 @@ def accuracy_vs_time(frame: pd.DataFrame, path: Path, lang: str = "en",
     return path
 
 
+def phase_shares(frame: pd.DataFrame, path: Path, phases: list[str],
+                 lang: str = "en") -> Path | None:
+    """Each phase's share of a run's time, stacked, one bar per environment and a panel per
+    dataset: where the time of a tagged notebook goes, environment by environment."""
+    columns = [f"{p}_s" for p in phases if f"{p}_s" in frame]
+    if "other_s" in frame:
+        columns.append("other_s")
+    data = _numeric(frame, *columns) if len(columns) > 1 else None
+    if data is None:
+        return None
+    with _dataset_panels(data, path, lang) as (envs, _, panels):
+        import seaborn as sns
+
+        colours = sns.color_palette("colorblind", len(columns))
+        for ax, ds, sub in panels:
+            means = sub.groupby("environment")[columns].mean().reindex(envs)
+            shares = means.div(means.sum(axis=1), axis=0).fillna(0)
+            left = np.zeros(len(envs))
+            for column, colour in zip(columns, colours, strict=True):
+                ax.barh(envs, shares[column], left=left, color=colour,
+                        label=column.removesuffix("_s"))
+                left += shares[column].to_numpy()
+            ax.set_title(ds)
+            ax.set_xlim(0, 1)
+            ax.set_xlabel(_label("axis_share", lang))
+            ax.invert_yaxis()
+        panels[0][0].legend(frameon=False, fontsize=6, ncol=min(len(columns), 6),
+                            bbox_to_anchor=(0, 1.15), loc="lower left")
+    return path
+
+
 FigureMaker = Callable[[pd.DataFrame, Path, str], Path | None]
 
 
 def make_figures(frame: pd.DataFrame, out_dir: Path, metrics: list[str] | tuple[str, ...],
-                 lang: str = "en") -> dict[str, Path]:
-    """Every figure the data allows, keyed by name; file names never hold data names."""
+                 lang: str = "en", phases: list[str] | None = None) -> dict[str, Path]:
+    """Every figure the data allows, keyed by name; file names never hold data names.
+
+    `phases`: a tagged notebook's phases in notebook order, for the shares figure."""
     data = usable_runs(frame)
     makers: dict[str, FigureMaker] = {
         "train_total": lambda f, p, lg: training_time_bars(f, p, lg, "sum"),
@@ -243,6 +276,8 @@ def make_figures(frame: pd.DataFrame, out_dir: Path, metrics: list[str] | tuple[
         "epochs": epoch_times,
         "accuracy_time": accuracy_vs_time,
     }
+    if phases:
+        makers["phases"] = lambda f, p, lg: phase_shares(f, p, phases, lg)
     for i, metric in enumerate(metrics):
         makers[f"box_{i}"] = lambda f, p, lg, m=metric: metric_boxplot(f, m, p, lg)
     made = {}

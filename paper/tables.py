@@ -494,6 +494,20 @@ def datasets_table(datasets: list[dict[str, str]], lang: str = "en") -> str:
                  rows).render()
 
 
+def phases_table(phases: list[tuple[str, list[tuple[int, str]]]], lang: str = "en") -> str:
+    """A tagged notebook's phases in notebook order, each with its column and its cells
+    (number and first line), so a reader sees what each time measured."""
+    if not phases:
+        return ""
+    rows: list[list[str] | None] = []
+    for name, cells in phases:
+        listed = "; ".join(f"{index}: \\texttt{{{escape(line)}}}" for index, line in cells)
+        rows.append([escape(name), f"\\texttt{{{escape(name + '_s')}}}", listed])
+    head = header_row([label(k, lang) for k in ("phase", "column", "cells")])
+    return Table(label("phases_caption", lang), "tab:phases", "llp{0.6\\linewidth}", [head],
+                 rows).render()
+
+
 def calibration_table(calibration: dict[str, Any], lang: str = "en") -> str:
     """The A/A calibration: per metric and dataset, the CV of each arm, the ratio of medians
     between identical arms with its interval (the noise floor) and the false-positive rate

@@ -86,7 +86,8 @@ class Environment:
 
 @dataclass(frozen=True)
 class Analysis:
-    metrics: tuple[str, ...] = DEFAULT_METRICS
+    #: The metrics to analyse; empty: the protocol's default (paper.build.default_metrics).
+    metrics: tuple[str, ...] = ()
     alpha: float = 0.05
     language: str = "en"
 
@@ -353,8 +354,8 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
                                 f"it defines: {', '.join(sorted(known))}")
 
     a = _Table(path, "analysis", top.get("analysis", dict, {}), ("metrics", "alpha", "language"))
-    metrics = a.get("metrics", list, list(DEFAULT_METRICS))
-    if not metrics or not all(isinstance(m, str) for m in metrics):
+    metrics = a.get("metrics", list, None)
+    if metrics is not None and (not metrics or not all(isinstance(m, str) for m in metrics)):
         raise SpecError(path, "analysis.metrics", "expected a non-empty list of column names")
     alpha = a.get("alpha", float, 0.05)
     if not 0 < alpha < 1:
@@ -365,7 +366,7 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         order=s.get("order", str, "interleaved", choices=ORDERS),
         hypothesis=s.get("hypothesis", str, "two-sided", choices=HYPOTHESES),
         notebook=notebook, parameters=parameters, datasets=datasets, environments=environments,
-        analysis=Analysis(metrics=tuple(metrics), alpha=alpha,
+        analysis=Analysis(metrics=tuple(metrics or ()), alpha=alpha,
                           language=a.get("language", str, "en", choices=LANGUAGES)),
         kernel=s.get("kernel", str, "python3"),
         timeout_s=s.positive("timeout_s", float, 1800.0),

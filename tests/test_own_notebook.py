@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -14,8 +15,10 @@ from nbformat.v4 import new_code_cell, new_notebook
 from remote_support import ColabStandIn, Gateway, colab, gateway  # noqa: F401 - fixtures
 from rich.console import Console
 
+from paper.build import build_paper
 from runners.phases import kernel_seconds
 from runners.scheduler import run_study
+from study import sysdeps
 from study.notebook import NotebookError, inspect
 from study.spec import SpecError, load_study
 
@@ -88,6 +91,22 @@ def test_the_example_runs_and_its_phases_are_its_cells_kernel_times(tmp_path: Pa
     assert "dataset" in "".join(injected["source"])
     assert "record_path" not in "".join(injected["source"])
     assert "accelerator" not in "".join(injected["source"])
+
+    # The paper: its phases in notebook order with their cells, the shares figure, and by
+    # default train_s, total_s and the metrics cell's keys.
+    sysdeps.ensure_commands(sysdeps.GROUPS["tex"])
+    pdf = build_paper(tmp_path / "out" / "runs.csv", load_study(spec), tmp_path / "paper")
+    folder = tmp_path / "paper" / "own"
+    analysed = json.loads((folder / "analysis.json").read_text())
+    assert {c["metric"] for c in analysed["comparisons"]} == {
+        "train_s", "total_s", "test_accuracy", "test_loss"}
+    phases = (folder / "tables" / "phases.tex").read_text()
+    rows = [line.split(" & ")[0] for line in phases.splitlines() if "\\texttt{" in line]
+    assert rows == ["import", "load", "build", "train", "eval"]
+    assert "5: def softmax(z):" in phases.replace("\\texttt{", "").replace("}", "")
+    assert (folder / "figures" / "phases.pdf").is_file()
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    assert "imports nothing of the toolkit" in text and "Share of each phase" in text
 
 
 def test_a_notebook_without_tags_is_refused_with_the_tags_to_add(tmp_path: Path) -> None:
