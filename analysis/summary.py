@@ -11,6 +11,7 @@ import io
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from analysis.results import Analysis, Comparison, MannWhitney
@@ -66,7 +67,8 @@ def ratio(entry: Comparison) -> str:
 
 def _pair_table(metric: str, a: str, b: str, entries: list[Comparison]) -> Table:
     first = entries[0]
-    table = Table(title=f"{metric}: a = {a}, b = {b}  (H1: {first.alternative}, "
+    table = Table(title=f"{escape(metric)}: a = {escape(a)}, b = {escape(b)}  "
+                        f"(H1: {first.alternative}, "
                         f"alpha {first.alpha}, Holm across datasets)",
                   title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
     for name, justify in (("dataset", "left"), ("median a", "right"), ("median b", "right"),
@@ -75,7 +77,7 @@ def _pair_table(metric: str, a: str, b: str, entries: list[Comparison]) -> Table
                           ("a/b medians [95% CI]", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for e in entries:
-        table.add_row(e.dataset, fmt(e.descriptives[a].median, zeros=True),
+        table.add_row(escape(e.dataset), fmt(e.descriptives[a].median, zeros=True),
                       fmt(e.descriptives[b].median, zeros=True),
                       TEST_NAMES[e.test_used], statistic(e), fmt_p(e.p),
                       fmt_p(e.p_holm), decision(e), ratio(e))
@@ -108,13 +110,14 @@ def print_summary(analysis: Analysis, console: Console | None = None) -> None:
         for name in ("metric", "dataset", "H", "df", "p"):
             table.add_column(name)
         for k in kruskal:
-            table.add_row(k.metric, k.dataset, fmt(k.H), fmt(k.df), fmt_p(k.p))
+            table.add_row(escape(k.metric), escape(k.dataset), fmt(k.H), fmt(k.df),
+                          fmt_p(k.p))
         console.print(table)
     warnings = analysis.warnings
     if warnings:
         console.print(f"[yellow]{len(warnings)} warning(s)[/]:")
         for w in warnings[:MAX_WARNINGS]:
-            console.print(f"  - {w}", highlight=False)
+            console.print(f"  - {w}", highlight=False, markup=False)
         if len(warnings) > MAX_WARNINGS:
             console.print(f"  ... and {len(warnings) - MAX_WARNINGS} more in the JSON")
 

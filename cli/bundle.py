@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
+from cli.run import repetitions_arg
 from study.spec import load_study
 
 console = Console()
@@ -17,8 +19,9 @@ def cmd_export_colab(args: argparse.Namespace) -> int:
 
     study = load_study(args.spec)
     path = export_colab(study, args.environment, args.output, args.repetitions)
-    console.print(f"[green]exported[/] {path} ({path.stat().st_size / 2**20:.1f} MB): open it "
-                  f"in Colab, Runtime > Run all, then `study import` the archive it downloads")
+    console.print(f"[green]exported[/] {escape(str(path))} "
+                  f"({path.stat().st_size / 2**20:.1f} MB): open it in Colab, Runtime > Run all, "
+                  "then `study import` the archive it downloads")
     return 0
 
 
@@ -26,7 +29,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from runners.bundle import import_archive
 
     outcome = import_archive(args.archive, args.output, args.spec)
-    console.print(f"[green]imported[/] {args.archive}: {len(outcome['added'])} runs added, "
+    console.print(f"[green]imported[/] {escape(str(args.archive))}: "
+                  f"{len(outcome['added'])} runs added, "
                   f"{len(outcome['unchanged'])} already present, "
                   f"{len(outcome['kept'])} kept (already ok here)")
     return 0
@@ -42,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--environment", required=True, metavar="NAME",
                    help="the colab environment of the study file to run")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="NOTEBOOK")
-    p.add_argument("--repetitions", type=int, metavar="N",
+    p.add_argument("--repetitions", type=repetitions_arg, metavar="N",
                    help="repetitions per dataset (overrides the study file)")
     p.set_defaults(func=cmd_export_colab)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from cli.run import repetitions_arg
 from data.atomic import write_json_atomic
 from study.spec import Study, load_study
 from study.store import default_results_dir
@@ -64,7 +65,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"{fp['rate']:.1%} at alpha {summary['alpha']} ({fp['splits']} random splits)"
         console.print(
             f"{entry['metric']} on {entry['dataset']}: CV {cv}, noise floor of the speed-up "
-            f"{'n/a' if floor is None else f'±{floor:.1%}'}, false-positive rate {rate}")
+            f"{'n/a' if floor is None else f'±{floor:.1%}'}, false-positive rate {rate}",
+            markup=False)
     return 0
 
 
@@ -78,6 +80,6 @@ def register(subparsers: Any) -> None:
                               "for the noise floor and the false-positive rate")
     p.add_argument("spec", type=Path)
     p.add_argument("--environment", required=True, metavar="NAME")
-    p.add_argument("--repetitions", type=int, metavar="N")
+    p.add_argument("--repetitions", type=repetitions_arg, metavar="N")
     p.add_argument("--output", type=Path, metavar="DIR")
     p.set_defaults(func=cmd_calibrate)

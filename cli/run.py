@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from study.plan import plan
@@ -15,6 +16,23 @@ from study.spec import Study, load_study
 from study.store import ResultsStore, default_results_dir
 
 console = Console()
+
+
+#: Exit codes of the `study` command (README, "Exit codes").
+EXIT_OK, EXIT_INPUT, EXIT_RUNS_NOT_OK = 0, 2, 3
+
+
+def repetitions_arg(text: str) -> int:
+    """--repetitions: a whole number within the study file's bounds, refused otherwise."""
+    from study.spec import MAX_REPETITIONS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_REPETITIONS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_REPETITIONS}, got {value}")
+    return value
 
 
 def stop_rule(study: Study) -> Any:
@@ -37,7 +55,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     jobs = plan(study)
     reps = (study.repetitions if study.repetitions != "auto" else
             f"auto ({study.min_repetitions} to {study.max_repetitions})")
-    console.print(f"[green]valid[/]: {args.spec}: study {study.name!r}, "
+    console.print(f"[green]valid[/]: {escape(str(args.spec))}: study {study.name!r}, "
                   f"{len(study.environments)} environments x {len(study.datasets)} datasets x "
                   f"{reps} repetitions = {len(jobs)} runs planned "
                   f"({study.order} order, seed {study.seed})")
@@ -52,8 +70,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                        stop_rule=stop_rule(study))
     failed = result.failed
     console.print(f"{len(result.executed) - len(failed)} runs ok, {len(failed)} not ok; "
-                  f"records in {result.store.records_dir}, table {result.store.csv_path}")
-    return 0
+                  f"records in {escape(str(result.store.records_dir))}, table "
+                  f"{escape(str(result.store.csv_path))}")
+    statuses = result.store.statuses()
+    missing = [j.run_id for j in plan(study, args.repetitions) if statuses.get(j.run_id) != "ok"]
+    if missing:
+        console.print(f"[yellow]{len(missing)} planned run(s) not ok[/]: run the same command "
+                      "to retry them")
+        return EXIT_RUNS_NOT_OK
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -68,7 +93,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = statuses.get(job.run_id, "pending")
         counts[(job.environment, job.dataset, "done" if state == "ok" else
                 "pending" if state == "pending" else "failed")] += 1
-    table = Table(title=f"{study.name}: {store.root}")
+    table = Table(title=f"{study.name}: {escape(str(store.root))}")
     for col in ("environment", "dataset", "done", "failed", "pending"):
         table.add_column(col, justify="right" if col in ("done", "failed", "pending") else "left")
     for env in study.environments:
@@ -82,10 +107,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_all(args: argparse.Namespace) -> int:
     from cli.paper import cmd_paper
 
-    cmd_run(args)
+    ran = cmd_run(args)
     study = load_study(args.spec, check_data=False)
     runs = (args.output or default_results_dir(study.name)) / "runs.csv"
-    return cmd_paper(argparse.Namespace(spec=args.spec, runs=runs, output=None))
+    return cmd_paper(argparse.Namespace(spec=args.spec, runs=runs, output=None)) or ran
 
 
 def register(subparsers: Any) -> None:
@@ -97,7 +122,7 @@ def register(subparsers: Any) -> None:
                              ("all", cmd_all, "run, analyze and build the paper: the main job")):
         p = subparsers.add_parser(name, help=text)
         p.add_argument("spec", type=Path)
-        p.add_argument("--repetitions", type=int, metavar="N",
+        p.add_argument("--repetitions", type=repetitions_arg, metavar="N",
                        help="repetitions per environment x dataset (overrides the study file)")
         p.add_argument("--output", type=Path, metavar="DIR",
                        help="results folder (default data/results/<study>)")
@@ -105,6 +130,6 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("status", help="done / failed / pending per environment x dataset")
     p.add_argument("spec", type=Path)
-    p.add_argument("--repetitions", type=int, metavar="N")
+    p.add_argument("--repetitions", type=repetitions_arg, metavar="N")
     p.add_argument("--output", type=Path, metavar="DIR")
     p.set_defaults(func=cmd_status)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -56,7 +57,7 @@ def _describe(record: dict[str, Any]) -> str:
     if record["status"] == "ok":
         return (f"[green]ok[/] {record['run_id']}  train {record.get('train_s', 0):.2f} s  "
                 f"accuracy {record.get('test_accuracy', 0):.3f}")
-    return f"[red]{record['status']}[/] {record['run_id']}: {record.get('error')}"
+    return f"[red]{record['status']}[/] {record['run_id']}: {escape(str(record.get('error')))}"
 
 
 class Executor:
@@ -75,8 +76,8 @@ class Executor:
         return run_with_retries(runner, job, self.store, self.study.retries, self._retrying)
 
     def _retrying(self, record: dict[str, Any]) -> None:
-        self.console.print(f"[yellow]retrying[/] {record['run_id']} after: {record['error']}",
-                           markup=False)
+        self.console.print(f"[yellow]retrying[/] {record['run_id']} after: "
+                           f"{escape(str(record['error']))}")
 
     def run(self, jobs: Iterable[RunJob], progress: Progress, task: Any) -> list[dict[str, Any]]:
         done: list[dict[str, Any]] = []
@@ -131,7 +132,8 @@ def run_study(study: Study, output: Path | None = None, repetitions: int | None 
     pending = [j for j in jobs if statuses.get(j.run_id) != "ok"]
     result = StudyResult(store, skipped=len(jobs) - len(pending))
     if result.skipped:
-        console.print(f"{result.skipped} of {len(jobs)} runs already done in {store.root}; "
+        console.print(f"{result.skipped} of {len(jobs)} runs already done in "
+                      f"{escape(str(store.root))}; "
                       f"running the {len(pending)} missing")
     with _progress(console) as progress:
         task = progress.add_task(study.name, total=len(pending))
@@ -149,7 +151,7 @@ def run_study(study: Study, output: Path | None = None, repetitions: int | None 
     if result.stopping:
         manifest["stopping"] = result.stopping
         console.print(f"stopped after {result.stopping['repetitions']} repetitions: "
-                      f"{result.stopping['reason']}")
+                      f"{escape(result.stopping['reason'])}")
     manifest["updated_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     store.write_manifest(manifest)
     return result

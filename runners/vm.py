@@ -133,7 +133,8 @@ def run_environment(root: str | Path, environment: str, repetitions: int | None,
             lambda r: console.print(f"retrying {r['run_id']} after: {r['error']}", markup=False))
         console.print(f"[{k}/{len(jobs)}] {record['run_id']}: {record['status']}"
                       + (f" ({record['error']})" if record.get("error") else
-                         f", train {record.get('train_s', 0):.2f} s"), highlight=False)
+                         f", train {record.get('train_s', 0):.2f} s"), highlight=False,
+                      markup=False)
     return pack_archive(store, export, [j.run_id for j in jobs], Path(archive_dir))
 
 

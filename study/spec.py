@@ -28,6 +28,9 @@ ORDERS = ("interleaved", "sequential")
 LANGUAGES = ("en", "es")
 # Parameters the runner fills in for every run; a study may not set them.
 RESERVED_PARAMETERS = ("record_path", "dataset", "seed", "accelerator")
+#: More repetitions than any study needs (power analyses ask for tens): a larger number is
+#: a typo, and would only make planning slow.
+MAX_REPETITIONS = 10_000
 DEFAULT_METRICS = ("train_s", "total_s", "test_accuracy", "test_loss", "peak_rss_mb")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -323,8 +326,18 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
     if isinstance(repetitions, str) and repetitions != "auto":
         raise SpecError(path, "study.repetitions",
                         f"expected a number or \"auto\", got {repetitions!r}")
-    if isinstance(repetitions, int) and repetitions < 1:
-        raise SpecError(path, "study.repetitions", f"must be at least 1, got {repetitions}")
+    if isinstance(repetitions, int) and not 1 <= repetitions <= MAX_REPETITIONS:
+        raise SpecError(path, "study.repetitions",
+                        f"must be from 1 to {MAX_REPETITIONS}, got {repetitions}")
+    for key in ("max_repetitions", "min_repetitions"):
+        value = s.get(key, int, None)
+        if value is not None and value > MAX_REPETITIONS:
+            raise SpecError(path, f"study.{key}", f"must be at most {MAX_REPETITIONS}, "
+                            f"got {value}")
+    if s.get("min_repetitions", int, 5) > s.get("max_repetitions", int, 30):
+        raise SpecError(path, "study.min_repetitions", "must not exceed study.max_repetitions "
+                        f"({s.get('min_repetitions', int, 5)} > "
+                        f"{s.get('max_repetitions', int, 30)})")
     target = s.get("target_halfwidth", (int, float), 0.05)
     if not 0 < target < 1:
         raise SpecError(path, "study.target_halfwidth", f"a fraction such as 0.05, got {target}")

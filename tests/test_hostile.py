@@ -1,0 +1,71 @@
+"""Hostile input (issue 16, first items): markup in messages, out-of-range repetitions,
+exit codes that tell a script whether every planned run is ok."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_quick_notebook
+
+from cli.main import main
+from cli.run import EXIT_RUNS_NOT_OK
+from study.spec import SpecError, load_study
+
+MARKUP_FAILURE = """\
+import json, os
+if "[/x]" in fail_on:
+    raise ValueError("bad value [/x] [bold]not bold[/bold]")
+with open(record_path, "w") as fh:
+    json.dump({"train_s": 0.1, "total_s": 0.1, "test_accuracy": 0.5}, fh)
+"""
+
+
+def test_markup_in_a_run_error_neither_crashes_nor_styles(
+        tmp_path: Path, quick_study, capsys: pytest.CaptureFixture[str]) -> None:
+    write_quick_notebook(tmp_path / "quick.ipynb", MARKUP_FAILURE)
+    spec = quick_study(repetitions=1, parameters='fail_on = "[/x]"')
+    code = main(["run", str(spec), "--output", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == EXIT_RUNS_NOT_OK  # both runs failed, and the study went on to the second
+    assert " ".join(out.split()).count("bad value [/x] [bold]not bold[/bold]") == 2
+
+
+def test_a_study_with_every_run_ok_exits_0_and_a_failed_one_3(
+        tmp_path: Path, quick_study) -> None:
+    ok = quick_study(name="fine", repetitions=1)
+    assert main(["run", str(ok), "--output", str(tmp_path / "fine")]) == 0
+    failing = quick_study(name="broken", repetitions=1, parameters='fail_on = "/b+shapes"')
+    assert main(["run", str(failing), "--output", str(tmp_path / "broken")]) == 3
+    # Resuming a study whose failures remain says so again, without running the ok ones.
+    assert main(["run", str(failing), "--output", str(tmp_path / "broken")]) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "10001", "two"])
+def test_out_of_range_repetitions_on_the_command_line_are_refused(
+        value: str, quick_study, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = quick_study(repetitions=1)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(spec), "--repetitions", value])
+    assert exit_info.value.code == 2
+    assert "--repetitions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    ("", "study.repetitions"),
+    ("max_repetitions = 100000", "study.max_repetitions"),
+])
+def test_absurd_repetitions_in_the_study_file_are_refused_at_once(
+        quick_study, extra: str, key: str) -> None:
+    spec = quick_study(repetitions=1_000_000_000 if not extra else '"auto"', extra=extra)
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=rf"{key}: must be (from 1 to|at most) 10000"):
+        load_study(spec)
+    assert time.perf_counter() - start < 30  # refused, not planned
+
+
+def test_a_minimum_above_the_maximum_is_refused(quick_study) -> None:
+    spec = quick_study(repetitions='"auto"', extra="min_repetitions = 9\nmax_repetitions = 4")
+    with pytest.raises(SpecError, match=r"study.min_repetitions: must not exceed"):
+        load_study(spec)
