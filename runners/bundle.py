@@ -26,6 +26,7 @@ from runners.staging import (
     EXPORT_FILE,
     UNPACK_SOURCE,
 )
+from study.imports import skip_slow_optional_imports
 from study.manifest import build_manifest, toolkit_version
 from study.plan import SEP
 from study.record import STATUSES
@@ -83,6 +84,7 @@ def export_colab(study: Study, env_name: str, output: Path,
     """Write the self-contained notebook for one environment; return its path."""
     # Imported here: nbformat's schema validator alone takes a second to import, and every
     # `study` command would pay for it.
+    skip_slow_optional_imports()
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from data.atomic import write_json_atomic
+from study.imports import skip_slow_optional_imports
 
 
 def execute(job: dict[str, Any]) -> dict[str, Any]:
+    skip_slow_optional_imports()
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from study.imports import skip_slow_optional_imports
+
 PHASE_PREFIX = "phase:"
 METRICS_TAG = "metrics"
 PHASE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -98,6 +100,7 @@ def _phase_of(path: Path, index: int, line: str, tags: list[str]) -> str | None:
 
 def inspect(path: Path) -> Protocol:
     """Read and check a notebook; NotebookError names what is wrong and where."""
+    skip_slow_optional_imports()
     import nbformat
     import papermill
 
