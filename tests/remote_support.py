@@ -30,6 +30,7 @@ from rich.console import Console
 from runners.scheduler import StudyResult, run_study
 from study.spec import PROJECT_ROOT, load_study
 
+REAL_PROTOCOL = "protocols/cnn_train.ipynb"
 STANDIN = PROJECT_ROOT / "tests" / "standin"
 HIDE_REPO = STANDIN / "hide_repo"
 TOKEN_ENV = "CLOUDBENCH_TEST_GATEWAY_TOKEN"
@@ -198,13 +199,18 @@ def toml_value(value: object) -> str:
 def write_study(path: Path, environments: list[dict[str, object]], *, name: str = "remote",
                 repetitions: int = 1, retries: int = 1, timeout_s: float = 300,
                 dataset: dict[str, object] | None = None,
-                parameters: dict[str, object] | None = None) -> Path:
-    """A tiny shapes_cnn study (1 epoch, a few hundred images at most)."""
+                parameters: dict[str, object] | None = None,
+                notebook: Path | str = REAL_PROTOCOL) -> Path:
+    """A tiny shapes_cnn study (1 epoch, a few hundred images at most).
+
+    `notebook` is the real protocol unless a test passes the quick one (conftest's
+    `quick_protocol` fixture), which takes the same parameters and runs in about a second.
+    """
     dataset = dataset or {"name": "shapes", "source": "shapes", "images": 150}
     params = {"model": "shapes_cnn", "epochs": 1, "batch_size": 32, **(parameters or {})}
     lines = ["[study]", f'name = "{name}"', f"repetitions = {repetitions}", "seed = 11",
              f"retries = {retries}", f"timeout_s = {timeout_s}", "",
-             "[protocol]", 'notebook = "protocols/cnn_train.ipynb"', "[protocol.parameters]",
+             "[protocol]", f"notebook = {json.dumps(str(notebook))}", "[protocol.parameters]",
              *(f"{k} = {toml_value(v)}" for k, v in params.items()), "", "[[datasets]]",
              *(f"{k} = {toml_value(v)}" for k, v in dataset.items())]
     for env in environments:

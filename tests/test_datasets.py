@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from data.datasets import SHAPE_CLASSES, generate_shapes, load_dataset
+from data.datasets import SHAPE_CLASSES, DatasetError, generate_shapes, load_dataset
 
 
 def test_shapes_are_deterministic_balanced_and_split_two_to_one() -> None:
@@ -43,8 +45,51 @@ def test_folder_images_are_resized_per_class(tmp_path: Path) -> None:
     assert gray[0].shape[1:] == (21, 28, 1)
 
 
+class _Loader:
+    def __init__(self, result: object):
+        self.result = result
+
+    def load_data(self) -> object:
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def _stub_keras(monkeypatch: pytest.MonkeyPatch, result: object) -> None:
+    """A `keras` module whose mnist loader returns or raises `result` (no TensorFlow)."""
+    keras = types.ModuleType("keras")
+    keras.datasets = types.SimpleNamespace(mnist=_Loader(result))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "keras", keras)
+
+
+def test_keras_download_errors_become_a_clear_dataset_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _stub_keras(monkeypatch, OSError("[Errno 111] Connection refused"))
+    with pytest.raises(DatasetError) as info:
+        load_dataset({"source": "keras", "keras_name": "mnist"}, 0)
+    message = str(info.value)
+    assert message.startswith("Keras dataset 'mnist' is not cached")
+    assert "(OSError: [Errno 111] Connection refused)" in message
+    assert "network connection" in message and 'source = "folder"' in message
+
+
+def test_keras_datasets_get_a_channel_axis_and_the_image_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    train = (np.zeros((12, 28, 28), np.uint8), np.arange(12).reshape(-1, 1) % 3)
+    test = (np.ones((6, 28, 28), np.uint8), np.arange(6).reshape(-1, 1) % 3)
+    _stub_keras(monkeypatch, (train, test))
+    x_train, y_train, x_test, y_test, classes = load_dataset(
+        {"source": "keras", "keras_name": "mnist", "images": 9}, 0)
+    assert x_train.shape == (9, 28, 28, 1) and x_test.shape == (3, 28, 28, 1)
+    assert y_train.shape == (9,) and y_train.dtype == np.int64 and classes == ["0", "1", "2"]
+
+
+@pytest.mark.slow
 def test_keras_dataset_offline_gives_a_clear_error(tmp_path: Path) -> None:
-    """No network is used: the download goes to a closed local port and must fail."""
+    """Real Keras (so TensorFlow), offline: the download goes to a closed local port.
+
+    No network is used. The stubbed tests above check the message without TensorFlow.
+    """
     env = {**os.environ, "KERAS_HOME": str(tmp_path), "HOME": str(tmp_path),
            "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
            "TF_CPP_MIN_LOG_LEVEL": "3"}

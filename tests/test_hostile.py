@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_quick_notebook
 
 from cli.main import main
 from cli.run import EXIT_RUNS_NOT_OK
 from study.spec import SpecError, load_study
+
+from conftest import write_quick_notebook
 
 MARKUP_FAILURE = """\
 import json, os

@@ -32,6 +32,9 @@ from study.plan import plan
 from study.spec import SpecError, load_study
 from study.store import ResultsStore
 
+#: Long enough for a loaded machine to start the remote kernel and reach the protocol's cell.
+TIMEOUT_S = 8
+
 
 def jupyter_env(server: Gateway, name: str = "lab") -> dict[str, object]:
     return {"name": name, "runner": "jupyter", "url": server.url, "token_env": TOKEN_ENV}
@@ -95,14 +98,14 @@ def test_staging_in_pieces_makes_the_helper_code_importable(
     assert (staged / "probe.txt").read_text() == tmp_path.name
 
 
-@pytest.mark.slow
 def test_runs_through_the_gateway_with_staged_code_and_data(
-        gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        quick_protocol: Path) -> None:
     monkeypatch.setenv(TOKEN_ENV, gateway.token)
     images = make_folder_dataset(tmp_path / "images")
     spec = write_study(tmp_path / "study.toml", [jupyter_env(gateway)], name="gw", repetitions=2,
                        dataset={"name": "tones", "source": "folder", "path": str(images),
-                                "size": [20, 20]})
+                                "size": [20, 20]}, notebook=quick_protocol)
     out = tmp_path / "results"
     result = run(spec, out)
 
@@ -110,14 +113,15 @@ def test_runs_through_the_gateway_with_staged_code_and_data(
     assert [r["status"] for r in recs.values()] == ["ok", "ok"], [r["error"] for r in recs.values()]
     first, second = recs["lab+tones+r001"], recs["lab+tones+r002"]
     assert first["runner"] == "jupyter" and first["n_train"] + first["n_test"] == 36
-    assert first["host_id"] and first["test_accuracy"] is not None
+    assert first["n_classes"] == 3 and first["host_id"] and first["test_accuracy"] is not None
     assert (out / "notebooks" / "lab+tones+r001.ipynb").exists()
     assert len(result.executed) == 2 and (out / "runs.csv").read_text().count("\n") == 3
 
-    # The helper code and the images were staged once, under one content-hashed version.
+    # The helper code and the images were staged once, under one content-hashed version,
+    # and the kernel imported the helpers from there (it cannot see this repository).
     [staged] = [v for v in (gateway.remote_dir / "stage").iterdir()
                 if (v / "datasets" / "tones").is_dir()]
-    assert (staged / "protocols" / "cnn_protocol.py").exists()
+    assert first["helpers"] == second["helpers"] == str(staged / "protocols" / "cnn_protocol.py")
     assert len(list((staged / "datasets" / "tones").rglob("*.png"))) == 36
     complete = dt.datetime.fromtimestamp((staged / ".complete").stat().st_mtime, dt.UTC)
     assert complete < dt.datetime.fromisoformat(second["started_at"])
@@ -129,12 +133,34 @@ def test_runs_through_the_gateway_with_staged_code_and_data(
 
 
 @pytest.mark.slow
+def test_the_real_protocol_runs_through_the_gateway(
+        gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """End to end on the real protocol: TensorFlow trains in the remote kernel on staged images."""
+    monkeypatch.setenv(TOKEN_ENV, gateway.token)
+    images = make_folder_dataset(tmp_path / "images")
+    spec = write_study(tmp_path / "study.toml", [jupyter_env(gateway)], name="gwreal",
+                       dataset={"name": "tones", "source": "folder", "path": str(images),
+                                "size": [20, 20]})
+    out = tmp_path / "results"
+    run(spec, out)
+
+    rec = records(out)["lab+tones+r001"]
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["runner"] == "jupyter" and rec["n_train"] + rec["n_test"] == 36
+    assert rec["tensorflow"] and rec["host_id"] and rec["n_params"] > 0
+    assert 0 < rec["train_s"] < rec["total_s"] and 0 <= rec["test_accuracy"] <= 1
+    assert "test accuracy" in (out / "notebooks" / "lab+tones+r001.ipynb").read_text()
+    assert files_containing(out, gateway.token) == []
+    assert gateway.kernels() == []
+
+
 def test_a_wrong_token_is_a_clear_authentication_error(
         gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], quick_protocol: Path) -> None:
     wrong = "wrong-" + gateway.token[::-1]
     monkeypatch.setenv(TOKEN_ENV, wrong)
-    spec = write_study(tmp_path / "study.toml", [jupyter_env(gateway)], name="badtoken")
+    spec = write_study(tmp_path / "study.toml", [jupyter_env(gateway)], name="badtoken",
+                       notebook=quick_protocol)
     out = tmp_path / "results"
 
     # Before any run: the study stops with the reason.
@@ -151,19 +177,24 @@ def test_a_wrong_token_is_a_clear_authentication_error(
     assert record["status"] == "failed" and record["infrastructure"] is False
     assert record["error"].startswith("authentication failed") and TOKEN_ENV in record["error"]
     assert files_containing(out, wrong) == [] and wrong not in json.dumps(record)
+    assert gateway.kernels() == []
 
 
-@pytest.mark.slow
 def test_a_timed_out_run_stops_its_remote_kernel(
-        gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        quick_protocol: Path) -> None:
     monkeypatch.setenv(TOKEN_ENV, gateway.token)
     spec = write_study(tmp_path / "study.toml", [jupyter_env(gateway, "slowlab")], name="late",
-                       retries=0, timeout_s=4)
+                       retries=0, timeout_s=TIMEOUT_S, notebook=quick_protocol,
+                       parameters={"sleep_s": 600.0})
     out = tmp_path / "results"
     run(spec, out)
     record = records(out)["slowlab+shapes+r001"]
-    assert record["status"] == "timeout" and "timeout of 4 s" in record["error"]
-    assert gateway.kernels() == []  # nobody left computing on the server
+    assert record["status"] == "timeout" and f"timeout of {TIMEOUT_S:g} s" in record["error"]
+    # The kernel was inside the protocol's cell, busy, when the run was stopped ...
+    started = gateway.remote_dir / "runs" / "late" / "slowlab+shapes+r001.1.json.started"
+    assert started.exists(), "the run timed out before its kernel reached the protocol"
+    assert gateway.kernels() == []  # ... and nobody is left computing on the server
 
 
 def test_an_unset_token_variable_fails_fast(tmp_path: Path,
