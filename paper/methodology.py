@@ -39,9 +39,13 @@ def summarise(values: Iterable[Any], lang: str) -> str:
 
 def fingerprints(frame: pd.DataFrame, study: Study | None, lang: str
                  ) -> dict[str, dict[str, str]]:
-    """Hardware and software per environment from the runs, the study adding the runner."""
-    envs = list(dict.fromkeys(frame["environment"].astype(str)))
+    """Hardware and software per environment from the runs, the study adding the runner.
+
+    In the study file's order (the order the hypotheses and the comparisons are stated
+    in), then any other environment in the order its runs appear."""
+    present = list(dict.fromkeys(frame["environment"].astype(str)))
     spec = {e.name: e for e in study.environments} if study else {}
+    envs = [e for e in spec if e in present] + [e for e in present if e not in spec]
     out: dict[str, dict[str, str]] = {}
     for env in envs:
         rows = frame[frame["environment"].astype(str) == env]

@@ -56,3 +56,5 @@ def test_local_jupyter_and_colab_environments_make_one_runs_csv_and_one_paper(
     runners = next(line for line in lines[table + 1:] if line[:1] == ["Runner"])
     assert dict(zip(header, runners[1:], strict=True)) == {
         "pc": "local", "lab": "jupyter", "vm": "colab"}, (header, runners)
+    # In the study file's order, which the hypotheses refer to ("in the order of Table 1").
+    assert header == ["pc", "lab", "vm"]
