@@ -15,6 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# mkstemp makes files only their owner can read; the files written here get the mode any
+# other new file would (0666 less the umask), so a shared results folder stays readable.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], fsync: bool = False) -> Iterator[Path]:
@@ -26,6 +31,7 @@ def atomic_path(path: str | os.PathLike[str], fsync: bool = False) -> Iterator[P
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
                                dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     try:
         yield Path(tmp)

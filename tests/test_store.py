@@ -71,6 +71,17 @@ def test_an_interrupted_atomic_write_leaves_the_old_file(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]  # no temporary left
 
 
+def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path: Path) -> None:
+    import os
+
+    from data.atomic import write_text_atomic
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x", encoding="utf-8")
+    write_text_atomic(tmp_path / "atomic.txt", "x")
+    assert os.stat(tmp_path / "atomic.txt").st_mode == os.stat(plain).st_mode
+
+
 def test_the_protocol_writes_the_schema_names() -> None:
     """The notebook side writes plain dicts; its keys must be the schema's."""
     notebook = json.loads((Path(__file__).parent.parent / "protocols" / "cnn_train.ipynb")
