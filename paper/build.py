@@ -86,7 +86,7 @@ _NOT_METRICS = frozenset(RUNNER_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS
     "epoch_s"}
 
 
-def default_metrics(study: Study | None, usable: pd.DataFrame) -> list[str]:
+def default_metrics(protocol: Protocol | None, usable: pd.DataFrame) -> list[str]:
     """What to analyse when the study file does not say.
 
     The built-in protocol: DEFAULT_METRICS. A tagged notebook: train_s (or its longest
@@ -94,7 +94,6 @@ def default_metrics(study: Study | None, usable: pd.DataFrame) -> list[str]:
     """
     from study.spec import DEFAULT_METRICS
 
-    protocol = tagged_protocol(study)
     if protocol is None:
         return list(DEFAULT_METRICS)
     phases = [f"{p}_s" for p in protocol.phases if f"{p}_s" in usable]
@@ -107,10 +106,10 @@ def default_metrics(study: Study | None, usable: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(primary + ["total_s"] + measured))
 
 
-def _analyze(usable: pd.DataFrame, study: Study | None) -> Analysis:
+def _analyze(usable: pd.DataFrame, study: Study | None, protocol: Protocol | None) -> Analysis:
     from analysis.compare import AnalysisError, analyze
 
-    wanted = (study.analysis.metrics if study else ()) or default_metrics(study, usable)
+    wanted = (study.analysis.metrics if study else ()) or default_metrics(protocol, usable)
     # A CSV gathered elsewhere may hold none of the usual metrics: then every numeric one.
     present = [m for m in wanted if m in usable and usable[m].notna().any()]
     options = {"alternative": study.hypothesis, "alpha": study.analysis.alpha,
@@ -190,10 +189,12 @@ def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
 
 def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
                   study: Study | None, manifest: dict[str, Any],
-                  calibration: dict[str, Any], folder: Path) -> dict[str, Any]:
+                  calibration: dict[str, Any], folder: Path,
+                  protocol: Protocol | None = None) -> dict[str, Any]:
     """Everything the template shows; writes the tables and figures it refers to.
 
-    `frame` holds every run as recorded, `usable` the runs the analysis counts.
+    `frame` holds every run as recorded, `usable` the runs the analysis counts; `protocol`
+    is the study's notebook when it is timed by its tags (tagged_protocol).
     """
     from markupsafe import Markup
 
@@ -206,7 +207,6 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
     envs = T.environments_of(analysis) or T.ordered(usable["environment"])
     metrics = T.metrics_of(analysis)
     pairs = analysis.pairs
-    protocol = tagged_protocol(study)
 
     tables_dir, figures_dir = folder / "tables", folder / "figures"
     for d in (tables_dir, figures_dir):
@@ -318,13 +318,15 @@ def build_paper(runs_csv: Path, study: Study | None = None, out_dir: Path = Path
 
     folder.mkdir(parents=True, exist_ok=True)
     frame, usable = _load_frames(runs_csv)
+    protocol = tagged_protocol(study)  # read once: the metrics, the phases table and figure
     if analysis is None:
-        analysis = _analyze(usable, study)
+        analysis = _analyze(usable, study, protocol)
     _write_analysis(analysis, runs_csv, folder)
     manifest_file, calibration_file = beside(runs_csv)
     manifest = _read_json(manifest_file)
     calibration = _read_json(calibration_file) or manifest.get("calibration") or {}
-    context = paper_context(frame, usable, analysis, study, manifest, calibration, folder)
+    context = paper_context(frame, usable, analysis, study, manifest, calibration, folder,
+                            protocol)
     tex = jinja_env().get_template("paper.tex.j2").render(**context)
     write_text_atomic(folder / f"{name}.tex", tex)
     built = run_latexmk(folder, f"{name}.tex")
