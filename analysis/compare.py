@@ -47,7 +47,8 @@ REQUIRED = ("environment", "dataset")
 # Numeric columns that describe a run rather than measure it.
 BOOKKEEPING = frozenset({
     "run_id", "block", "repetition", "seed", "epochs", "batch_size", "n_train", "n_test",
-    "cpu_count", "ram_gb", "attempt", "attempts", "warmup", "images",
+    "cpu_count", "ram_gb", "attempt", "attempts", "warmup", "images", "format_version",
+    "layers", "units", "filters", "kernel_size", "dense_units",
 })
 _NA_TOKENS = ("", "nan", "NaN", "NA", "N/A", "n/a", "null", "None", "none")
 _TRUE_TOKENS = ("true", "1", "1.0", "yes")
@@ -188,6 +189,20 @@ def _run_order(frame: pd.DataFrame) -> np.ndarray:
     return np.arange(len(frame))
 
 
+#: Where a comparison is made: a dataset and a sweep's configuration (None without a sweep).
+Stratum = tuple[str, str | None]
+
+
+def _where(stratum: Stratum) -> str:
+    dataset, configuration = stratum
+    return f"{dataset}, {configuration}" if configuration else dataset
+
+
+def _stream_names(stratum: Stratum) -> tuple[str, ...]:
+    """Without a sweep the bootstrap streams are those of earlier versions."""
+    return (stratum[0],) if stratum[1] is None else stratum  # type: ignore[return-value]
+
+
 @dataclass
 class _Context:
     """What every comparison of one analysis shares, with the per-group cache."""
@@ -195,23 +210,23 @@ class _Context:
     alternative: str
     alpha: float
     seed: int
-    indices: dict[tuple[str, str], np.ndarray]  # (dataset, env) -> positions, input order
+    indices: dict[tuple[Stratum, str], np.ndarray]  # (stratum, env) -> positions, input order
     rank_in_order: np.ndarray  # position -> place in run order
     run_ids: np.ndarray | None
-    cache: dict[tuple[str, str, str], Group] = field(default_factory=dict)
+    cache: dict[tuple[str, Stratum, str], Group] = field(default_factory=dict)
 
-    def group(self, metric: str, dataset: str, env: str, column: np.ndarray) -> Group:
-        key = (metric, dataset, env)
+    def group(self, metric: str, stratum: Stratum, env: str, column: np.ndarray) -> Group:
+        key = (metric, stratum, env)
         if key not in self.cache:
-            self.cache[key] = self._build(metric, dataset, env, column)
+            self.cache[key] = self._build(metric, stratum, env, column)
         return self.cache[key]
 
-    def _build(self, metric: str, dataset: str, env: str, column: np.ndarray) -> Group:
-        pos = self.indices.get((dataset, env), np.zeros(0, dtype=np.int64))
+    def _build(self, metric: str, stratum: Stratum, env: str, column: np.ndarray) -> Group:
+        pos = self.indices.get((stratum, env), np.zeros(0, dtype=np.int64))
         raw = column[pos]
         finite = np.isfinite(raw)
         values = raw[finite]
-        where = f"{metric}, {dataset}, {env}"
+        where = f"{metric}, {_where(stratum)}, {env}"
         notes = []
         if values.size < 2:
             notes.append(f"{where}: only {values.size} usable run(s); tests not computable")
@@ -231,7 +246,7 @@ class _Context:
                 modified_z=tuple(str(ids[i]) for i in outliers.modified_z),
                 tukey=tuple(str(ids[i]) for i in outliers.tukey)))
         draws = S.bootstrap_medians(values, S.DEFAULT_BOOTSTRAP,
-                                    _stream(self.seed, metric, dataset, env))
+                                    _stream(self.seed, metric, *_stream_names(stratum), env))
         return Group(values, S.descriptives(values), S.shapiro_wilk(values), outliers,
                      notes, draws)
 
@@ -275,10 +290,11 @@ def decide(a: S.Values, b: S.Values, alternative: str = "two-sided",
     return used, _test_p(TESTS[used](x, y, alternative))[0]
 
 
-def _compare(ctx: _Context, metric: str, dataset: str, a: str, b: str,
+def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
              column: np.ndarray) -> Comparison:
     """One comparison, before Holm's correction (p_holm None, not significant)."""
-    ga, gb = (ctx.group(metric, dataset, env, column) for env in (a, b))
+    dataset, configuration = stratum
+    ga, gb = (ctx.group(metric, stratum, env, column) for env in (a, b))
     x, y = ga.values, gb.values
     ranks = S.rank_table(x, y)
     tests = {"mann_whitney": S.mann_whitney(x, y, ctx.alternative),
@@ -289,7 +305,7 @@ def _compare(ctx: _Context, metric: str, dataset: str, a: str, b: str,
     p, method = _test_p(tests[used])
     warnings = ga.warnings + gb.warnings
     if p is None:
-        warnings.append(f"{metric}, {dataset}, {a} vs {b}: no test could be computed")
+        warnings.append(f"{metric}, {_where(stratum)}, {a} vs {b}: no test could be computed")
     return Comparison(
         metric=metric, dataset=dataset, a=a, b=b, n_a=int(x.size), n_b=int(y.size),
         descriptives={a: ga.descriptives, b: gb.descriptives},
@@ -303,11 +319,20 @@ def _compare(ctx: _Context, metric: str, dataset: str, a: str, b: str,
         test_used=used, p=p, p_holm=None, significant=False, p_method=method,
         median_ratio=S.ratio_from_draws(ga.median, gb.median, ga.draws, gb.draws),
         outliers={a: ga.outliers, b: gb.outliers},
-        warnings=tuple(warnings), alternative=ctx.alternative, alpha=ctx.alpha)
+        warnings=tuple(warnings), alternative=ctx.alternative, alpha=ctx.alpha,
+        configuration=configuration)
 
 
-def _first_seen(values: Iterable[Any]) -> list[str]:
+def _first_seen(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
+
+
+def _configurations(frame: pd.DataFrame) -> list[str | None]:
+    """Each run's sweep configuration (the `configuration` column), None where there is none."""
+    if "configuration" not in frame.columns:
+        return [None] * len(frame)
+    return [None if pd.isna(v) or not str(v).strip() or str(v).strip() in _NA_TOKENS
+            else str(v).strip() for v in frame["configuration"]]
 
 
 def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
@@ -318,7 +343,8 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
 
     Pairs (a, b) follow `environments` (the study file's order, which a one-sided H1 is
     stated in), then the order in which the others first appear; entries are ordered
-    by metric, dataset, pair. ``p_holm`` adjusts over the datasets of one metric and pair;
+    by metric, dataset (and sweep configuration), pair. ``p_holm`` adjusts over the datasets
+    and configurations of one metric and pair (a sweep's levels are one family);
     ``significant`` is p_holm < alpha. ``seed`` drives the bootstrap of the median ratio.
     """
     S.check_alternative(alternative)
@@ -334,13 +360,16 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     present = _first_seen(frame["environment"])
     envs = [e for e in environments or () if e in present]
     envs += [e for e in present if e not in envs]
-    datasets = _first_seen(frame["dataset"])
-    grouped = frame.groupby(["dataset", "environment"], sort=False).indices
+    configurations = _configurations(frame)
+    strata: list[Stratum] = _first_seen(zip(frame["dataset"], configurations, strict=True))
+    grouped = pd.Series(range(len(frame))).groupby(
+        [frame["dataset"], pd.Series(configurations, dtype=object).fillna(""),
+         frame["environment"]], sort=False).indices
+    indices = {((ds, cfg or None), env): np.asarray(v) for (ds, cfg, env), v in grouped.items()}
     order = _run_order(frame)
     rank_in_order = np.empty(len(frame), dtype=np.int64)
     rank_in_order[order] = np.arange(len(frame))
-    ctx = _Context(alternative, alpha, seed,
-                   {k: np.asarray(v) for k, v in grouped.items()}, rank_in_order,
+    ctx = _Context(alternative, alpha, seed, indices, rank_in_order,
                    frame["run_id"].astype(str).to_numpy() if "run_id" in frame else None)
     pairs = list(itertools.combinations(envs, 2))
     comparisons: list[Comparison] = []
@@ -348,13 +377,14 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     for metric in chosen:
         column, _ = _as_numeric(frame[metric])
         column = column.to_numpy(dtype=float)
-        for dataset in datasets:
+        for stratum in strata:
             for a, b in pairs:
-                comparisons.append(_compare(ctx, metric, dataset, a, b, column))
+                comparisons.append(_compare(ctx, metric, stratum, a, b, column))
             if len(envs) > 2:
-                groups = [ctx.group(metric, dataset, env, column).values for env in envs]
+                groups = [ctx.group(metric, stratum, env, column).values for env in envs]
                 kruskal.append(replace(S.kruskal_wallis(groups), metric=metric,
-                                       dataset=dataset, environments=tuple(envs)))
+                                       dataset=stratum[0], configuration=stratum[1],
+                                       environments=tuple(envs)))
     families: dict[tuple[str, str, str], list[int]] = {}
     for i, entry in enumerate(comparisons):
         families.setdefault((entry.metric, entry.a, entry.b), []).append(i)

@@ -302,9 +302,12 @@ class KruskalWallis(Result):
     H: float | None = None
     df: int | None = None
     p: float | None = None
+    configuration: str | None = None  # a sweep's cell (the runs' `configuration`)
 
     _readers = {"metric": _optional(_STR), "dataset": _optional(_STR),
-                "environments": _NAMES, "df": _optional(_INT)}
+                "environments": _NAMES, "df": _optional(_INT),
+                "configuration": _optional(_STR)}
+    _omitted = frozenset({"configuration"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -336,7 +339,11 @@ class Comparison(Result):
     warnings: tuple[str, ...]
     alternative: str
     alpha: float
+    #: The sweep's cell (the runs' `configuration` column); None without a sweep, and then
+    #: left out of the JSON. Holm's family spans every dataset and configuration.
+    configuration: str | None = None
 
+    _omitted = frozenset({"configuration"})
     _readers = {
         "metric": _STR, "dataset": _STR, "a": _STR, "b": _STR, "n_a": _INT, "n_b": _INT,
         "descriptives": _per_env(Descriptives), "shapiro": _per_env(ShapiroWilk),
@@ -351,7 +358,7 @@ class Comparison(Result):
         "median_ratio": lambda v, w: MedianRatio.from_dict(v, w),
         "outliers": _per_env(Outliers), "warnings": _NAMES,
         "alternative": _one_of(("two-sided", "less", "greater")),
-        "alpha": _REAL,
+        "alpha": _REAL, "configuration": _optional(_STR),
     }
 
     @property

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from study.plan import plan
+from study.plan import cells, plan
+from study.record import FINAL_STATUSES
 from study.spec import Study, load_study
 from study.store import ResultsStore, default_results_dir
 
@@ -55,10 +56,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     jobs = plan(study)
     reps = (study.repetitions if study.repetitions != "auto" else
             f"auto ({study.min_repetitions} to {study.max_repetitions})")
-    console.print(f"[green]valid[/]: {escape(str(args.spec))}: study {study.name!r}, "
+    configs = study.configurations
+    sweep = (f"{len(configs)} configurations x " if study.sweep.parameters else "")
+    console.print(f"[green]valid[/]: {escape(str(args.spec))}: study {escape(repr(study.name))}, "
                   f"{len(study.environments)} environments x {len(study.datasets)} datasets x "
-                  f"{reps} repetitions = {len(jobs)} runs planned "
+                  f"{sweep}{reps} repetitions = {len(jobs)} runs planned "
                   f"({study.order} order, seed {study.seed})")
+    if study.sweep.parameters:
+        levels = "; ".join(f"{k} = {list(v)}" for k, v in study.sweep.parameters.items())
+        excluded = (f", {len(study.sweep.exclude)} exclusion rule(s)"
+                    if study.sweep.exclude else "")
+        console.print(f"sweep: {escape(levels)}{excluded}")
     return 0
 
 
@@ -68,12 +76,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.spec)
     result = run_study(study, output=args.output, repetitions=args.repetitions, console=console,
                        stop_rule=stop_rule(study))
-    failed = result.failed
-    console.print(f"{len(result.executed) - len(failed)} runs ok, {len(failed)} not ok; "
+    failed = [r for r in result.failed if r["status"] != "oom"]
+    oom = len(result.failed) - len(failed)
+    console.print(f"{len(result.executed) - len(result.failed)} runs ok, "
+                  + (f"{oom} out of memory, " if oom else "") + f"{len(failed)} not ok; "
                   f"records in {escape(str(result.store.records_dir))}, table "
                   f"{escape(str(result.store.csv_path))}")
     statuses = result.store.statuses()
-    missing = [j.run_id for j in plan(study, args.repetitions) if statuses.get(j.run_id) != "ok"]
+    missing = [j.run_id for j in plan(study, args.repetitions)
+               if statuses.get(j.run_id) not in FINAL_STATUSES]
     if missing:
         console.print(f"[yellow]{len(missing)} planned run(s) not ok[/]: run the same command "
                       "to retry them")
@@ -88,18 +99,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     statuses = {r["run_id"]: r.get("status", "failed") for r in records}
     # An "auto" study may have run more blocks than it planned: show them all.
     ran = max((r.get("block", 0) for r in records), default=0)
-    counts: Counter[tuple[str, str, str]] = Counter()
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    states = ("done", "oom", "failed", "pending")
     for job in plan(study, args.repetitions or max(study.planned_repetitions, ran)):
         state = statuses.get(job.run_id, "pending")
-        counts[(job.environment, job.dataset, "done" if state == "ok" else
-                "pending" if state == "pending" else "failed")] += 1
-    table = Table(title=f"{study.name}: {escape(str(store.root))}")
-    for col in ("environment", "dataset", "done", "failed", "pending"):
-        table.add_column(col, justify="right" if col in ("done", "failed", "pending") else "left")
-    for env in study.environments:
-        for ds in study.datasets:
-            table.add_row(env.name, ds.name, *(str(counts[(env.name, ds.name, s)])
-                                               for s in ("done", "failed", "pending")))
+        state = ("done" if state == "ok" else state if state in ("pending", "oom") else "failed")
+        counts[(job.environment, job.dataset, job.configuration, state)] += 1
+    swept = bool(study.sweep.parameters)
+    table = Table(title=f"{escape(study.name)}: {escape(str(store.root))}")
+    for col in ("environment", "dataset", *(["configuration"] if swept else []), *states):
+        table.add_column(col, justify="right" if col in states else "left")
+    for env, ds, config in cells(study):
+        table.add_row(env, ds, *([escape(config)] if swept else []),
+                      *(str(counts[(env, ds, config, s)]) for s in states))
     console.print(table)
     return 0
 
@@ -128,7 +140,8 @@ def register(subparsers: Any) -> None:
                        help="results folder (default data/results/<study>)")
         p.set_defaults(func=func)
 
-    p = subparsers.add_parser("status", help="done / failed / pending per environment x dataset")
+    p = subparsers.add_parser("status", help="done / oom / failed / pending per environment x "
+                              "dataset (x configuration)")
     p.add_argument("spec", type=Path)
     p.add_argument("--repetitions", type=repetitions_arg, metavar="N")
     p.add_argument("--output", type=Path, metavar="DIR")

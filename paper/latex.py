@@ -172,3 +172,11 @@ def metric_name(metric: str, lang: str = "en", capital: bool = False, latex: boo
         return escape(metric) if latex else metric
     name = name[0].upper() + name[1:] if capital else name
     return name
+
+
+def where(result: Any) -> str:
+    """Where a comparison was made, as plain text: its dataset, and a sweep's configuration
+    after it ("shapes, batch_size=32, model=fnn")."""
+    configuration = getattr(result, "configuration", None)
+    dataset = str(result.dataset)
+    return f"{dataset}, {configuration.replace(',', ', ')}" if configuration else dataset

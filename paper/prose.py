@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from analysis.results import Comparison
-from paper.latex import METRIC_NAMES, escape, fmt_num, fmt_p, metric_name, p_clause, phrase
+from paper.latex import (
+    METRIC_NAMES,
+    escape,
+    fmt_num,
+    fmt_p,
+    metric_name,
+    p_clause,
+    phrase,
+    where,
+)
 
 
 def _upper(text: str) -> str:
@@ -64,7 +73,7 @@ def _centre(c: Comparison, env: str) -> float | None:
 def conclusion(c: Comparison, lang: str = "en", alternative: str = "two-sided") -> str:
     """One sentence per decision, e.g. "There is no significant difference in training
     time between pc and colab on shapes (U = 265, Z = -0.48, p = .633).\""""
-    fields = {"a": escape(c.a), "b": escape(c.b), "dataset": escape(c.dataset),
+    fields = {"a": escape(c.a), "b": escape(c.b), "dataset": escape(where(c)),
               "stats": statistics_clause(c, lang), "metric": the(c.metric, lang),
               "Metric": the(c.metric, lang, capital=True)}
     if c.significant:

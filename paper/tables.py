@@ -30,7 +30,11 @@ from paper.latex import (
     label,
     metric_name,
     number_format,
+    where,
 )
+
+#: Longer tables (a sweep's cells) are set as longtables, which may break across pages.
+LONG_TABLE_ROWS = 40
 
 
 @dataclass
@@ -47,11 +51,21 @@ class Table:
 
     def render(self) -> str:
         """The table where it stands ([H], the float package's), so the paper's many tables
-        never overflow LaTeX's queue of floats."""
+        never overflow LaTeX's queue of floats; a sweep's long tables break across pages."""
         body = []
         for row in self.rows:
             body.append("\\addlinespace" if row is None else " & ".join(row) + " \\\\")
         notes = "".join(f"\\par\\smallskip\\footnotesize {n}\n" for n in self.notes)
+        if len(self.rows) > LONG_TABLE_ROWS:
+            head = "\\toprule\n" + "\n".join(self.header) + "\n\\midrule\n"
+            return (
+                f"{{{self.size}\\setlength{{\\tabcolsep}}{{3pt}}\n"
+                f"\\begin{{longtable}}{{{self.align}}}\n"
+                f"\\caption{{{self.caption}}}\\label{{{self.label}}}\\\\\n"
+                + head + "\\endfirsthead\n" + head + "\\endhead\n"
+                "\\bottomrule\n\\endlastfoot\n"
+                + "\n".join(body) + "\n\\end{longtable}}\n" + notes
+            )
         return (
             "\\begin{table}[H]\n\\centering\n"
             f"\\caption{{{self.caption}}}\\label{{{self.label}}}\n{self.size}\n"
@@ -112,14 +126,14 @@ def outlier_count(c: Comparison, env: str) -> int:
 
 
 def groups(analysis: Analysis, metric: str) -> list[tuple[str, str, Comparison]]:
-    """(dataset, environment, a comparison holding it), once per group.
+    """(dataset [and configuration], environment, a comparison holding it), once per group.
 
     An environment appears in several pairs; its descriptives are the same in each.
     """
     seen: dict[tuple[str, str], Comparison] = {}
     for c in comparisons(analysis, metric):
         for env in (c.a, c.b):
-            seen.setdefault((c.dataset, env), c)
+            seen.setdefault((where(c), env), c)
     return [(ds, env, c) for (ds, env), c in seen.items()]
 
 
@@ -182,7 +196,7 @@ def shapiro_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
 
 
 def _row_key(c: Comparison, pairs: bool) -> str:
-    return f"{c.dataset} ({c.a} vs {c.b})" if pairs else c.dataset
+    return f"{where(c)} ({c.a} vs {c.b})" if pairs else where(c)
 
 
 def mann_whitney_table(analysis: Analysis, metric: str, lang: str = "en",
@@ -308,7 +322,7 @@ def decisions_table(analysis: Analysis, lang: str = "en", alpha: float = 0.05) -
     pairs = many_pairs(analysis)
     rows = []
     for c in found:
-        cells = [escape(c.dataset)]
+        cells = [escape(where(c))]
         if pairs:
             cells.append(pair_text(c))
         cells += [test_statistic(c, lang), fmt_p(c.p, lang), fmt_p(c.p_holm, lang),
@@ -333,7 +347,7 @@ def kruskal_table(analysis: Analysis, lang: str = "en") -> str:
     rows = []
     for e in entries:
         rows.append((metric_name(str(e.metric), lang, capital=True, latex=False),
-                     [escape(e.dataset), fmt_num(e.H, 3, lang), fmt_df(e.df, lang),
+                     [escape(where(e)), fmt_num(e.H, 3, lang), fmt_df(e.df, lang),
                       fmt_p(e.p, lang)]))
     head = [label(k, lang) for k in ("metric", "dataset", "h", "df", "sig")]
     return Table(label("kruskal_caption", lang), "tab:kruskal", "llrrr", [header_row(head)],

@@ -36,21 +36,21 @@ TPU_TRIM_MULTIPLE = 128  # TPUs want both sets in multiples of 128, as the Colab
 def run_parameters(study: Study, env: Environment, job: RunJob, record_path: str,
                    dataset_path: str | None = None,
                    declared: Collection[str] | None = None) -> dict[str, Any]:
-    """The notebook's parameters for one run: study, then environment, then the runner's.
+    """The notebook's parameters for one run: study, sweep cell, environment, the runner's.
 
     A TPU environment trims the sets to multiples of 128 unless the study says otherwise.
-    Of the runner's own (record_path, seed, dataset, accelerator), a notebook gets those its
-    `parameters` cell declares (`declared`; all when None): a researcher's notebook is
-    never handed variables it did not ask for.
+    Of the runner's own (record_path, seed, dataset, accelerator, backend), a notebook gets
+    those its `parameters` cell declares (`declared`; all when None): a researcher's
+    notebook is never handed variables it did not ask for.
     """
     defaults = {"trim_multiple": TPU_TRIM_MULTIPLE} if env.accelerator == "tpu" else {}
     runner = {"record_path": record_path, "seed": job.seed,
               "dataset": study.dataset(job.dataset).protocol_config(dataset_path),
-              "accelerator": env.accelerator}
+              "accelerator": env.accelerator, "backend": env.backend}
     if declared is not None:
         runner = {k: v for k, v in runner.items() if k in declared}
         defaults = {k: v for k, v in defaults.items() if k in declared}
-    return {**defaults, **study.parameters, **env.parameters, **runner}
+    return {**defaults, **study.parameters, **job.parameters, **env.parameters, **runner}
 
 
 def base_record(study: Study, env: Environment, job: RunJob, attempt: int) -> dict[str, Any]:
@@ -58,6 +58,8 @@ def base_record(study: Study, env: Environment, job: RunJob, attempt: int) -> di
             "dataset": job.dataset, "block": job.block, "repetition": job.repetition,
             "seed": job.seed, "warmup": job.warmup, "attempt": attempt, "runner": env.runner,
             "status": "failed", "error": None, "started_at": utc_now(), "wall_s": None,
+            "backend": env.backend, "configuration": job.configuration or None,
+            **job.parameters,
             "format_version": RECORD_FORMAT_VERSION}
 
 

@@ -21,10 +21,14 @@ from data.atomic import write_text_atomic
 from runners import phases
 from runners.base import Runner, base_record, run_parameters
 from study.plan import RunJob
-from study.spec import PROJECT_ROOT
+from study.registry import Option, OptionError
+from study.spec import PROJECT_ROOT, Environment
 
 SAMPLE_INTERVAL_S = 0.1
+#: Out-of-memory errors by name: Python's, TensorFlow's, torch's (torch.OutOfMemoryError).
 OOM_NAMES = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
+#: ... and by message: JAX/XLA raise XlaRuntimeError "RESOURCE_EXHAUSTED: Out of memory".
+OOM_MESSAGES = ("RESOURCE_EXHAUSTED", "out of memory", "CUDA out of memory")
 
 
 def _tree_rss_mb(parent: psutil.Process) -> float:
@@ -70,13 +74,30 @@ class LocalRunner(Runner):
     """papermill on a kernel of this machine, with the environment's variables."""
 
     kernel_manager_class: str | None = None
+    options = (
+        Option("memory_limit_mb", (int, float),
+               doc="the kernel's memory ceiling: a run whose process tree grows past it is "
+                   "stopped and recorded as oom, as on a machine with that much memory"),
+    )
+
+    @classmethod
+    def validate(cls, environment: Environment) -> None:
+        limit = environment.options.get("memory_limit_mb")
+        if limit is not None and limit < 64:
+            raise OptionError("memory_limit_mb", f"must be at least 64 (MB), got {limit}")
+
+    @property
+    def memory_limit_mb(self) -> float | None:
+        return self.env.options.get("memory_limit_mb")
 
     def kernel_env(self) -> dict[str, str]:
-        """The child's (and so the kernel's) environment: ours, the study's, import paths."""
+        """The child's (and so the kernel's) environment: ours, the study's, import paths,
+        and the Keras backend, set before anything in the kernel imports Keras."""
         env = {**os.environ, **self.env.env}
         paths = [str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env["KERAS_BACKEND"] = self.env.backend
         return env
 
     def parameters(self, job: RunJob, record_path: Path) -> dict[str, Any]:
@@ -155,13 +176,18 @@ class LocalRunner(Runner):
         proc = subprocess.Popen([sys.executable, "-m", "runners.execute", str(work / "job.json"),
                                  str(os.getpid())], env=self.kernel_env(), stdout=log,
                                 stderr=log, start_new_session=True)
-        peak, timed_out = 0.0, False
+        peak, timed_out, over_limit = 0.0, False, False
+        limit = self.memory_limit_mb
         try:
             parent = psutil.Process(proc.pid)
             while proc.poll() is None:
                 peak = max(peak, _tree_rss_mb(parent))
                 if time.perf_counter() - start > self.timeout_s:
                     timed_out = True
+                    _kill_tree(proc)
+                    break
+                if limit is not None and peak > limit:
+                    over_limit = True
                     _kill_tree(proc)
                     break
                 time.sleep(SAMPLE_INTERVAL_S)
@@ -172,6 +198,10 @@ class LocalRunner(Runner):
             proc.wait()
             log.close()
         wall = time.perf_counter() - start
+        if over_limit:
+            return {"wall_s": round(wall, 4), "status": "oom",
+                    "error": f"out of memory: the kernel reached {peak:.0f} MB, over the "
+                             f"environment's memory_limit_mb of {limit:g}"}, peak
         return self._outcome(work, record, proc.returncode, timed_out, oom_before,
                              round(wall, 4)), peak
 
@@ -193,7 +223,8 @@ class LocalRunner(Runner):
             return fields | {"status": "ok", "error": None}
         error = f"{report.get('ename')}: {report.get('evalue')}".strip()
         oom_after = _oom_kills()
-        oom = report.get("ename") in OOM_NAMES or (
+        evalue = str(report.get("evalue") or "")
+        oom = report.get("ename") in OOM_NAMES or any(m in evalue for m in OOM_MESSAGES) or (
             report["kind"] == "dead_kernel" and oom_before is not None
             and oom_after is not None and oom_after > oom_before)
         if oom:

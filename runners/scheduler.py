@@ -1,7 +1,8 @@
 """Executes a study's plan: resumable, interleaved, one record per run, with progress.
 
-Resuming is by construction: a run is done when its record says ok, so running the same
-study again runs only what is missing (or failed) and never duplicates a run.
+Resuming is by construction: a run is done when its record says ok (or oom: running out of
+memory is the configuration's result, not an accident to retry), so running the same study
+again runs only what is missing (or failed) and never duplicates a run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from runners.attempts import run_with_retries
 from runners.base import Runner, make_runner
 from study.manifest import check_manifest
 from study.plan import RunJob, block_jobs, plan
+from study.record import FINAL_STATUSES
 from study.spec import Study
 from study.store import ResultsStore, default_results_dir
 
@@ -54,6 +56,9 @@ def _progress(console: Console) -> Progress:
 
 
 def _describe(record: dict[str, Any]) -> str:
+    if record["status"] == "oom":
+        return (f"[yellow]oom[/] {record['run_id']}: {escape(str(record.get('error')))} "
+                "(a result: the configuration does not fit)")
     if record["status"] == "ok":
         return (f"[green]ok[/] {record['run_id']}  train {record.get('train_s', 0):.2f} s  "
                 f"accuracy {record.get('test_accuracy', 0):.3f}")
@@ -129,7 +134,7 @@ def run_study(study: Study, output: Path | None = None, repetitions: int | None 
 
     statuses = store.statuses()
     jobs = plan(study, repetitions)
-    pending = [j for j in jobs if statuses.get(j.run_id) != "ok"]
+    pending = [j for j in jobs if statuses.get(j.run_id) not in FINAL_STATUSES]
     result = StudyResult(store, skipped=len(jobs) - len(pending))
     if result.skipped:
         console.print(f"{result.skipped} of {len(jobs)} runs already done in "
@@ -145,7 +150,8 @@ def run_study(study: Study, output: Path | None = None, repetitions: int | None 
             if result.stopping:
                 break
             block += 1
-            extra = [j for j in block_jobs(study, block) if statuses.get(j.run_id) != "ok"]
+            extra = [j for j in block_jobs(study, block)
+                     if statuses.get(j.run_id) not in FINAL_STATUSES]
             progress.update(task, total=(progress.tasks[0].total or 0) + len(extra))
             result.executed += executor.run(extra, progress, task)
     if result.stopping:

@@ -33,7 +33,8 @@ from runners.staging import (
     dataset_dir,
 )
 from study.plan import RunJob, plan
-from study.spec import Analysis, Dataset, Environment, Study
+from study.record import FINAL_STATUSES
+from study.spec import Analysis, Dataset, Environment, Study, Sweep
 from study.store import ResultsStore
 
 STUDY_FILE = "study.json"
@@ -62,6 +63,9 @@ def study_from_dict(data: dict[str, Any], root: Path) -> Study:
     raw["environments"] = tuple(Environment(**e) for e in raw["environments"])
     raw["analysis"] = Analysis(**{**raw["analysis"],
                                   "metrics": tuple(raw["analysis"]["metrics"])})
+    sweep = raw.get("sweep") or {}
+    raw["sweep"] = Sweep(parameters={k: tuple(v) for k, v in sweep.get("parameters", {}).items()},
+                         exclude=tuple(sweep.get("exclude", ())))
     return Study(**raw)
 
 
@@ -126,7 +130,7 @@ def run_environment(root: str | Path, environment: str, repetitions: int | None,
     jobs = [j for j in plan(study, repetitions) if j.environment == environment]
     done = store.statuses()
     for k, job in enumerate(jobs, 1):
-        if done.get(job.run_id) == "ok":
+        if done.get(job.run_id) in FINAL_STATUSES:
             continue
         record = run_with_retries(
             runner, job, store, study.retries,

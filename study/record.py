@@ -14,6 +14,9 @@ from typing import Any, TypedDict
 #: Written into every record; a reader can tell which schema a record follows.
 RECORD_FORMAT_VERSION = 1
 STATUSES = ("ok", "failed", "timeout", "oom")
+#: A run with one of these is done: `oom` is the configuration's result (it does not fit),
+#: kept and reported, never retried as if the run had been lost.
+FINAL_STATUSES = ("ok", "oom")
 
 
 class RunnerFields(TypedDict):
@@ -51,15 +54,19 @@ class ProtocolFields(TypedDict, total=False):
     batch_size: int
     seed: int
     peak_rss_mb: float | None  # the kernel's process tree, sampled by a local runner
-    peak_gpu_mb: float | None
+    peak_gpu_mb: float | None  # the framework's own peak counter (see `allocator`)
+    peak_gpu_nvml_mb: float | None  # the process's device memory as NVML reports it
 
 
 class Fingerprint(TypedDict, total=False):
     """The environment as the protocol found it at the start of the run."""
 
     python: str
-    tensorflow: str
+    tensorflow: str | None  # None when the backend is not TensorFlow and never loaded it
     keras: str
+    backend: str  # Keras's backend: tensorflow | jax | torch
+    backend_version: str
+    allocator: str  # the device-memory settings that make peaks comparable across backends
     os: str
     cpu_model: str
     cpu_count: int
@@ -70,6 +77,7 @@ class Fingerprint(TypedDict, total=False):
 
 
 class Bookkeeping(TypedDict, total=False):
+    configuration: str | None  # a sweep's cell (configuration_id); None without a sweep
     warmup: bool
     attempt: int
     runner: str
@@ -80,6 +88,29 @@ class Bookkeeping(TypedDict, total=False):
 
 class RunRecord(RunnerFields, ProtocolFields, Fingerprint, Bookkeeping):
     """A whole record; protocols may add keys beyond these."""
+
+
+def configuration_id(parameters: dict[str, Any]) -> str:
+    """The stable id of one sweep configuration: ``name=value`` pairs sorted by name.
+
+    Sorted, so reordering the sweep table keeps every id (and so resuming works); values
+    are checked by study.spec to hold no ',' '=' or '+' (the run id's separator).
+    """
+    return ",".join(f"{k}={_level_text(v)}" for k, v in sorted(parameters.items()))
+
+
+def parse_configuration(text: str) -> dict[str, str]:
+    """A configuration id back to its parameters (values as text, as in runs.csv)."""
+    if not text:
+        return {}
+    pairs = [item.partition("=") for item in text.split(",")]
+    return {name: value for name, _, value in pairs}
+
+
+def _level_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _names(kind: Any) -> list[str]:

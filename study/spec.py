@@ -7,16 +7,19 @@ because a study that fails an hour in over a typo wastes the researcher's machin
 from __future__ import annotations
 
 import hashlib
+import itertools
 import keyword
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from data.datasets import DatasetError, check_dataset
 from study.notebook import NotebookError
 from study.notebook import inspect as inspect_notebook
+from study.record import RUNNER_FIELDS, configuration_id
 from study.registry import OptionError, load_runner, runner_names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +30,11 @@ HYPOTHESES = ("two-sided", "less", "greater")
 ORDERS = ("interleaved", "sequential")
 LANGUAGES = ("en", "es")
 # Parameters the runner fills in for every run; a study may not set them.
-RESERVED_PARAMETERS = ("record_path", "dataset", "seed", "accelerator")
+RESERVED_PARAMETERS = ("record_path", "dataset", "seed", "accelerator", "backend")
+#: Keras 3's backends; an environment's `backend` sets KERAS_BACKEND for its kernel.
+BACKENDS = ("tensorflow", "jax", "torch")
+#: More cells than a sweep of a few factors needs: a larger one is a mistake in the file.
+MAX_CONFIGURATIONS = 1000
 #: More repetitions than any study needs (power analyses ask for tens): a larger number is
 #: a typo, and would only make planning slow.
 MAX_REPETITIONS = 10_000
@@ -81,10 +88,42 @@ class Environment:
     parameters: dict[str, Any] = field(default_factory=dict)
     timeout_s: float | None = None
     options: dict[str, Any] = field(default_factory=dict)  # the runner's own keys
+    backend: str = "tensorflow"
 
     @property
     def accelerator(self) -> str:
         return "gpu" if self.gpu else "tpu" if self.tpu else "cpu"
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One cell of a sweep: protocol parameters with a stable id (study.record)."""
+
+    id: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Protocol parameters crossed with each other, less the excluded combinations."""
+
+    parameters: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    exclude: tuple[dict[str, Any], ...] = ()
+
+    def configurations(self) -> list[Configuration]:
+        """Every included combination, in the file's order of levels (the first key slowest).
+
+        Without a sweep, one configuration with the empty id: run ids stay as before.
+        """
+        if not self.parameters:
+            return [Configuration("", {})]
+        names = list(self.parameters)
+        out = []
+        for values in itertools.product(*self.parameters.values()):
+            combo = dict(zip(names, values, strict=True))
+            if not any(all(combo[k] == v for k, v in rule.items()) for rule in self.exclude):
+                out.append(Configuration(configuration_id(combo), combo))
+        return out
 
 
 @dataclass(frozen=True)
@@ -108,6 +147,7 @@ class Study:
     datasets: tuple[Dataset, ...]
     environments: tuple[Environment, ...]
     analysis: Analysis
+    sweep: Sweep = field(default_factory=Sweep)
     kernel: str = "python3"
     timeout_s: float = 1800.0
     retries: int = 1
@@ -128,6 +168,16 @@ class Study:
                 return env
         raise SpecError(self.path, "environments", f"no environment named {name!r}; "
                         f"the study has {', '.join(e.name for e in self.environments)}")
+
+    @cached_property
+    def configurations(self) -> list[Configuration]:
+        return self.sweep.configurations()
+
+    def configuration(self, config_id: str) -> Configuration:
+        for config in self.configurations:
+            if config.id == config_id:
+                return config
+        raise SpecError(self.path, "sweep", f"no configuration {config_id!r}")
 
     def dataset(self, name: str) -> Dataset:
         for ds in self.datasets:
@@ -259,7 +309,8 @@ def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Data
 
 
 #: Keys every environment may have; a runner declares its own beside them.
-ENVIRONMENT_KEYS = ("name", "runner", "env", "gpu", "tpu", "kernel", "parameters", "timeout_s")
+ENVIRONMENT_KEYS = ("name", "runner", "env", "gpu", "tpu", "kernel", "parameters", "timeout_s",
+                    "backend")
 
 
 def _unknown_key_message(runner: str, key: str, allowed: tuple[str, ...]) -> str:
@@ -297,14 +348,87 @@ def _load_environment(path: Path, i: int, raw: Any) -> Environment:
     options = {o.name: t.get(o.name, o.kind, ... if o.required else o.default,
                              choices=o.choices) for o in plugin.options}
     params = _check_parameters(path, t.key("parameters"), t.get("parameters", dict, {}))
+    backend = t.get("backend", str, "tensorflow", choices=BACKENDS)
+    if env.get("KERAS_BACKEND", backend) != backend:
+        raise SpecError(path, f"{t.key('env')}.KERAS_BACKEND",
+                        f"{env['KERAS_BACKEND']!r} contradicts backend = {backend!r}; "
+                        "set the backend with the `backend` key only")
+    if tpu and backend == "torch":
+        raise SpecError(path, t.key("backend"), "Keras's torch backend cannot use a TPU; "
+                        "use tensorflow or jax")
     environment = Environment(name=name, runner=runner, env=dict(env), gpu=gpu, tpu=tpu,
                               kernel=t.get("kernel", str, None), parameters=params,
-                              timeout_s=t.positive("timeout_s", float, None), options=options)
+                              timeout_s=t.positive("timeout_s", float, None), options=options,
+                              backend=backend)
     try:
         plugin.validate(environment)
     except OptionError as exc:
         raise SpecError(path, t.key(exc.key), str(exc)) from exc
     return environment
+
+
+def _sweep_level(path: Path, key: str, value: Any) -> Any:
+    """A level must survive the configuration id (study.record) and runs.csv unchanged."""
+    if isinstance(value, bool | int | float):
+        if isinstance(value, float) and value != value:
+            raise SpecError(path, key, "nan is not a level")
+        return value
+    if isinstance(value, str) and NAME_RE.match(value):
+        return value
+    raise SpecError(path, key, f"levels are numbers, booleans or names of letters, digits, "
+                    f"'_', '.' and '-'; got {value!r}")
+
+
+def _load_sweep(path: Path, raw: Any, known: set[str], parameters: dict[str, Any],
+                environments: tuple[Environment, ...]) -> Sweep:
+    t = _Table(path, "sweep", raw, None)
+    levels: dict[str, tuple[Any, ...]] = {}
+    for name, values in raw.items():
+        if name == "exclude":
+            continue
+        key = f"sweep.{name}"
+        _check_parameters(path, "sweep", {name: None})
+        if name not in known:
+            raise SpecError(path, key, f"not a parameter of the notebook; it defines: "
+                            f"{', '.join(sorted(known))}")
+        if name in RUNNER_FIELDS:
+            raise SpecError(path, key, "a column of every record; rename the parameter")
+        if not isinstance(values, list) or not values:
+            raise SpecError(path, key, f"expected a non-empty list of levels, got {values!r}")
+        checked = tuple(_sweep_level(path, f"{key}[{i}]", v) for i, v in enumerate(values))
+        dup = next((v for v in checked if checked.count(v) > 1), None)
+        if dup is not None:
+            raise SpecError(path, key, f"the level {dup!r} is listed twice")
+        if name in parameters:
+            raise SpecError(path, f"protocol.parameters.{name}",
+                            "swept in [sweep] as well; keep it in one place")
+        for i, env in enumerate(environments):
+            if name in env.parameters:
+                raise SpecError(path, f"environments[{i}].parameters.{name}",
+                                "swept in [sweep]: an environment's own value would replace "
+                                "every level")
+        levels[name] = checked
+    rules = t.get("exclude", list, [])
+    exclude = []
+    for i, rule in enumerate(rules):
+        where = f"sweep.exclude[{i}]"
+        r = _Table(path, where, rule, tuple(levels))
+        if not rule:
+            raise SpecError(path, where, "an empty rule would exclude everything")
+        for name, value in r.table.items():
+            if value not in levels[name]:
+                raise SpecError(path, f"{where}.{name}", f"{value!r} is not a level of "
+                                f"{name} ({', '.join(map(repr, levels[name]))})")
+        exclude.append(dict(rule))
+    sweep = Sweep(parameters=levels, exclude=tuple(exclude))
+    count = 1
+    for values in levels.values():
+        count *= len(values)
+    if count > MAX_CONFIGURATIONS:
+        raise SpecError(path, "sweep", f"{count} combinations; at most {MAX_CONFIGURATIONS}")
+    if levels and not sweep.configurations():
+        raise SpecError(path, "sweep.exclude", "excludes every combination")
+    return sweep
 
 
 def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
@@ -316,7 +440,8 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(path, "", f"not valid TOML: {exc}") from exc
-    top = _Table(path, "", raw, ("study", "protocol", "datasets", "environments", "analysis"))
+    top = _Table(path, "", raw, ("study", "protocol", "datasets", "environments", "sweep",
+                                 "analysis"))
 
     s = _Table(path, "study", top.get("study", dict), (
         "name", "repetitions", "seed", "order", "hypothesis", "timeout_s", "retries", "warmup",
@@ -365,6 +490,7 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
             if pname not in known:
                 raise SpecError(path, f"{where}.{pname}", f"not a parameter of {notebook.name}; "
                                 f"it defines: {', '.join(sorted(known))}")
+    sweep = _load_sweep(path, top.get("sweep", dict, {}), known, parameters, environments)
 
     a = _Table(path, "analysis", top.get("analysis", dict, {}), ("metrics", "alpha", "language"))
     metrics = a.get("metrics", list, None)
@@ -379,6 +505,7 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         order=s.get("order", str, "interleaved", choices=ORDERS),
         hypothesis=s.get("hypothesis", str, "two-sided", choices=HYPOTHESES),
         notebook=notebook, parameters=parameters, datasets=datasets, environments=environments,
+        sweep=sweep,
         analysis=Analysis(metrics=tuple(metrics or ()), alpha=alpha,
                           language=a.get("language", str, "en", choices=LANGUAGES)),
         kernel=s.get("kernel", str, "python3"),
