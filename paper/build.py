@@ -24,7 +24,15 @@ from paper.cache import (  # noqa: F401  (build_count: for tests and benchmarks)
     up_to_date,
     write_stamp,
 )
-from paper.latex import LABELS, check_language, fmt_num, label, metric_name, number_format
+from paper.latex import (
+    LABELS,
+    check_language,
+    escape,
+    fmt_num,
+    label,
+    metric_name,
+    number_format,
+)
 from paper.latexmk import PaperError, jinja_env, run_latexmk
 from paper.methodology import dataset_rows, fingerprints, plain_value, short, summarise
 from paper.prose import conclusion, hypotheses, join_names, stopping_text, the
@@ -159,11 +167,12 @@ def _date(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
 
 def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
                      alternative: str, table: Callable[[str, str], Any],
-                     figures: dict[str, Any]) -> list[dict[str, Any]]:
+                     figures: dict[str, Any], swept: bool = False) -> list[dict[str, Any]]:
     """One results subsection per metric: its box plot, its tables, its decisions.
 
     The Mann-Whitney and ranks tables are always shown (the reference paper's test, and a
-    robustness check beside a t-test); the t-test table where a t-test was used.
+    robustness check beside a t-test); the t-test table where a t-test was used. A sweep's
+    many cells state their significant differences one by one and count the others.
     """
     from markupsafe import Markup
 
@@ -179,12 +188,76 @@ def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
         if {c.test_used for c in found} & {"student_t", "welch_t"}:
             parts.append(table(f"t_{i}", T.t_test_table(analysis, metric, lang, alternative)))
         title = metric_name(metric, lang, capital=True)
+        stated = [c for c in found if c.significant] if swept else found
+        conclusions = [Markup(conclusion(c, lang, alternative)) for c in stated]
+        if len(stated) < len(found):
+            conclusions.append(Markup(label("others_not_significant", lang,
+                                            n=len(found) - len(stated), total=len(found),
+                                            metric=metric_name(metric, lang))))
         sections.append({
             "title": Markup(title), "tables": [p for p in parts if p],
             "figure": figures.get(f"box_{i}"),
             "figure_caption": Markup(label("fig_box", lang, metric=title)),
-            "conclusions": [Markup(conclusion(c, lang, alternative)) for c in found]})
+            "conclusions": conclusions})
     return sections
+
+
+def swept(frame: pd.DataFrame) -> bool:
+    """Whether the runs come from a sweep (a `configuration` column with values)."""
+    return "configuration" in frame and bool(
+        frame["configuration"].fillna("").astype(str).str.strip().ne("").any())
+
+
+def with_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs with each sweep cell as its own "dataset" ("shapes, batch_size=32"), for the
+    tables of runs, quality and memory, which would otherwise pool the configurations."""
+    if not swept(frame):
+        return frame
+    config = frame["configuration"].fillna("").astype(str).str.strip().str.replace(",", ", ")
+    cell = frame["dataset"].astype(str).where(config.eq(""),
+                                              frame["dataset"].astype(str) + ", " + config)
+    return frame.assign(dataset=cell)
+
+
+def _sweep_context(frame: pd.DataFrame, study: Study | None, envs: list[str], lang: str,
+                   folder: Path, table: Callable[[str, str], Any]) -> dict[str, Any] | None:
+    """The results along each sweep parameter (analysis.factors): time and memory ratios of
+    every pair against the levels, with intervals and OOM marked, and the interaction test.
+    Also writes factors.json beside the tables."""
+    from markupsafe import Markup
+
+    from analysis.factors import factor_analysis
+    from paper import sweep as W
+
+    if not swept(frame):
+        return None
+    fa = factor_analysis(frame, parameters=None, environments=envs,
+                         alpha=study.analysis.alpha if study else 0.05,
+                         seed=study.seed if study else 0)
+    write_text_atomic(folder / "factors.json",
+                      json.dumps(fa.to_dict(), indent=2, allow_nan=False) + "\n")
+    if fa.empty:
+        return None
+    figures = W.make_sweep_figures(fa, folder / "figures", lang)
+    parameters = []
+    for i, name in enumerate(fa.parameters):
+        caption = {"parameter": escape(name)}
+        parameters.append({
+            "name": Markup(escape(name)),
+            "levels": Markup(", ".join(W.level_text(v, lang) for v in fa.level_order[name])),
+            "speedup": Markup(f"figures/{figures[f'speedup_{i}'].name}")
+            if f"speedup_{i}" in figures else None,
+            "memory": Markup(f"figures/{figures[f'memory_ratio_{i}'].name}")
+            if f"memory_ratio_{i}" in figures else None,
+            "speedup_caption": Markup(label("fig_time_ratio", lang, **caption)),
+            "memory_caption": Markup(label("fig_memory_ratio", lang, **caption)),
+            "table": table(f"factor_{i}", W.factor_table(fa, name, lang))})
+    oom = int((frame["status"].astype(str).str.strip() == "oom").sum()) \
+        if "status" in frame else 0
+    return {"parameters": parameters, "oom_runs": oom,
+            "configurations": int(frame["configuration"].nunique()),
+            "memory_metric": Markup(metric_name(fa.memory_metric or "peak_rss_mb", lang)),
+            "interactions": table("interactions", W.interaction_table(fa, lang))}
 
 
 def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
@@ -220,10 +293,14 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         return Markup(f"tables/{name}.tex")
 
     made = dict.fromkeys(FIGURES)
-    made.update({k: Markup(f"figures/{p.name}") for k, p in
-                 F.make_figures(usable, figures_dir, metrics, lang,
-                                list(protocol.phases) if protocol else None).items()})
-    sections = _metric_sections(analysis, metrics, lang, alternative, table, made)
+    sweep = _sweep_context(frame, study, envs, lang, folder, table)
+    if sweep is None:  # a sweep's cells are shown by its own figures instead
+        made.update({k: Markup(f"figures/{p.name}") for k, p in
+                     F.make_figures(usable, figures_dir, metrics, lang,
+                                    list(protocol.phases) if protocol else None).items()})
+    sections = _metric_sections(analysis, metrics, lang, alternative, table, made,
+                                swept=sweep is not None)
+    cells, usable_cells = with_cells(frame), with_cells(usable)
     fps = fingerprints(frame, study, lang)
     primary = metrics[0] if metrics else "train_s"
     if not pairs:
@@ -283,15 +360,16 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
                 [(name, [(c.index, c.first_line) for c in protocol.cells if c.phase == name])
                  for name in protocol.phases] if protocol else [], lang)),
             "datasets": table("datasets", T.datasets_table(dataset_rows(frame, study), lang)),
-            "runs": table("runs", T.runs_table(frame, lang)),
-            "quality": table("quality", T.quality_table(usable, lang)),
-            "resources": table("resources", T.resources_table(usable, lang)),
+            "runs": table("runs", T.runs_table(cells, lang)),
+            "quality": table("quality", T.quality_table(usable_cells, lang)),
+            "resources": table("resources", T.resources_table(usable_cells, lang)),
             "decisions": table("decisions", T.decisions_table(analysis, lang, alpha)),
             "kruskal": table("kruskal", T.kruskal_table(analysis, lang)),
             "calibration": table("calibration", T.calibration_table(calibration, lang)),
         },
         "figures": made,
         "sections": sections,
+        "sweep": sweep,
         "n_comparisons": len(analysis.comparisons),
         "n_significant": sum(c.significant for c in analysis.comparisons),
         "warnings": warnings,

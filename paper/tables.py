@@ -458,7 +458,8 @@ def resources_table(frame: pd.DataFrame, lang: str = "en") -> str:
 
 
 def runs_table(frame: pd.DataFrame, lang: str = "en") -> str:
-    """Runs per dataset and environment: ok, failed (any other status) and warm-up.
+    """Runs per dataset and environment: ok, out of memory (a column only when some ran out:
+    a result, shown as such), failed (any other status) and warm-up.
 
     `frame` is the whole runs table, failed and warm-up runs included.
     """
@@ -467,16 +468,18 @@ def runs_table(frame: pd.DataFrame, lang: str = "en") -> str:
     status = frame["status"].fillna("ok").astype(str).str.strip() if "status" in frame \
         else pd.Series("ok", index=frame.index)
     counted = frame.index.isin(usable_runs(frame).index)
+    oom = status == "oom"
     data = pd.DataFrame({"dataset": frame["dataset"].astype(str),
                          "environment": frame["environment"].astype(str),
-                         "ok": counted, "failed": status != "ok",
+                         "ok": counted, "oom": oom, "failed": (status != "ok") & ~oom,
                          "warmup": (status == "ok") & ~counted})
-    columns = [(k, "sum", 0, False) for k in ("ok", "failed", "warmup")]
+    kinds = ("ok", "oom", "failed", "warmup") if oom.any() else ("ok", "failed", "warmup")
+    columns = [(k, "sum", 0, False) for k in kinds]
     rows = _group_cells(data, columns, lang, ordered(data["environment"]),
                         ordered(data["dataset"]))
-    head = [label(k, lang) for k in ("dataset", "environment", "ok", "failed", "warmup")]
-    return Table(label("runs_caption", lang), "tab:runs", "llrrr", [header_row(head)],
-                 rows).render()
+    head = [label(k, lang) for k in ("dataset", "environment", *kinds)]
+    return Table(label("runs_caption", lang), "tab:runs", "ll" + "r" * len(kinds),
+                 [header_row(head)], rows).render()
 
 
 def environments_table(fingerprints: dict[str, dict[str, str]], lang: str = "en") -> str:

@@ -448,3 +448,45 @@ def test_ensure_commands_installs_as_root(monkeypatch) -> None:
     assert sysdeps.ensure_commands({"x": ["pkg"]}) == ["pkg"]
     install = ["install", "-y", "--no-install-recommends", "pkg"]
     assert calls == [install, ["update"], install]
+
+
+@needs_tex
+def test_a_sweep_paper_shows_ratios_per_level_and_oom(tmp_path: Path) -> None:
+    """Two backends x batch size x model, jax out of memory at the largest batch of the
+    lstm: speed-up and memory-ratio figures per parameter, per-level tables with OOM, the
+    interaction test, and runs.csv's OOM runs counted as such."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for model in ("fnn", "lstm"):
+        for batch in (32, 64, 128):
+            for env, speed in (("tensorflow", 1.0), ("jax", 0.8 * batch / 32)):
+                for rep in range(1, 7):
+                    oom = env == "jax" and model == "lstm" and batch == 128
+                    config = f"batch_size={batch},model={model}"
+                    rows.append({
+                        "run_id": f"{env}+shapes+{config}+r{rep:03d}", "study": "sweepy",
+                        "environment": env, "dataset": "shapes", "block": rep,
+                        "repetition": rep, "status": "oom" if oom else "ok",
+                        "train_s": None if oom else 10 / speed * rng.lognormal(0, 0.03),
+                        "peak_rss_mb": 900.0 if oom else 400 + batch + rng.normal(0, 5),
+                        "configuration": config, "batch_size": batch, "model": model})
+    csv = tmp_path / "sweepy" / "runs.csv"
+    csv.parent.mkdir()
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    pdf = build_paper(csv, None, tmp_path / "out")
+    folder = tmp_path / "out" / "sweepy"
+    figures = sorted(p.name for p in (folder / "figures").iterdir())
+    assert figures == ["memory_ratio_0.pdf", "memory_ratio_1.pdf", "speedup_0.pdf",
+                       "speedup_1.pdf"]
+    factors = json.loads((folder / "factors.json").read_text())
+    assert factors["parameters"] == ["batch_size", "model"]
+    text = pdf_text(pdf)
+    assert "Along the sweep" in text and "6 run(s) ran out of memory" in text
+    assert "OOM" in text and "Time ratio a/b against batch_size" in text
+    assert "interaction" in text.lower()
+    assert "shapes, batch_size=128, model=lstm" in text  # a per-level row
+    analysis = json.loads((csv.parent / "analysis.json").read_text())
+    assert {c.get("configuration") for c in analysis["comparisons"]} == {
+        f"batch_size={b},model={m}" for b in (32, 64, 128) for m in ("fnn", "lstm")}
