@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,7 @@ from analysis.results import (
     _items,
     _optional,
 )
-from study.record import configuration_id, parse_configuration
+from study.record import configuration_id, level_text, parse_configuration
 
 #: Why an interaction test has no F (Interaction.reason); the paper words each one.
 TOO_FEW_LEVELS = "too_few_levels"
@@ -402,7 +402,8 @@ def _interaction(cells: _Cells, parameter: str, dataset: str, fixed: str, a: str
 
 def factor_analysis(frame: pd.DataFrame, parameters: Sequence[str] | None = None,
                     environments: Sequence[str] | None = None, metric: str = "train_s",
-                    memory_metric: str | None = None, alpha: float = 0.05, seed: int = 0
+                    memory_metric: str | None = None, alpha: float = 0.05, seed: int = 0,
+                    level_order: Mapping[str, Sequence[Any]] | None = None
                     ) -> FactorAnalysis:
     """The analysis along each sweep parameter of a runs frame holding ALL runs (any status).
 
@@ -412,8 +413,9 @@ def factor_analysis(frame: pd.DataFrame, parameters: Sequence[str] | None = None
     where ok runs recorded it, else peak_rss_mb. For each parameter, the other varying
     parameters are held fixed ("fixed"): one panel of levels per combination of theirs.
     ``seed`` drives the bootstrap, per cell, so an entry does not depend on what else is
-    analysed. No sweep (no configuration column, no parameter with two levels): an empty
-    result, not an error.
+    analysed. ``level_order``: levels in the order to show them (the study file's), for
+    names, which have no order of their own. No sweep (no configuration column, no
+    parameter with two levels): an empty result, not an error.
     """
     if not 0 < alpha < 1:
         raise AnalysisError(f"alpha must be between 0 and 1, got {alpha}")
@@ -451,6 +453,10 @@ def factor_analysis(frame: pd.DataFrame, parameters: Sequence[str] | None = None
     entries: list[LevelRatio] = []
     tests: list[Interaction] = []
     orders = {name: tuple(ordered_levels(values)) for name, values in seen.items()}
+    for name, given in (level_order or {}).items():  # the study file's order of levels
+        if name in orders:
+            listed = [level_text(v) for v in given if level_text(v) in orders[name]]
+            orders[name] = tuple(listed + [v for v in orders[name] if v not in listed])
     rank = {name: {lv: i for i, lv in enumerate(order)} for name, order in orders.items()}
     dataset_of, env_of = runs["dataset"].to_numpy(), runs["environment"].to_numpy()
     dataset_rank = {ds: i for i, ds in enumerate(dict.fromkeys(dataset_of))}

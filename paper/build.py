@@ -233,7 +233,8 @@ def _sweep_context(frame: pd.DataFrame, study: Study | None, envs: list[str], la
         return None
     fa = factor_analysis(frame, parameters=None, environments=envs,
                          alpha=study.analysis.alpha if study else 0.05,
-                         seed=study.seed if study else 0)
+                         seed=study.seed if study else 0,
+                         level_order=study.sweep.parameters if study else None)
     write_text_atomic(folder / "factors.json",
                       json.dumps(fa.to_dict(), indent=2, allow_nan=False) + "\n")
     if fa.empty:

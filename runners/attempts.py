@@ -6,12 +6,24 @@ never overwrites an old try, and the last try becomes the run's record.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from runners.base import Runner
+from runners.base import Runner, utc_now
 from study.plan import RunJob
 from study.store import ResultsStore
+
+
+def bill(record: dict[str, Any], runner: Runner, seconds: float) -> None:
+    """The run's billed time, measured here around the runner's whole run (a session's
+    start and staging included, for the run that opened it), and its cost at the
+    environment's price."""
+    price = runner.env.price
+    record["finished_at"] = utc_now()
+    record["billed_s"] = round(seconds, 4)
+    record["cost"] = round(price.cost(seconds), 6) if price is not None else None
+    record["currency"] = price.currency if price is not None else None
 
 
 def run_with_retries(runner: Runner, job: RunJob, store: ResultsStore, retries: int,
@@ -23,7 +35,9 @@ def run_with_retries(runner: Runner, job: RunJob, store: ResultsStore, retries: 
     """
     first = store.last_attempt(job.run_id) + 1
     for attempt in range(first, first + retries + 1):
+        start = time.perf_counter()
         record = runner.run(job, attempt)
+        bill(record, runner, time.perf_counter() - start)
         retry = record.pop("infrastructure", False) and attempt < first + retries
         if not retry:
             break

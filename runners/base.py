@@ -27,9 +27,12 @@ from study.store import ResultsStore
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    """Milliseconds, so that the records show which runs overlapped in time."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
+#: The machine of every environment whose kernels run here (study.spec.Environment.machine).
+LOCAL_MACHINE = "this-machine"
 TPU_TRIM_MULTIPLE = 128  # TPUs want both sets in multiples of 128, as the Colab tutorial
 
 
@@ -59,6 +62,7 @@ def base_record(study: Study, env: Environment, job: RunJob, attempt: int) -> di
             "seed": job.seed, "warmup": job.warmup, "attempt": attempt, "runner": env.runner,
             "status": "failed", "error": None, "started_at": utc_now(), "wall_s": None,
             "backend": env.backend, "configuration": job.configuration or None,
+            "machine": env.machine,
             **job.parameters,
             "format_version": RECORD_FORMAT_VERSION}
 
@@ -70,6 +74,14 @@ class Runner:
     options: ClassVar[tuple[Option, ...]] = ()
     #: True when the runner's kernel reads the local disk (protocol helpers, folder datasets).
     local_files: ClassVar[bool] = True
+    #: True when the runs compute on this machine (then they share it: see default_machine).
+    runs_here: ClassVar[bool] = True
+
+    @classmethod
+    def default_machine(cls, environment: Environment) -> str:
+        """The machine an environment runs on when the study file does not say: a runner
+        whose kernels run here shares this machine; any other is a machine of its own."""
+        return LOCAL_MACHINE if cls.runs_here else environment.name
 
     @classmethod
     def validate(cls, environment: Environment) -> None:

@@ -43,6 +43,7 @@ class JupyterRunner(LocalRunner):
     """papermill here, the kernel on the study's Jupyter server; the token from token_env."""
 
     local_files = False
+    runs_here = False
     kernel_manager_class = "runners.gateway.StagedGatewayKernelManager"
     options = (
         Option("url", str, required=True,

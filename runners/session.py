@@ -89,6 +89,7 @@ class SessionRunner(Runner):
     """One session per block; each repetition runs in it with the local runner."""
 
     local_files = False
+    runs_here = False
     packages: tuple[str, ...] = ("papermill",)  # installed on the machine before the runs
     margin_s = 300.0  # what a run may take beyond its own timeout (staging, transfers)
 

@@ -34,7 +34,7 @@ from runners.staging import (
 )
 from study.plan import RunJob, plan
 from study.record import FINAL_STATUSES
-from study.spec import Analysis, Dataset, Environment, Study, Sweep
+from study.spec import Analysis, Dataset, Environment, Price, Study, Sweep
 from study.store import ResultsStore
 
 STUDY_FILE = "study.json"
@@ -60,7 +60,9 @@ def study_from_dict(data: dict[str, Any], root: Path) -> Study:
     raw["datasets"] = tuple(
         Dataset(**{**d, "path": root / d["path"] if d["path"] else None,
                    "size": tuple(d["size"]) if d["size"] else None}) for d in raw["datasets"])
-    raw["environments"] = tuple(Environment(**e) for e in raw["environments"])
+    raw["environments"] = tuple(
+        Environment(**{**e, "price": Price(**e["price"]) if e.get("price") else None})
+        for e in raw["environments"])
     raw["analysis"] = Analysis(**{**raw["analysis"],
                                   "metrics": tuple(raw["analysis"]["metrics"])})
     sweep = raw.get("sweep") or {}

@@ -78,6 +78,11 @@ class Fingerprint(TypedDict, total=False):
 
 class Bookkeeping(TypedDict, total=False):
     configuration: str | None  # a sweep's cell (configuration_id); None without a sweep
+    machine: str  # environments of one machine never run at the same time
+    finished_at: str  # UTC, ISO 8601 with milliseconds: with started_at, when it ran
+    billed_s: float  # the controller's time for the run: session start and staging included
+    cost: float | None  # billed_s at the environment's price; None without a price
+    currency: str | None
     warmup: bool
     attempt: int
     runner: str
@@ -96,7 +101,7 @@ def configuration_id(parameters: dict[str, Any]) -> str:
     Sorted, so reordering the sweep table keeps every id (and so resuming works); values
     are checked by study.spec to hold no ',' '=' or '+' (the run id's separator).
     """
-    return ",".join(f"{k}={_level_text(v)}" for k, v in sorted(parameters.items()))
+    return ",".join(f"{k}={level_text(v)}" for k, v in sorted(parameters.items()))
 
 
 def parse_configuration(text: str) -> dict[str, str]:
@@ -107,7 +112,8 @@ def parse_configuration(text: str) -> dict[str, str]:
     return {name: value for name, _, value in pairs}
 
 
-def _level_text(value: Any) -> str:
+def level_text(value: Any) -> str:
+    """A level as the configuration id and runs.csv write it."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value) if isinstance(value, float) else str(value)

@@ -55,6 +55,10 @@ class RunnerPlugin(Protocol):
     def validate(cls, environment: Any) -> None:  # a study.spec.Environment
         ...
 
+    @classmethod
+    def default_machine(cls, environment: Any) -> str:  # the machine it runs on
+        ...
+
 
 _registered: dict[str, Any] = {}  # name -> class, or "module:attribute"
 _loaded: dict[str, Any] = {}

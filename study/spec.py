@@ -11,7 +11,7 @@ import itertools
 import keyword
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,24 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class Price:
+    """What an hour of an environment costs, and where that figure comes from.
+
+    Either a price per hour, or Colab's compute units per hour times a price per unit.
+    """
+
+    per_hour: float
+    currency: str = "USD"
+    source: str = ""  # a dated source: a URL and the date it was read, or "stated by ..."
+    name: str | None = None  # the entry of study/prices.toml, when referred to by name
+    compute_units_per_hour: float | None = None
+    price_per_unit: float | None = None
+
+    def cost(self, seconds: float) -> float:
+        return self.per_hour * seconds / 3600
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     runner: str
@@ -89,6 +107,10 @@ class Environment:
     timeout_s: float | None = None
     options: dict[str, Any] = field(default_factory=dict)  # the runner's own keys
     backend: str = "tensorflow"
+    #: The machine it runs on: environments of one machine never run at the same time;
+    #: different machines run concurrently. Defaults: the runner's (runners.base).
+    machine: str = ""
+    price: Price | None = None
 
     @property
     def accelerator(self) -> str:
@@ -310,7 +332,59 @@ def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Data
 
 #: Keys every environment may have; a runner declares its own beside them.
 ENVIRONMENT_KEYS = ("name", "runner", "env", "gpu", "tpu", "kernel", "parameters", "timeout_s",
-                    "backend")
+                    "backend", "machine", "price", "price_per_hour", "compute_units_per_hour",
+                    "price_per_unit", "currency", "price_source")
+PRICES_FILE = Path(__file__).resolve().parent / "prices.toml"
+
+
+def list_prices() -> dict[str, dict[str, Any]]:
+    """The shipped table of documented list prices (study/prices.toml), by name."""
+    return tomllib.loads(PRICES_FILE.read_text(encoding="utf-8"))
+
+
+def _load_price(path: Path, t: _Table) -> Price | None:
+    """An environment's price: by name from study/prices.toml, or stated with its source."""
+    named = t.get("price", str, None)
+    stated = {k: t.table[k] for k in ("price_per_hour", "compute_units_per_hour",
+                                      "price_per_unit") if k in t.table}
+    if named is not None and stated:
+        raise SpecError(path, t.key(next(iter(stated))),
+                        f"the price is named ({named!r}); state it or name it, not both")
+    if named is not None:
+        prices = list_prices()
+        if named not in prices:
+            raise SpecError(path, t.key("price"), f"no list price named {named!r} in "
+                            f"{PRICES_FILE.name}; it has: {', '.join(prices)}")
+        entry = prices[named]
+        units, unit_price = entry.get("compute_units_per_hour"), entry.get("price_per_unit")
+        per_hour = entry.get("price_per_hour", (units or 0) * (unit_price or 0))
+        return Price(per_hour=float(per_hour), currency=entry.get("currency", "USD"),
+                     source=f"{entry['source']} ({entry['date']})", name=named,
+                     compute_units_per_hour=units, price_per_unit=unit_price)
+    if not stated:
+        for key in ("currency", "price_source"):
+            if key in t.table:
+                raise SpecError(path, t.key(key), "given without a price (price_per_hour, "
+                                "or compute_units_per_hour and price_per_unit, or price)")
+        return None
+    for key in stated:
+        t.positive(key, float, minimum=0)
+    units, unit_price = stated.get("compute_units_per_hour"), stated.get("price_per_unit")
+    if "price_per_hour" in stated and (units is not None or unit_price is not None):
+        raise SpecError(path, t.key("price_per_hour"), "state price_per_hour, or "
+                        "compute_units_per_hour with price_per_unit, not both")
+    if "price_per_hour" not in stated and (units is None or unit_price is None):
+        missing = "price_per_unit" if unit_price is None else "compute_units_per_hour"
+        raise SpecError(path, t.key(missing), "compute units need both "
+                        "compute_units_per_hour and price_per_unit")
+    source = t.get("price_source", str, "")
+    if not source.strip():
+        raise SpecError(path, t.key("price_source"), "say where the price comes from and "
+                        "when (a URL and a date): prices change")
+    per_hour = stated.get("price_per_hour", (units or 0) * (unit_price or 0))
+    return Price(per_hour=float(per_hour), currency=t.get("currency", str, "USD"),
+                 source=source.strip(), compute_units_per_hour=units,
+                 price_per_unit=unit_price)
 
 
 def _unknown_key_message(runner: str, key: str, allowed: tuple[str, ...]) -> str:
@@ -356,10 +430,14 @@ def _load_environment(path: Path, i: int, raw: Any) -> Environment:
     if tpu and backend == "torch":
         raise SpecError(path, t.key("backend"), "Keras's torch backend cannot use a TPU; "
                         "use tensorflow or jax")
+    machine = t.get("machine", str, None)
+    if machine is not None:
+        _check_name(path, t.key("machine"), machine)
     environment = Environment(name=name, runner=runner, env=dict(env), gpu=gpu, tpu=tpu,
                               kernel=t.get("kernel", str, None), parameters=params,
                               timeout_s=t.positive("timeout_s", float, None), options=options,
-                              backend=backend)
+                              backend=backend, price=_load_price(path, t))
+    environment = replace(environment, machine=machine or plugin.default_machine(environment))
     try:
         plugin.validate(environment)
     except OptionError as exc:
