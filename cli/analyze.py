@@ -68,7 +68,7 @@ def with_configurations(frame: Any) -> Any:
     (the pilot's configurations differ in time, so pooling them would inflate the spread)."""
     if "configuration" not in frame.columns:
         return frame
-    config = frame["configuration"].fillna("").astype(str).str.strip()
+    config = frame["configuration"].astype("string").fillna("").str.strip()
     return frame.assign(dataset=frame["dataset"].where(config.eq(""),
                                                        frame["dataset"] + " / " + config))
 

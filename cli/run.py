@@ -106,6 +106,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = ("done" if state == "ok" else state if state in ("pending", "oom") else "failed")
         counts[(job.environment, job.dataset, job.configuration, state)] += 1
     swept = bool(study.sweep.parameters)
+    if not any(s == "oom" for *_, s in counts):  # a column only when something ran out
+        states = ("done", "failed", "pending")
     table = Table(title=f"{escape(study.name)}: {escape(str(store.root))}")
     for col in ("environment", "dataset", *(["configuration"] if swept else []), *states):
         table.add_column(col, justify="right" if col in states else "left")

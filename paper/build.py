@@ -205,7 +205,7 @@ def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
 def swept(frame: pd.DataFrame) -> bool:
     """Whether the runs come from a sweep (a `configuration` column with values)."""
     return "configuration" in frame and bool(
-        frame["configuration"].fillna("").astype(str).str.strip().ne("").any())
+        frame["configuration"].astype("string").fillna("").str.strip().ne("").any())
 
 
 def with_cells(frame: pd.DataFrame) -> pd.DataFrame:
@@ -213,7 +213,8 @@ def with_cells(frame: pd.DataFrame) -> pd.DataFrame:
     tables of runs, quality and memory, which would otherwise pool the configurations."""
     if not swept(frame):
         return frame
-    config = frame["configuration"].fillna("").astype(str).str.strip().str.replace(",", ", ")
+    config = (frame["configuration"].astype("string").fillna("").str.strip()
+              .str.replace(",", ", "))
     cell = frame["dataset"].astype(str).where(config.eq(""),
                                               frame["dataset"].astype(str) + ", " + config)
     return frame.assign(dataset=cell)

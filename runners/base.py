@@ -108,6 +108,10 @@ class Runner:
     def close_block(self) -> None:
         """Called after the block, whatever happened in it."""
 
+    def interrupt(self) -> None:
+        """Stop the run in flight now (Ctrl-C while machines run concurrently): called from
+        another thread; the run returns or raises soon after, and close_block follows."""
+
     @property
     def timeout_s(self) -> float:
         return self.env.timeout_s or self.study.timeout_s

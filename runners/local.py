@@ -86,6 +86,15 @@ class LocalRunner(Runner):
         if limit is not None and limit < 64:
             raise OptionError("memory_limit_mb", f"must be at least 64 (MB), got {limit}")
 
+    _proc: subprocess.Popen[bytes] | None = None  # the run in flight
+    _interrupted = False
+
+    def interrupt(self) -> None:
+        proc = self._proc
+        if proc is not None:
+            self._interrupted = True
+            _kill_tree(proc)
+
     @property
     def memory_limit_mb(self) -> float | None:
         return self.env.options.get("memory_limit_mb")
@@ -176,6 +185,7 @@ class LocalRunner(Runner):
         proc = subprocess.Popen([sys.executable, "-m", "runners.execute", str(work / "job.json"),
                                  str(os.getpid())], env=self.kernel_env(), stdout=log,
                                 stderr=log, start_new_session=True)
+        self._proc = proc
         peak, timed_out, over_limit = 0.0, False, False
         limit = self.memory_limit_mb
         try:
@@ -196,7 +206,11 @@ class LocalRunner(Runner):
             raise
         finally:
             proc.wait()
+            self._proc = None
             log.close()
+        if self._interrupted:  # as Ctrl-C in a sequential study: the run in flight is lost
+            self._interrupted = False
+            raise KeyboardInterrupt
         wall = time.perf_counter() - start
         if over_limit:
             return {"wall_s": round(wall, 4), "status": "oom",

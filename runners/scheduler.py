@@ -1,5 +1,11 @@
 """Executes a study's plan: resumable, interleaved, one record per run, with progress.
 
+Each machine (study.spec.Environment.machine) runs its environments one run at a time, in
+the plan's interleaved order restricted to them; different machines run at the same time,
+one thread each, so a study of a PC, a Colab VM and a lab server takes about as long as its
+slowest machine rather than the sum. Threads only wait here: the runs compute in child
+processes or on the other machines.
+
 Resuming is by construction: a run is done when its record says ok (or oom: running out of
 memory is the configuration's result, not an accident to retry), so running the same study
 again runs only what is missing (or failed) and never duplicates a run.
@@ -8,6 +14,7 @@ again runs only what is missing (or failed) and never duplicates a run.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,12 +73,15 @@ def _describe(record: dict[str, Any]) -> str:
 
 
 class Executor:
-    """Runs jobs block by block, opening each runner's block before its first run there."""
+    """Runs jobs block by block, opening each runner's block before its first run there;
+    machine by machine, the machines at the same time."""
 
     def __init__(self, study: Study, store: ResultsStore, console: Console):
         self.study, self.store, self.console = study, store, console
         self.runners: dict[str, Runner] = {e.name: make_runner(study, e, store)
                                            for e in study.environments}
+        self.machine_of = {e.name: e.machine for e in study.environments}
+        self.stopping = threading.Event()  # set on Ctrl-C: every machine stops
 
     def check(self) -> None:
         for runner in self.runners.values():
@@ -90,6 +100,8 @@ class Executor:
         current_block: int | None = None
         try:
             for job in jobs:
+                if self.stopping.is_set():
+                    break
                 if job.block != current_block:
                     self._close(opened)
                     current_block = job.block
@@ -97,7 +109,9 @@ class Executor:
                 if runner not in opened:
                     runner.open_block(job.block)
                     opened.append(runner)
-                progress.update(task, description=job.run_id)
+                progress.update(task, description=job.run_id if len(
+                    set(self.machine_of.values())) == 1 else f"{self.machine_of[job.environment]}: "
+                    f"{job.run_id}")
                 record = self.run_one(runner, job)
                 progress.console.print(_describe(record))
                 progress.advance(task)
@@ -110,6 +124,49 @@ class Executor:
     def _close(opened: list[Runner]) -> None:
         while opened:
             opened.pop().close_block()
+
+    def run_machines(self, jobs: list[RunJob], progress: Progress,
+                     tasks: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each machine's jobs in plan order, the machines concurrently (one thread each).
+
+        One machine: in this thread, exactly as a sequential study. Ctrl-C stops every
+        machine: the runs in flight are interrupted and each machine closes its block
+        (stopping its sessions) before the interrupt goes on.
+        """
+        by_machine: dict[str, list[RunJob]] = {}
+        for job in jobs:
+            by_machine.setdefault(self.machine_of[job.environment], []).append(job)
+        if len(by_machine) <= 1:
+            [(machine, mine)] = by_machine.items() or [("", [])]
+            return self.run(mine, progress, tasks.get(machine, next(iter(tasks.values()))))
+        done: dict[str, list[dict[str, Any]]] = {}
+        errors: list[BaseException] = []
+
+        def work(machine: str, mine: list[RunJob]) -> None:
+            try:
+                done[machine] = self.run(mine, progress, tasks[machine])
+            except BaseException as exc:  # re-raised in the main thread
+                errors.append(exc)
+                self.stopping.set()
+
+        threads = [threading.Thread(target=work, args=item, name=f"machine {item[0]}",
+                                    daemon=True) for item in by_machine.items()]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.5)
+        except BaseException:
+            self.stopping.set()
+            for runner in self.runners.values():
+                runner.interrupt()
+            for thread in threads:
+                thread.join(timeout=60)
+            raise
+        if errors:
+            raise errors[0]
+        return [r for machine in by_machine for r in done.get(machine, [])]
 
 
 def run_study(study: Study, output: Path | None = None, repetitions: int | None = None,
@@ -140,9 +197,13 @@ def run_study(study: Study, output: Path | None = None, repetitions: int | None 
         console.print(f"{result.skipped} of {len(jobs)} runs already done in "
                       f"{escape(str(store.root))}; "
                       f"running the {len(pending)} missing")
+    machines = list(dict.fromkeys(e.machine for e in study.environments))
     with _progress(console) as progress:
-        task = progress.add_task(study.name, total=len(pending))
-        result.executed += executor.run(pending, progress, task)
+        tasks = {m: progress.add_task(
+            study.name if len(machines) == 1 else m,
+            total=sum(executor.machine_of[j.environment] == m for j in pending))
+            for m in machines}
+        result.executed += executor.run_machines(pending, progress, tasks)
         block = study.planned_repetitions
         while auto:
             assert stop_rule is not None
@@ -152,8 +213,10 @@ def run_study(study: Study, output: Path | None = None, repetitions: int | None 
             block += 1
             extra = [j for j in block_jobs(study, block)
                      if statuses.get(j.run_id) not in FINAL_STATUSES]
-            progress.update(task, total=(progress.tasks[0].total or 0) + len(extra))
-            result.executed += executor.run(extra, progress, task)
+            for machine, task in tasks.items():
+                added = sum(executor.machine_of[j.environment] == machine for j in extra)
+                progress.update(task, total=(progress.tasks[task].total or 0) + added)
+            result.executed += executor.run_machines(extra, progress, tasks)
     if result.stopping:
         manifest["stopping"] = result.stopping
         console.print(f"stopped after {result.stopping['repetitions']} repetitions: "

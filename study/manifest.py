@@ -6,6 +6,7 @@ mixed under one study name.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -40,6 +41,15 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def machines(study: Study) -> dict[str, list[str]]:
+    """The environments of each machine, in the study file's order: environments of one
+    machine ran one at a time, different machines at the same time."""
+    out: dict[str, list[str]] = {}
+    for env in study.environments:
+        out.setdefault(env.machine, []).append(env.name)
+    return out
+
+
 def build_manifest(study: Study) -> dict[str, Any]:
     """Toolkit version, git commit, hashes of the notebook and the study file, the design."""
     commit = _git("rev-parse", "HEAD")
@@ -53,8 +63,12 @@ def build_manifest(study: Study) -> dict[str, Any]:
         "repetitions": study.repetitions, "warmup": study.warmup,
         "environments": [{"name": e.name, "runner": e.runner, "accelerator": e.accelerator,
                           "env": e.env, "parameters": e.parameters, "gpu": e.gpu, "tpu": e.tpu,
-                          "options": dict(e.options)}
+                          "options": dict(e.options), "backend": e.backend,
+                          "machine": e.machine,
+                          "price": dataclasses.asdict(e.price) if e.price else None}
                          for e in study.environments],
+        "machines": machines(study),
+        "sweep": {k: list(v) for k, v in study.sweep.parameters.items()} or None,
         "datasets": [d.protocol_config() for d in study.datasets],
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,9 @@ class ResultsStore:
         self.manifest_path = self.root / "manifest.json"
         self._rows: dict[str, dict[str, Any]] | None = None  # runs.csv, in memory
         self._header: list[str] = []
+        # Machines run concurrently (runners.scheduler), each in its own thread: one writer
+        # at a time keeps runs.csv and the attempts free of lost updates.
+        self._lock = threading.RLock()
 
     def prepare(self) -> None:
         """Create the folders and prove they are writable before the first run, not after."""
@@ -80,6 +84,10 @@ class ResultsStore:
 
     def write_record(self, record: dict[str, Any]) -> None:
         """Keep the newest attempt under records/ and any earlier one under attempts/."""
+        with self._lock:
+            self._write_record(record)
+
+    def _write_record(self, record: dict[str, Any]) -> None:
         current = self.record_path(record["run_id"])
         if current.exists():
             old = json.loads(current.read_text(encoding="utf-8"))
@@ -91,8 +99,9 @@ class ResultsStore:
 
     def write_attempt(self, record: dict[str, Any]) -> None:
         """A failed try that will be retried: kept for the record, never counted as a run."""
-        write_json_atomic(self.attempts_dir / f"{record['run_id']}.{record['attempt']}.json",
-                          record)
+        with self._lock:
+            write_json_atomic(
+                self.attempts_dir / f"{record['run_id']}.{record['attempt']}.json", record)
 
     def last_attempt(self, run_id: str) -> int:
         """The attempt number of the newest try of a run, 0 if it never ran."""
@@ -132,8 +141,9 @@ class ResultsStore:
 
     def write_csv(self) -> Path:
         """Rebuild runs.csv from the records on disk (atomically); later records update it."""
-        self._rows = {r["run_id"]: _row(r) for r in self.records()}
-        self._rewrite_csv()
+        with self._lock:
+            self._rows = {r["run_id"]: _row(r) for r in self.records()}
+            self._rewrite_csv()
         return self.csv_path
 
     def _update_csv(self, record: dict[str, Any]) -> None:
@@ -167,7 +177,8 @@ class ResultsStore:
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_json_atomic(self.manifest_path, manifest)
+        with self._lock:
+            write_json_atomic(self.manifest_path, manifest)
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:

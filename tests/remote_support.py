@@ -8,6 +8,7 @@ therefore have been staged by the runner under test.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -92,7 +93,20 @@ class Gateway:
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A real `jupyter kernelgateway` on 127.0.0.1 with a token, whose kernels see no repo."""
-    root = tmp_path_factory.mktemp("gateway")
+    with start_gateway(tmp_path_factory.mktemp("gateway")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def second_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """Another gateway, a second remote machine, with a token of its own."""
+    with start_gateway(tmp_path_factory.mktemp("gateway2")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_gateway(root: Path) -> Iterator[Gateway]:
+    """Start a gateway in `root`, wait until it answers, stop it and its kernels after."""
     remote_dir, cwd = root / "remote", root / "cwd"
     cwd.mkdir()
     spec_dir = root / "share" / "kernels" / "python3"
