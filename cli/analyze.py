@@ -134,7 +134,38 @@ def cmd_plan(args: argparse.Namespace) -> int:
         console.print(f"repetitions needed: [bold]{max(needed)}[/] per environment and dataset "
                       "(the largest over datasets, pairs and both tests; Mann-Whitney's "
                       "applies when the times are not normal)")
+        for line in plan_cost(study, frame, max(needed)):
+            console.print(line)
     return 0
+
+
+def plan_cost(study: Any, pilot: Any, repetitions: int) -> list[str]:
+    """What the recommended repetitions will cost, per priced environment and in all: the
+    pilot's median billed time per run (its wall time for older records) at the price."""
+    from rich.markup import escape
+
+    cells = len(study.datasets) * len(study.configurations)
+    lines, totals = [], {}
+    for env in study.environments:
+        if env.price is None:
+            continue
+        runs = pilot[pilot["environment"] == env.name]
+        column = next((c for c in ("billed_s", "wall_s") if c in runs and
+                       runs[c].notna().any()), None)
+        if column is None:
+            continue
+        per_run = env.price.cost(float(runs[column].median()))
+        total = per_run * repetitions * cells
+        totals[env.price.currency] = totals.get(env.price.currency, 0.0) + total
+        lines.append(f"  {escape(env.name)}: {repetitions * cells} runs x {per_run:.4f} "
+                     f"{env.price.currency} = [bold]{total:.2f} {env.price.currency}[/] "
+                     f"(at {env.price.per_hour:g} {env.price.currency}/h, "
+                     f"{escape(env.price.source)})")
+    if not lines:
+        return []
+    spent = " + ".join(f"{v:.2f} {k}" for k, v in totals.items())
+    return ["cost of those repetitions (prices change; see each source):", *lines,
+            f"  in all: [bold]{spent}[/]"]
 
 
 def _n(value: int | None) -> str:

@@ -202,6 +202,30 @@ def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
     return sections
 
 
+def _price_sources(study: Study | None, manifest: dict[str, Any]) -> dict[str, str]:
+    """Each priced environment's source, from the study file or, without it, the manifest."""
+    if study is not None:
+        return {e.name: e.price.source for e in study.environments if e.price is not None}
+    return {str(e.get("name")): str((e.get("price") or {}).get("source", ""))
+            for e in manifest.get("environments", []) if e.get("price")}
+
+
+def _machines_text(study: Study | None, manifest: dict[str, Any], lang: str) -> str:
+    """Which environments ran at the same time: those of different machines."""
+    if study is not None:
+        groups: dict[str, list[str]] = {}
+        for env in study.environments:
+            groups.setdefault(env.machine, []).append(env.name)
+    else:
+        groups = manifest.get("machines") or {}
+    if not groups:
+        return ""
+    if len(groups) == 1:
+        return label("machines_one", lang)
+    listed = "; ".join(f"{escape(m)}: {join_names(envs, lang)}" for m, envs in groups.items())
+    return label("machines_many", lang, n=len(groups), list=listed)
+
+
 def swept(frame: pd.DataFrame) -> bool:
     """Whether the runs come from a sweep (a `configuration` column with values)."""
     return "configuration" in frame and bool(
@@ -368,10 +392,12 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
             "decisions": table("decisions", T.decisions_table(analysis, lang, alpha)),
             "kruskal": table("kruskal", T.kruskal_table(analysis, lang)),
             "calibration": table("calibration", T.calibration_table(calibration, lang)),
+            "cost": table("cost", T.cost_table(frame, lang, _price_sources(study, manifest))),
         },
         "figures": made,
         "sections": sections,
         "sweep": sweep,
+        "machines": Markup(_machines_text(study, manifest, lang)),
         "n_comparisons": len(analysis.comparisons),
         "n_significant": sum(c.significant for c in analysis.comparisons),
         "warnings": warnings,

@@ -457,6 +457,45 @@ def resources_table(frame: pd.DataFrame, lang: str = "en") -> str:
                  [header_row(head)], rows).render()
 
 
+def cost_table(frame: pd.DataFrame, lang: str = "en",
+               sources: dict[str, str] | None = None) -> str:
+    """Per environment: price per hour, runs, billed time and training time per run, cost
+    per run (medians) and in all; the prices' sources below. Empty when nothing has a cost.
+
+    `frame` is every run (failed ones were billed too); the time per run is the median
+    train_s of the ok ones, beside the cost per run so the two can be read together.
+    """
+    if "cost" not in frame or "environment" not in frame:
+        return ""
+    cost = pd.to_numeric(frame["cost"], errors="coerce")
+    if not cost.notna().any():
+        return ""
+    billed = pd.to_numeric(frame.get("billed_s"), errors="coerce")
+    train = pd.to_numeric(frame.get("train_s"), errors="coerce") \
+        if "train_s" in frame else pd.Series(float("nan"), index=frame.index)
+    ok = frame.index.isin(usable_runs(frame).index)
+    currency = frame["currency"].astype("string").fillna("") if "currency" in frame \
+        else pd.Series("", index=frame.index)
+    rows = []
+    for env in ordered(frame["environment"]):
+        here = (frame["environment"].astype(str) == env) & cost.notna()
+        if not here.any():
+            continue
+        unit = escape(str(currency[here].iloc[0]))
+        per_hour = (cost[here] / billed[here] * 3600).median()
+        rows.append([escape(env), f"{fmt_num(per_hour, 2, lang)} {unit}", fmt_int(int(here.sum())),
+                     fmt_num(billed[here].median(), 1, lang),
+                     fmt_num(train[here & ok].median(), 2, lang),
+                     f"{fmt_num(cost[here].median(), 4, lang)} {unit}",
+                     f"{fmt_num(cost[here].sum(), 2, lang)} {unit}"])
+    head = [label(k, lang) for k in ("environment", "price_per_hour", "runs", "billed_per_run",
+                                     "train_per_run", "cost_per_run", "cost_total")]
+    notes = [label("cost_note", lang)]
+    notes += [f"{escape(env)}: {escape(src)}" for env, src in (sources or {}).items() if src]
+    return Table(label("cost_caption", lang), "tab:cost", "lrrrrrr",
+                 [header_row([stacked(h, 12) for h in head])], rows, notes).render()
+
+
 def runs_table(frame: pd.DataFrame, lang: str = "en") -> str:
     """Runs per dataset and environment: ok, out of memory (a column only when some ran out:
     a result, shown as such), failed (any other status) and warm-up.

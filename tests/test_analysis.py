@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -587,3 +588,23 @@ def test_stats_floor_env_tests_the_floors_pyproject_declares() -> None:
     assert set(floors) == {"scipy", "numpy", "pandas", "statsmodels"} == set(pins)
     for name, floor in floors.items():
         assert (pins[name] + ".").startswith(floor + "."), (name, floor, pins[name])
+
+
+def test_cli_plan_says_what_the_repetitions_will_cost(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "pilot.toml"
+    spec.write_text('[study]\nname = "pilot"\nrepetitions = 5\nseed = 7\n'
+                    '[protocol]\nnotebook = "protocols/cnn_train.ipynb"\n'
+                    '[[datasets]]\nname = "a"\nsource = "shapes"\n'
+                    '[[datasets]]\nname = "b"\nsource = "shapes"\n'
+                    '[[environments]]\nname = "pc"\nprice = "own-machine"\n'
+                    '[[environments]]\nname = "colab"\nprice_per_hour = 3.6\n'
+                    'price_source = "invoice, 2026-11-01"\n')
+    frame = make_runs(n=8)
+    pilot = write(frame.assign(billed_s=10.0), tmp_path / "pilot.csv")
+    assert run_cli(["plan", str(spec), "--pilot", str(pilot), "--effect", "5%"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    needed = int(re.search(r"repetitions needed: (\d+)", printed).group(1))
+    # 2 datasets x needed runs, 10 s each at 3.6 per hour = 0.01 per run
+    assert f"colab: {2 * needed} runs x 0.0100 USD = {2 * needed * 0.01:.2f} USD" in printed
+    assert "pc: " in printed and "invoice, 2026-11-01" in printed

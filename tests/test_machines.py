@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from remote_support import (  # noqa: F401 - pytest fixtures
     toml_value,
 )
 
+from paper.build import _machines_text, build_paper
 from runners.base import LOCAL_MACHINE
+from study import sysdeps
 from study.spec import SpecError, list_prices, load_study
 
 TOKEN_A, TOKEN_B = "CLOUDBENCH_TEST_MACHINE_A_TOKEN", "CLOUDBENCH_TEST_MACHINE_B_TOKEN"
@@ -125,6 +128,26 @@ def test_a_price_gives_each_run_its_cost(tmp_path: Path, quick_protocol) -> None
     assert recs["rented"]["cost"] == pytest.approx(recs["rented"]["billed_s"] / 1000, rel=1e-3)
     assert recs["rented"]["currency"] == "EUR" and recs["pc"]["cost"] == 0
     assert recs["free"]["cost"] is None
+    sysdeps.ensure_commands(sysdeps.GROUPS["tex"])
+    pdf = build_paper(tmp_path / "out" / "runs.csv", study, tmp_path / "paper")
+    text = " ".join(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True,
+                                   text=True, check=True).stdout.split())
+    assert "Cost per environment" in text and "invoice of 2026-11-01" in text
+    assert "All environments ran on one machine" in text
+
+
+def test_the_paper_says_which_environments_ran_at_the_same_time(tmp_path: Path,
+                                                                  quick_protocol,
+                                                                  gateway: Gateway  # noqa: F811
+                                                                  ) -> None:
+    spec = study_file(tmp_path / "m.toml", quick_protocol, [
+        {"name": "pc"}, {"name": "pc-2"}, {"name": "lab", "runner": "jupyter",
+                                          "url": gateway.url}])
+    text = _machines_text(load_study(spec), {}, "en")
+    assert text.startswith("The environments ran on 2 machines at the same time")
+    assert "this-machine: pc and pc-2" in text and "lab: lab" in text
+    assert _machines_text(None, {"machines": {"a": ["x"], "b": ["y"]}}, "es").startswith(
+        "Los entornos se ejecutaron en 2 máquinas")
 
 
 @pytest.mark.parametrize(("env", "key", "message"), [
