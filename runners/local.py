@@ -89,11 +89,16 @@ class LocalRunner(Runner):
     _proc: subprocess.Popen[bytes] | None = None  # the run in flight
     _interrupted = False
 
+    _inprocess: Any = None  # runners.inprocess.InProcessRun in flight
+
     def interrupt(self) -> None:
-        proc = self._proc
-        if proc is not None:
+        proc, here = self._proc, self._inprocess
+        if proc is not None or here is not None:
             self._interrupted = True
+        if proc is not None:
             _kill_tree(proc)
+        if here is not None:
+            here.kill(grace_s=0)
 
     @property
     def memory_limit_mb(self) -> float | None:
@@ -120,6 +125,7 @@ class LocalRunner(Runner):
             return self.study.notebook
         nb = json.loads(self.study.notebook.read_text(encoding="utf-8"))
         nb["cells"].append({"cell_type": "code", "execution_count": None, "outputs": [],
+                            "id": "cloudbench-fingerprint",
                             "metadata": {"tags": [phases.FINGERPRINT_TAG]},
                             "source": phases.fingerprint_cell_source()})
         copy = work / self.study.notebook.name
@@ -173,10 +179,60 @@ class LocalRunner(Runner):
         return phases.record(json.loads(executed.read_text(encoding="utf-8")))
 
     def _execute(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        """Run the child, sample memory, enforce the timeout.
+        """Execute the notebook, sample the kernel's memory, enforce the timeout and the
+        memory ceiling. Returns the record's status fields and the sampled peak (MB).
 
-        Returns the record's status fields and the kernel tree's sampled peak (MB).
+        A local kernel runs from this process (runners.inprocess: papermill imported once
+        per study); a kernel on a server goes through a child process (runners.execute),
+        whose gateway settings are its own environment's.
         """
+        if self.kernel_manager_class is None:
+            return self._execute_here(work, record)
+        return self._execute_child(work, record)
+
+    def _execute_here(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        from runners import inprocess
+
+        inprocess.prepare()
+        job = json.loads((work / "job.json").read_text(encoding="utf-8"))
+        oom_before = _oom_kills()
+        start = time.perf_counter()
+        run = inprocess.InProcessRun(job, self.kernel_env(), work,
+                                     self.store.log_path(record["run_id"]))
+        peak, timed_out, over_limit = 0.0, False, False
+        limit = self.memory_limit_mb
+        self._inprocess = run
+        try:
+            while run.alive(SAMPLE_INTERVAL_S):
+                peak = max(peak, inprocess.tree_rss_mb(run.kernel()))
+                if time.perf_counter() - start > self.timeout_s:
+                    timed_out = True
+                    break
+                if limit is not None and peak > limit:
+                    over_limit = True
+                    break
+        except BaseException:
+            run.kill()  # Ctrl-C or a kill of the study: leave no kernel behind
+            raise
+        finally:
+            self._inprocess = None
+        if timed_out or over_limit or self._interrupted:
+            run.kill()
+        wall = round(time.perf_counter() - start, 4)
+        if self._interrupted:
+            self._interrupted = False
+            raise KeyboardInterrupt
+        if over_limit:
+            return self._over_limit(wall, peak, limit), peak
+        return self._outcome(run.report(), record, None, timed_out, oom_before, wall), peak
+
+    def _over_limit(self, wall_s: float, peak: float, limit: float | None) -> dict[str, Any]:
+        return {"wall_s": wall_s, "status": "oom",
+                "error": f"out of memory: the kernel reached {peak:.0f} MB, over the "
+                         f"environment's memory_limit_mb of {limit:g}"}
+
+    def _execute_child(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """Run papermill in a child process; sample the kernel's memory there."""
         log = open(self.store.log_path(record["run_id"]), "ab")  # noqa: SIM115
         oom_before = _oom_kills()
         start = time.perf_counter()
@@ -211,28 +267,28 @@ class LocalRunner(Runner):
         if self._interrupted:  # as Ctrl-C in a sequential study: the run in flight is lost
             self._interrupted = False
             raise KeyboardInterrupt
-        wall = time.perf_counter() - start
+        wall = round(time.perf_counter() - start, 4)
         if over_limit:
-            return {"wall_s": round(wall, 4), "status": "oom",
-                    "error": f"out of memory: the kernel reached {peak:.0f} MB, over the "
-                             f"environment's memory_limit_mb of {limit:g}"}, peak
-        return self._outcome(work, record, proc.returncode, timed_out, oom_before,
-                             round(wall, 4)), peak
+            return self._over_limit(wall, peak, limit), peak
+        report_path = work / "report.json"
+        report = (json.loads(report_path.read_text(encoding="utf-8"))
+                  if report_path.exists() else None)
+        return self._outcome(report, record, proc.returncode, timed_out, oom_before, wall), peak
 
-    def _outcome(self, work: Path, record: dict[str, Any], returncode: int, timed_out: bool,
-                 oom_before: int | None, wall_s: float) -> dict[str, Any]:
+    def _outcome(self, report: dict[str, Any] | None, record: dict[str, Any],
+                 returncode: int | None, timed_out: bool, oom_before: int | None,
+                 wall_s: float) -> dict[str, Any]:
         """Classify the run: ok, failed (infrastructure or not), timeout or oom."""
         fields: dict[str, Any] = {"wall_s": wall_s}
         if timed_out:
             return fields | {"status": "timeout",
                              "error": f"the run exceeded its timeout of {self.timeout_s:g} s"}
-        report_path = work / "report.json"
-        if not report_path.exists():
+        if report is None:
             log_path = self.store.log_path(record["run_id"])
+            how = (f"the papermill process exited with code {returncode}"
+                   if returncode is not None else "papermill did not come back")
             return fields | {"status": "failed", "infrastructure": True,
-                             "error": f"the papermill process exited with code "
-                                      f"{returncode} without a report; see {log_path}"}
-        report = json.loads(report_path.read_text(encoding="utf-8"))
+                             "error": f"{how} without a report; see {log_path}"}
         if report["ok"]:
             return fields | {"status": "ok", "error": None}
         error = f"{report.get('ename')}: {report.get('evalue')}".strip()
