@@ -1,18 +1,27 @@
 """From a runs table to the analysis of DESIGN.md: every metric, dataset and pair.
 
 ``load_runs`` reads any CSV with the columns environment, dataset, an optional status and
-numeric metrics (timings gathered by other means too); ``analyze`` runs the procedure of
-the reference study on it: Shapiro-Wilk per group, then Student's t (or Welch's when
-Levene rejects equal variances) if both groups look normal, Mann-Whitney otherwise, with
-Holm's correction across the datasets of a metric and pair. The result is an
-:class:`analysis.results.Analysis`; its ``to_dict()`` is the analysis JSON.
+numeric metrics (timings gathered by other means too); ``analyze`` runs a procedure on it,
+with Holm's correction across the datasets of a metric and pair:
+
+- ``procedure="spss"`` (the default), the reference study's: Shapiro-Wilk per group, then
+  Student's t (or Welch's when Levene rejects equal variances) if both groups look normal,
+  Mann-Whitney otherwise;
+- ``procedure="robust"``: Welch's t on log values for every comparison (Welch's t on the
+  values where one is not positive), the one test that kept its type-I error best across
+  the simulated scenarios (analysis.simulation, docs/statistics.md) at little cost in power.
+
+With an equivalence margin each comparison also carries a TOST and its four-way conclusion
+(analysis.equivalence). The result is an :class:`analysis.results.Analysis`; its
+``to_dict()`` is the analysis JSON.
 
 Extra keys beyond DESIGN.md, in each comparison: ``p_method`` ("exact", "asymptotic" or
 "t"), ``median_ratio`` {estimate, ci_low, ci_high} (a / b, percentile bootstrap),
 ``outliers`` {env: {modified_z, tukey[, run_ids]}}, ``warnings``, ``alternative`` and
 ``alpha``; the t-tests also carry ``mean_difference``, ``ci_low``, ``ci_high`` and the
-Hodges-Lehmann shift its ``method``. At the top level, ``kruskal_wallis`` when there are
-more than two environments. The JSON carries ``"format": "cloudbench-analysis"`` and
+Hodges-Lehmann shift its ``method``; ``welch_log_t`` under the robust procedure and
+``equivalence`` with a margin. At the top level, ``procedure``, and ``kruskal_wallis`` when
+there are more than two environments. The JSON carries ``"format": "cloudbench-analysis"`` and
 ``"format_version"`` (analysis.results).
 """
 
@@ -28,8 +37,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis import equivalence as E
 from analysis import stats as S
 from analysis.results import (
+    PROCEDURES,
     Analysis,
     Comparison,
     Descriptives,
@@ -40,6 +51,7 @@ from analysis.results import (
     Outliers,
     ShapiroWilk,
     StudentT,
+    WelchLogT,
     WelchT,
 )
 
@@ -210,6 +222,8 @@ class _Context:
     alternative: str
     alpha: float
     seed: int
+    procedure: str
+    margin: float | None
     indices: dict[tuple[Stratum, str], np.ndarray]  # (stratum, env) -> positions, input order
     rank_in_order: np.ndarray  # position -> place in run order
     run_ids: np.ndarray | None
@@ -264,7 +278,14 @@ def _test_used(normal: bool, levene: Levene | None, alpha: float) -> str:
     return "welch_t" if levene and levene.p is not None and levene.p < alpha else "student_t"
 
 
-def _test_p(test: MannWhitney | StudentT | WelchT) -> tuple[float | None, str | None]:
+def _robust_test(welch_log: WelchLogT) -> str:
+    """The robust procedure's test: Welch's t on log values, or on the values themselves
+    where the logs cannot be taken (a value not positive)."""
+    return "welch_log_t" if welch_log.p is not None else "welch_t"
+
+
+def _test_p(test: MannWhitney | StudentT | WelchT | WelchLogT
+            ) -> tuple[float | None, str | None]:
     """The p of the test used and how it was obtained: Mann-Whitney's exact p where it
     exists (no ties, N < 50, as R's default), else its asymptotic one."""
     if isinstance(test, MannWhitney):
@@ -274,20 +295,52 @@ def _test_p(test: MannWhitney | StudentT | WelchT) -> tuple[float | None, str | 
     return test.p, None if test.p is None else "t"
 
 
-TESTS = {"mann_whitney": S.mann_whitney, "student_t": S.student_t, "welch_t": S.welch_t}
+TESTS = {"mann_whitney": S.mann_whitney, "student_t": S.student_t, "welch_t": S.welch_t,
+         "welch_log_t": S.welch_log_t}
+
+
+def check_procedure(procedure: str) -> str:
+    if procedure not in PROCEDURES:
+        raise AnalysisError(f"procedure must be one of {', '.join(PROCEDURES)}, "
+                            f"got {procedure!r}")
+    return procedure
 
 
 def decide(a: S.Values, b: S.Values, alternative: str = "two-sided",
-           alpha: float = 0.05) -> tuple[str, float | None]:
+           alpha: float = 0.05, procedure: str = "spss") -> tuple[str, float | None]:
     """The procedure's test and p for two samples, without the rest of the report.
 
     The same choice as :func:`analyze`, computing only what it needs, for callers that run
     it many times (the A/A calibration's random splits).
     """
     x, y = S.clean(a), S.clean(b)
+    if check_procedure(procedure) == "robust":
+        welch_log = S.welch_log_t(x, y, alternative)
+        used = _robust_test(welch_log)
+        return used, _test_p(welch_log if used == "welch_log_t"
+                             else S.welch_t(x, y, alternative))[0]
     normal = _normal((S.shapiro_wilk(x), S.shapiro_wilk(y)), alpha)
     used = _test_used(normal, S.levene(x, y) if normal else None, alpha)
     return used, _test_p(TESTS[used](x, y, alternative))[0]
+
+
+def _lower(c: Comparison) -> bool | None:
+    """Whether a is lower than b by the test used's own estimate: the medians for a rank
+    test, the means for a t-test, the ratio of geometric means on the log scale."""
+    if c.test_used == "welch_log_t":
+        ratio = c.welch_log_t.ratio if c.welch_log_t else None
+        return None if ratio is None or ratio == 1 else ratio < 1
+    da, db = c.descriptives[c.a], c.descriptives[c.b]
+    ca, cb = (da.median, db.median) if c.test_used == "mann_whitney" else (da.mean, db.mean)
+    return None if ca is None or cb is None or ca == cb else ca < cb
+
+
+def lower(c: Comparison) -> bool | None:
+    """Which way a significant comparison goes: True where a is lower than b. A one-sided
+    H1 says it; a two-sided one goes by the test's estimate (:func:`_lower`)."""
+    if c.alternative != "two-sided":
+        return c.alternative == "less"
+    return _lower(c)
 
 
 def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
@@ -301,11 +354,25 @@ def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
              "student_t": S.student_t(x, y, ctx.alternative),
              "welch_t": S.welch_t(x, y, ctx.alternative)}
     levene = S.levene(x, y)
-    used = _test_used(_normal((ga.shapiro, gb.shapiro), ctx.alpha), levene, ctx.alpha)
-    p, method = _test_p(tests[used])
+    welch_log = None
     warnings = ga.warnings + gb.warnings
+    if ctx.procedure == "robust":
+        welch_log = tests["welch_log_t"] = S.welch_log_t(x, y, ctx.alternative)
+        used = _robust_test(welch_log)
+        if used != "welch_log_t" and x.size >= 2 and y.size >= 2:
+            warnings.append(f"{metric}, {_where(stratum)}, {a} vs {b}: values not all "
+                            "positive, so Welch's t on the values instead of their logs")
+    else:
+        used = _test_used(_normal((ga.shapiro, gb.shapiro), ctx.alpha), levene, ctx.alpha)
+    p, method = _test_p(tests[used])
     if p is None:
         warnings.append(f"{metric}, {_where(stratum)}, {a} vs {b}: no test could be computed")
+    equivalence = None
+    if ctx.margin is not None:
+        equivalence = E.tost_log(x, y, ctx.margin, ctx.alpha)
+        if equivalence.p is None and x.size >= 2 and y.size >= 2:
+            warnings.append(f"{metric}, {_where(stratum)}, {a} vs {b}: no equivalence test "
+                            "(it needs positive values with some spread)")
     return Comparison(
         metric=metric, dataset=dataset, a=a, b=b, n_a=int(x.size), n_b=int(y.size),
         descriptives={a: ga.descriptives, b: gb.descriptives},
@@ -320,7 +387,7 @@ def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
         median_ratio=S.ratio_from_draws(ga.median, gb.median, ga.draws, gb.draws),
         outliers={a: ga.outliers, b: gb.outliers},
         warnings=tuple(warnings), alternative=ctx.alternative, alpha=ctx.alpha,
-        configuration=configuration)
+        configuration=configuration, welch_log_t=welch_log, equivalence=equivalence)
 
 
 def _first_seen(values: Iterable[Any]) -> list[Any]:
@@ -335,9 +402,15 @@ def _configurations(frame: pd.DataFrame) -> list[str | None]:
             else str(v).strip() for v in frame["configuration"]]
 
 
+def timing(metric: str) -> bool:
+    """Whether a metric is a time (its column ends in _s), where lower means faster."""
+    return metric.endswith("_s")
+
+
 def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
             alternative: str = "two-sided", alpha: float = 0.05, seed: int = 0,
-            environments: Sequence[str] | None = None) -> Analysis:
+            environments: Sequence[str] | None = None, procedure: str = "spss",
+            equivalence: float | None = None) -> Analysis:
     """The analysis (DESIGN.md) of a runs frame; ``to_dict()`` is its JSON, strictly
     serialisable (no NaN).
 
@@ -346,10 +419,18 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     by metric, dataset (and sweep configuration), pair. ``p_holm`` adjusts over the datasets
     and configurations of one metric and pair (a sweep's levels are one family);
     ``significant`` is p_holm < alpha. ``seed`` drives the bootstrap of the median ratio.
+    ``procedure``: "spss" or "robust" (the module's docstring); ``equivalence``: a relative
+    margin (0.05: +-5 %) for the TOST and the four-way conclusion of each comparison.
     """
     S.check_alternative(alternative)
     if not 0 < alpha < 1:
         raise AnalysisError(f"alpha must be between 0 and 1, got {alpha}")
+    check_procedure(procedure)
+    if equivalence is not None:
+        try:
+            equivalence = E.check_margin(equivalence)
+        except ValueError as exc:
+            raise AnalysisError(str(exc)) from None
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise AnalysisError(f"runs: missing column {missing[0]!r}")
@@ -369,7 +450,7 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     order = _run_order(frame)
     rank_in_order = np.empty(len(frame), dtype=np.int64)
     rank_in_order[order] = np.arange(len(frame))
-    ctx = _Context(alternative, alpha, seed, indices, rank_in_order,
+    ctx = _Context(alternative, alpha, seed, procedure, equivalence, indices, rank_in_order,
                    frame["run_id"].astype(str).to_numpy() if "run_id" in frame else None)
     pairs = list(itertools.combinations(envs, 2))
     comparisons: list[Comparison] = []
@@ -393,5 +474,9 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
         for i, p_holm in zip(members, adjusted, strict=True):
             comparisons[i] = replace(comparisons[i], p_holm=p_holm,
                                      significant=p_holm is not None and p_holm < alpha)
-    return Analysis(comparisons=tuple(comparisons),
+    for i, c in enumerate(comparisons):
+        if c.equivalence is not None:
+            comparisons[i] = replace(c, equivalence=E.conclude(
+                c.equivalence, c.significant, lower(c), timing(c.metric)))
+    return Analysis(procedure=procedure, comparisons=tuple(comparisons),
                     kruskal_wallis=tuple(kruskal) if len(envs) > 2 else None)

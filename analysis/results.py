@@ -10,7 +10,9 @@ strings, lists and ``None`` (never NaN). :meth:`Analysis.to_dict` adds ``"format
 JSON back and refuses another format or version with a message that says so.
 
 Version history of the JSON: 1 is the unversioned layout of earlier toolkits; 2 (this one)
-is the same layout with ``format`` and ``format_version`` at the top.
+is the same layout with ``format`` and ``format_version`` at the top. Within version 2,
+later keys are optional on reading: ``procedure`` at the top ("spss" when absent), and per
+comparison ``welch_log_t`` (the robust procedure's test) and ``equivalence`` (with a margin).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ FORMAT = "cloudbench-analysis"
 FORMAT_VERSION = 2
 
 T = TypeVar("T", bound="Result")
-TESTS = ("mann_whitney", "student_t", "welch_t")
+TESTS = ("mann_whitney", "student_t", "welch_t", "welch_log_t", "brunner_munzel")
+PROCEDURES = ("spss", "robust")
+CONCLUSIONS = ("faster", "slower", "lower", "higher", "equivalent", "inconclusive")
 P_METHODS = ("exact", "asymptotic", "t")
 
 
@@ -280,6 +284,57 @@ class WelchT(Result):
 
 
 @dataclass(frozen=True, kw_only=True)
+class WelchLogT(Result):
+    """Welch's t on log values: the ratio of geometric means a / b with its two-sided
+    interval (95 % in a comparison), the robust procedure's test."""
+
+    t: float | None = None
+    df: float | None = None
+    p: float | None = None
+    ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrunnerMunzel(Result):
+    """Brunner-Munzel's rank test (t approximation): statistic (positive when b tends to be
+    larger), df, p and the relative effect P(a < b) + P(a = b) / 2."""
+
+    statistic: float | None = None
+    df: float | None = None
+    p: float | None = None
+    estimate: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Equivalence(Result):
+    """Two one-sided tests (TOST) of the ratio of geometric means a / b against the margin:
+    equivalent when both reject at alpha, i.e. when the (1 - 2 alpha) interval (90 % at
+    alpha .05) lies within [1 - margin, 1 + margin]; and the comparison's conclusion."""
+
+    margin: float
+    method: str  # "welch_log_t": Welch's t on log values
+    ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    conf_level: float | None = None
+    df: float | None = None
+    t_lower: float | None = None
+    t_upper: float | None = None
+    p_lower: float | None = None
+    p_upper: float | None = None
+    p: float | None = None
+    equivalent: bool = False
+    #: "faster" | "slower" (a timing metric), "lower" | "higher" (another metric) where the
+    #: difference test is significant; else "equivalent" or "inconclusive".
+    conclusion: str = "inconclusive"
+
+    _readers = {"margin": _REAL, "method": _one_of(("welch_log_t",)), "equivalent": _BOOL,
+                "conclusion": _one_of(CONCLUSIONS)}
+
+
+@dataclass(frozen=True, kw_only=True)
 class MedianRatio(Result):
     """The ratio of medians a / b with its percentile bootstrap 95 % interval."""
 
@@ -329,7 +384,7 @@ class Comparison(Result):
     levene: Levene
     student_t: StudentT
     welch_t: WelchT
-    test_used: str  # "mann_whitney" | "student_t" | "welch_t"
+    test_used: str  # "mann_whitney" | "student_t" | "welch_t" | "welch_log_t"
     p: float | None
     p_holm: float | None
     significant: bool
@@ -342,8 +397,12 @@ class Comparison(Result):
     #: The sweep's cell (the runs' `configuration` column); None without a sweep, and then
     #: left out of the JSON. Holm's family spans every dataset and configuration.
     configuration: str | None = None
+    #: Welch's t on log values: the robust procedure's test; left out under SPSS's.
+    welch_log_t: WelchLogT | None = None
+    #: TOST against the study's margin and the four-way conclusion; left out without one.
+    equivalence: Equivalence | None = None
 
-    _omitted = frozenset({"configuration"})
+    _omitted = frozenset({"configuration", "welch_log_t", "equivalence"})
     _readers = {
         "metric": _STR, "dataset": _STR, "a": _STR, "b": _STR, "n_a": _INT, "n_b": _INT,
         "descriptives": _per_env(Descriptives), "shapiro": _per_env(ShapiroWilk),
@@ -359,12 +418,15 @@ class Comparison(Result):
         "outliers": _per_env(Outliers), "warnings": _NAMES,
         "alternative": _one_of(("two-sided", "less", "greater")),
         "alpha": _REAL, "configuration": _optional(_STR),
+        "welch_log_t": _optional(lambda v, w: WelchLogT.from_dict(v, w)),
+        "equivalence": _optional(lambda v, w: Equivalence.from_dict(v, w)),
     }
 
     @property
-    def test(self) -> MannWhitney | StudentT | WelchT:
+    def test(self) -> MannWhitney | StudentT | WelchT | WelchLogT:
         """The result of the test the procedure used."""
-        return getattr(self, self.test_used)
+        test = getattr(self, self.test_used)
+        return test if test is not None else WelchLogT()
 
 
 # --------------------------------------------------------------------------- the whole analysis
@@ -382,10 +444,14 @@ class Analysis(Result):
     format: ClassVar[str] = FORMAT
     format_version: ClassVar[int] = FORMAT_VERSION
 
+    #: "spss" (Shapiro-Wilk, Levene, then Student's or Welch's t, else Mann-Whitney) or
+    #: "robust" (Welch's t on log values for every comparison); "spss" when absent (a JSON
+    #: written before the key existed).
+    procedure: str = "spss"
     comparisons: tuple[Comparison, ...] = ()
     kruskal_wallis: tuple[KruskalWallis, ...] | None = None
 
-    _readers = {"comparisons": _read_list(Comparison),
+    _readers = {"procedure": _one_of(PROCEDURES), "comparisons": _read_list(Comparison),
                 "kruskal_wallis": _optional(_read_list(KruskalWallis))}
     _omitted = frozenset({"kruskal_wallis"})
 
@@ -417,6 +483,7 @@ class Analysis(Result):
                    and version < FORMAT_VERSION else " (a newer toolkit wrote it)"
                    if isinstance(version, int) else ""))
         body = {k: v for k, v in data.items() if k not in ("format", "format_version")}
+        body.setdefault("procedure", "spss")
         return super().from_dict(body, where)
 
     # ---- convenience for readers of the analysis (the report, the summary)

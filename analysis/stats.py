@@ -32,6 +32,7 @@ from scipy import stats as sps
 from scipy.special import ndtr, stdtr
 
 from analysis.results import (
+    BrunnerMunzel,
     Descriptives,
     HodgesLehmann,
     KruskalWallis,
@@ -42,6 +43,7 @@ from analysis.results import (
     Ranks,
     ShapiroWilk,
     StudentT,
+    WelchLogT,
     WelchT,
 )
 
@@ -553,6 +555,84 @@ def welch_t(a: Values, b: Values, alternative: str = "two-sided") -> WelchT:
     if x.size < 2 or y.size < 2:
         return WelchT()
     return WelchT(**_t_test(x, y, False, alternative))
+
+
+def positive(x: Values) -> bool:
+    """Whether every value can be logged (times, memory): tests on log scale need it."""
+    v = clean(x)
+    return bool(v.size) and bool(np.all(v > 0))
+
+
+def welch_log_t(a: Values, b: Values, alternative: str = "two-sided",
+                conf_level: float = 0.95) -> WelchLogT:
+    """Welch's t on log values: a test of the ratio of geometric means a / b, which is the
+    ratio of medians where the log times are symmetric, and its two-sided interval.
+
+    A speed-up is a ratio, and timing noise grows with the time, so on the log scale a
+    constant speed-up is a constant shift with spreads that differ less; Welch's df keep it
+    honest when they still differ (a noisy cloud). None where a value is not positive.
+    """
+    check_alternative(alternative)
+    x, y = clean(a), clean(b)
+    if x.size < 2 or y.size < 2 or not (positive(x) and positive(y)):
+        return WelchLogT()
+    lx, ly = np.log(x), np.log(y)
+    out = _t_test(lx, ly, False, alternative)
+    if not out:
+        return WelchLogT()
+    with _quiet():
+        res = sps.ttest_ind(lx, ly, equal_var=False)
+        ci = res.confidence_interval(conf_level)
+    return WelchLogT(t=out["t"], df=out["df"], p=out["p"],
+                     ratio=num(math.exp(out["mean_difference"])),
+                     ci_low=num(np.exp(ci.low)), ci_high=num(np.exp(ci.high)))
+
+
+def separation_p(n_a: int, n_b: int, alternative: str = "two-sided",
+                 a_below: bool = True) -> float:
+    """The p of a complete separation (every a below every b, or above), where
+    Brunner-Munzel's variance estimate is 0 and its statistic infinite: the exact
+    probability of so extreme a split under exchangeability, 1 / C(N, n_a) per tail
+    (Mann-Whitney's exact p for U = 0). One-sided against the separation's direction: 1."""
+    check_alternative(alternative)
+    tail = 1 / math.comb(n_a + n_b, n_a)
+    if alternative == "two-sided":
+        return min(1.0, 2 * tail)
+    return tail if (alternative == "less") == a_below else 1.0
+
+
+def brunner_munzel(a: Values, b: Values, alternative: str = "two-sided") -> BrunnerMunzel:
+    """Brunner-Munzel's test of P(a < b) + P(a = b) / 2 = 1/2 (scipy's t approximation, as
+    R's lawstat and brunnermunzel packages): a rank test that, unlike Mann-Whitney's, does
+    not assume the two spreads equal.
+
+    ``statistic`` is positive when b tends to be larger; ``estimate`` is the relative effect
+    P(a < b) + P(a = b) / 2. "less" is H1: a tends to be smaller than b. With a complete
+    separation the statistic is infinite and p is :func:`separation_p`; with every value
+    tied nothing is computable.
+    """
+    check_alternative(alternative)
+    x, y = clean(a), clean(b)
+    nx, ny = x.size, y.size
+    if nx < 2 or ny < 2:
+        return BrunnerMunzel()
+    ranks = sps.rankdata(np.concatenate((x, y)))
+    estimate = float((ranks[nx:].mean() - (ny + 1) / 2) / nx)
+    with _quiet():
+        res = sps.brunnermunzel(x, y, alternative=alternative)
+    statistic, p = float(res.statistic), float(res.pvalue)
+    df = None
+    if math.isfinite(statistic):
+        ux = ranks[:nx] - sps.rankdata(x)
+        uy = ranks[nx:] - sps.rankdata(y)
+        vx = nx * float(np.var(ux, ddof=1))
+        vy = ny * float(np.var(uy, ddof=1))
+        df = num((vx + vy) ** 2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1)))
+    elif estimate in (0.0, 1.0):  # complete separation
+        p = separation_p(nx, ny, alternative, a_below=estimate == 1.0)
+    else:
+        return BrunnerMunzel(estimate=estimate)
+    return BrunnerMunzel(statistic=num(statistic), df=df, p=num(p), estimate=estimate)
 
 
 def kruskal_wallis(groups: Sequence[Values]) -> KruskalWallis:

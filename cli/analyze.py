@@ -1,7 +1,10 @@
 """`study analyze` and `study plan`: registered into the study command by :func:`register`.
 
     study analyze RUNS.csv [--json OUT] [--metric M]... [--alternative ...] [--alpha A]
+                           [--procedure spss|robust] [--equivalence 0.05]
     study plan SPEC --pilot RUNS.csv --effect 5% [--metric train_s] [--alpha A] [--power 0.8]
+                    [--equivalence 0.05]
+    study simulate [--replicates N] [--jobs J] [--json OUT] [--markdown OUT]
 
 Errors in the input (a missing or malformed CSV, an unknown metric, a bad study file) print
 one line to stderr and return 2, so scripts can tell them from a crash. ``python -m
@@ -23,6 +26,7 @@ EXIT_INPUT = 2
 # analysis.stats.ALTERNATIVES, spelled out so that registering the subcommands does not
 # import scipy.stats (half a second) into every `study` command (a test keeps them equal)
 ALTERNATIVES = ("two-sided", "less", "greater")
+PROCEDURES = ("spss", "robust")  # analysis.results.PROCEDURES, likewise
 
 
 def _fail(message: object) -> int:
@@ -43,6 +47,20 @@ def _alpha(text: str) -> float:
     return value
 
 
+def _margin(text: str) -> float:
+    """An equivalence margin: 5% or 0.05 (+-5 %)."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a relative margin such as 0.05 or 5%, "
+                                         f"got {text}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"the margin must be between 0 and 1 (0.05 is "
+                                         f"+-5 %), got {text}")
+    return value
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Analyse a runs CSV, print the summary, write the JSON when asked."""
     from analysis.compare import AnalysisError, analyze, load_runs
@@ -52,7 +70,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         frame = load_runs(args.runs, args.metric)
         order = [e.strip() for e in args.order.split(",")] if args.order else None
         result = analyze(frame, args.metric, alternative=args.alternative, alpha=args.alpha,
-                         environments=order)
+                         environments=order, procedure=args.procedure,
+                         equivalence=args.equivalence)
         if args.json is not None:
             _write_json(args.json, result.to_dict())
     except (AnalysisError, OSError) as exc:
@@ -168,6 +187,45 @@ def plan_cost(study: Any, pilot: Any, repetitions: int) -> list[str]:
             f"  in all: [bold]{spent}[/]"]
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """The error rates and power of the procedures by simulation (analysis.simulation)."""
+    import time
+
+    from analysis import simulation as M
+
+    cells = M.scenarios(sizes=((5, 5), (24, 10)), effects=(0.0, 0.1)) if args.quick else None
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 20 == 0:
+            print(f"  {done}/{total} scenarios, {time.perf_counter() - start:.0f} s",
+                  file=sys.stderr, flush=True)
+
+    data = M.simulate(cells, replicates=args.replicates, seed=args.seed,
+                      n_perm=args.permutations, jobs=args.jobs, progress=progress)
+    data["settings"]["seconds"] = round(time.perf_counter() - start, 1)
+    try:
+        if args.json is not None:
+            _write_json(args.json, data)
+        if args.markdown is not None:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(args.markdown, M.markdown_tables(data))
+    except OSError as exc:
+        return _fail(exc)
+    for line in M.summary(data):
+        print(line)
+    print(f"{len(data['scenarios'])} scenarios x {args.replicates} replicates in "
+          f"{data['settings']['seconds']} s")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -187,6 +245,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--order", metavar="ENV,ENV,...",
                    help="the environments' order, so a is the first of each pair (default: "
                         "as they first appear in the CSV)")
+    p.add_argument("--procedure", choices=PROCEDURES, default="spss",
+                   help="spss: Shapiro-Wilk, then t-test or Mann-Whitney (default); robust: "
+                        "Welch's t on log values for every comparison")
+    p.add_argument("--equivalence", type=_margin, default=None, metavar="MARGIN",
+                   help="a relative margin (0.05 or 5%%) for two one-sided tests of "
+                        "equivalence; each comparison then concludes faster, slower, "
+                        "equivalent or inconclusive")
     p.set_defaults(func=cmd_analyze)
 
     p = subparsers.add_parser("plan", help="repetitions needed, from a pilot",
@@ -201,6 +266,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--power", type=_alpha, default=0.8)
     p.add_argument("--json", type=Path, metavar="OUT", help="write the plan as JSON here")
     p.set_defaults(func=cmd_plan)
+
+    p = subparsers.add_parser("simulate", help="error rates and power of the procedures",
+                              description="Type-I error and power of SPSS's procedure and of "
+                                          "single tests, by simulation (docs/statistics.md).")
+    p.add_argument("--replicates", type=_positive_int, default=12_000,
+                   help="per scenario (default 12000: every rate's standard error < 0.005)")
+    p.add_argument("--permutations", type=_positive_int, default=999,
+                   help="relabellings of the permutation test of medians (default 999)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="processes (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
+    p.add_argument("--markdown", type=Path, metavar="OUT", help="write the tables here")
+    p.add_argument("--quick", action="store_true",
+                   help="a few scenarios only, to check the machinery")
+    p.set_defaults(func=cmd_simulate)
 
 
 def main(argv: list[str] | None = None) -> int:

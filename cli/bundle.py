@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from cli.kfp import register_export as register_export_kfp
 from cli.run import repetitions_arg
 from study.spec import load_study
 
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--repetitions", type=repetitions_arg, metavar="N",
                    help="repetitions per dataset (overrides the study file)")
     p.set_defaults(func=cmd_export_colab)
+    register_export_kfp(targets)
 
     p = subparsers.add_parser("import", help="check an archive of runs made elsewhere, merge it")
     p.add_argument("archive", type=Path)

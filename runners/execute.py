@@ -31,7 +31,10 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
             job["input"], job["output"], parameters=job["parameters"],
             kernel_name=job.get("kernel", "python3"), cwd=job.get("cwd"),
             progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-            start_timeout=job.get("start_timeout", 120), **extra)
+            start_timeout=job.get("start_timeout", 120),
+            # The record and the notebook are written when the last cell ends: a kernel
+            # that loaded TensorFlow takes a second to exit politely, for nothing.
+            shutdown_kernel="immediate", **extra)
     except PapermillExecutionError as exc:
         return {"ok": False, "kind": "cell", "ename": exc.ename, "evalue": exc.evalue,
                 "cell": exc.exec_count, "cell_index": exc.cell_index}

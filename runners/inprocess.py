@@ -63,6 +63,9 @@ class RunKernelManager(AsyncKernelManager):
         kw["env"] = {**self.run_env, "CLOUDBENCH_PARENT_PID": str(os.getpid())}
         if self.run_cwd:
             kw["cwd"] = self.run_cwd
+            # In the run's folder, not /tmp: it holds the kernel's key, and the folder goes
+            # with the run (or, after a kill, when the study starts again).
+            self.connection_file = os.path.join(self.run_cwd, "kernel-connection.json")
         log: IO[bytes] | None = open(self.run_log, "ab") if self.run_log else None  # noqa: SIM115
         if log is not None:
             kw["stdout"] = kw["stderr"] = log

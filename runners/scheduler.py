@@ -59,7 +59,10 @@ class StudyResult:
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), console=console, transient=False)
+                    TimeRemainingColumn(), console=console, transient=False,
+                    # Once a second, not rich's ten: nothing in this process should compete
+                    # with the run being timed for the CPU.
+                    refresh_per_second=1)
 
 
 def _describe(record: dict[str, Any]) -> str:
@@ -182,12 +185,12 @@ def run_study(study: Study, output: Path | None = None, repetitions: int | None 
     if auto and stop_rule is None:
         raise ValueError(f"{study.path}: repetitions = \"auto\" needs a stopping rule")
     store = ResultsStore(output or default_results_dir(study.name))
+    executor = Executor(study, store, console)
+    executor.check()  # a missing client or token is refused before anything is written
     store.prepare()
     manifest = check_manifest(store, study)
     store.write_manifest(manifest)
     store.write_csv()  # mends a table a killed study left behind
-    executor = Executor(study, store, console)
-    executor.check()
 
     statuses = store.statuses()
     jobs = plan(study, repetitions)

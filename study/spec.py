@@ -148,12 +148,21 @@ class Sweep:
         return out
 
 
+#: The analysis' procedures (analysis.results.PROCEDURES): SPSS's, or the robust one.
+PROCEDURES = ("spss", "robust")
+
+
 @dataclass(frozen=True)
 class Analysis:
     #: The metrics to analyse; empty: the protocol's default (paper.build.default_metrics).
     metrics: tuple[str, ...] = ()
     alpha: float = 0.05
     language: str = "en"
+    #: "spss": Shapiro-Wilk, Levene, Student's or Welch's t, else Mann-Whitney; "robust":
+    #: Welch's t on log values for every comparison (docs/statistics.md).
+    procedure: str = "spss"
+    #: A relative equivalence margin (0.05: +-5 %) for the TOST; None: no equivalence test.
+    equivalence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -570,13 +579,18 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
                                 f"it defines: {', '.join(sorted(known))}")
     sweep = _load_sweep(path, top.get("sweep", dict, {}), known, parameters, environments)
 
-    a = _Table(path, "analysis", top.get("analysis", dict, {}), ("metrics", "alpha", "language"))
+    a = _Table(path, "analysis", top.get("analysis", dict, {}),
+               ("metrics", "alpha", "language", "procedure", "equivalence"))
     metrics = a.get("metrics", list, None)
     if metrics is not None and (not metrics or not all(isinstance(m, str) for m in metrics)):
         raise SpecError(path, "analysis.metrics", "expected a non-empty list of column names")
     alpha = a.get("alpha", float, 0.05)
     if not 0 < alpha < 1:
         raise SpecError(path, "analysis.alpha", f"must be between 0 and 1, got {alpha}")
+    margin = a.get("equivalence", (int, float), None)
+    if margin is not None and not 0 < margin < 1:
+        raise SpecError(path, "analysis.equivalence", "a relative margin between 0 and 1 "
+                        f"(0.05 is +-5 %), got {margin}")
 
     return Study(
         path=path.resolve(), name=name, repetitions=repetitions, seed=s.get("seed", int, 200),
@@ -585,7 +599,9 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         notebook=notebook, parameters=parameters, datasets=datasets, environments=environments,
         sweep=sweep,
         analysis=Analysis(metrics=tuple(metrics or ()), alpha=alpha,
-                          language=a.get("language", str, "en", choices=LANGUAGES)),
+                          language=a.get("language", str, "en", choices=LANGUAGES),
+                          procedure=a.get("procedure", str, "spss", choices=PROCEDURES),
+                          equivalence=None if margin is None else float(margin)),
         kernel=s.get("kernel", str, "python3"),
         timeout_s=s.positive("timeout_s", float, 1800.0),
         retries=s.positive("retries", int, 1, minimum=0),

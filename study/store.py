@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -24,6 +25,8 @@ from study.record import COLUMNS, STATUSES
 
 __all__ = ["COLUMNS", "STATUSES", "ResultsStore", "StoreError", "default_results_dir"]
 MIN_FREE_MB = 50
+#: A temporary name of data.atomic: "." + the target's name + "." + mkstemp's 8 characters.
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,10 +71,23 @@ class ResultsStore:
         except OSError as exc:
             raise StoreError(f"results folder {self.root} is not writable: {exc.strerror or exc}"
                              ) from exc
+        self._remove_leftovers()
         free_mb = shutil.disk_usage(self.root).free / 2**20
         if free_mb < MIN_FREE_MB:
             raise StoreError(f"results folder {self.root} has only {free_mb:.0f} MB free; "
                              f"at least {MIN_FREE_MB} MB are needed for records and notebooks")
+
+    def _remove_leftovers(self) -> None:
+        """What a killed study leaves behind: temporary files of writes it did not finish
+        (data.atomic's `.NAME.XXXXXXXX` names, never read) and the working folders of the
+        runs in flight (their kernel connection files included, which hold a key)."""
+        for folder in (self.root, self.records_dir, self.attempts_dir, self.notebooks_dir):
+            for path in folder.glob(".*"):
+                if path.is_file() and _TEMP_NAME.match(path.name):
+                    path.unlink(missing_ok=True)
+        for path in self.work_dir.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
 
     def record_path(self, run_id: str) -> Path:
         return self.records_dir / f"{run_id}.json"

@@ -91,3 +91,23 @@ def test_the_protocol_writes_the_schema_names() -> None:
                   "train_nowarm_s", "eval_s", "total_s", "test_loss", "test_accuracy",
                   "n_train", "n_test", "peak_rss_mb", "peak_gpu_mb"):
         assert f'"{field}"' in source and field in COLUMNS
+
+
+def test_a_study_start_removes_what_a_killed_study_left(tmp_path: Path) -> None:
+    """Temporary files of unfinished atomic writes and the runs' working folders (with
+    their kernel connection files) go; records and their look-alikes stay."""
+    store = ResultsStore(tmp_path / "r")
+    store.prepare()
+    stale = [store.records_dir / ".pc+shapes+r001.json.k2j4_x9a.json",
+             store.root / ".runs.csv.ab12cd34.csv", store.notebooks_dir / ".n.ipynb.zz9y8x7w.ipynb"]
+    for path in stale:
+        path.write_text("half")
+    work = store.work_dir / "pc+shapes+r001.1"
+    work.mkdir()
+    (work / "kernel-connection.json").write_text('{"key": "secret"}')
+    kept = [store.records_dir / "pc+shapes+r001.json", store.root / ".hidden-by-user"]
+    for path in kept:
+        path.write_text("{}")
+    store.prepare()
+    assert not any(p.exists() for p in stale) and not work.exists()
+    assert all(p.exists() for p in kept)

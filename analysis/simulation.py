@@ -1,0 +1,503 @@
+"""Operating characteristics of the test procedures, measured by simulation (`study simulate`).
+
+A test chosen by a pre-test (Shapiro-Wilk, then Levene, then Student's or Welch's t, else
+Mann-Whitney: SPSS's procedure, the reference study's) does not keep its nominal error rate
+in every case. This module measures, for the scenarios timing data show, how often each
+procedure rejects H0 when it is true (type-I error) and when the environments differ
+(power), beside the single tests a robust procedure could use instead.
+
+Scenarios (:func:`scenarios`): a shape of the noise, two group sizes, a variance ratio
+and an effect. Run times are ``m * noise`` with m = 1 (every test here is scale-free); the
+noise of group a has a spread s = ``SPREAD`` = 0.08 (about the coefficient of variation of
+the reference study's times) and group b's is ``sqrt(variance_ratio)`` times wider, so b is
+the noisier environment (the cloud); ``effect`` multiplies b's times (0.10: b is 10 %
+slower). The shapes:
+
+- ``normal``: ``1 + s Z`` (redrawn where not positive, which at these spreads does not
+  happen in practice);
+- ``lognormal``: ``exp(s Z)``;
+- ``heavy``: ``exp(s T3 / sqrt(3))``, Student's t with 3 degrees of freedom on the log
+  scale (sd s): a heavy tail on both sides;
+- ``outliers``: ``exp(s Z + log(1.5) B)``, B ~ Bernoulli(0.1): one run in ten is 1.5 times
+  slower (a background job), alike in both environments, which differ only in the spread
+  of their ordinary noise.
+
+H0 is "neither environment tends to be faster": in every null scenario the difference of
+the two noises is symmetric (on the raw scale for ``normal``, on the log scale for the
+others), so P(a < b) = 1/2 exactly, Brunner-Munzel's null. It is also the same median
+(except with slow outliers, where the noisier group's median is 1.8 % higher at variance
+ratio 9), the same geometric mean (except with normal noise, where the noisier group's is
+up to 2.8 % lower) and, with normal noise only, the same mean (a log-normal or heavy-tailed
+group's mean grows with its spread). A test of another parameter can therefore reject more
+often than alpha in some scenarios because its own null is false there; the tables of
+docs/statistics.md say where.
+
+The methods (:data:`METHODS`), all two-sided: ``spss`` (the procedure, at the same alpha
+for its pre-tests), ``student_t``, ``welch_t``, ``mann_whitney`` (exact p below 50 runs,
+as the analysis), ``welch_log_t`` (Welch's t on log times), ``brunner_munzel`` (its t
+approximation), ``brunner_munzel_perm`` (its studentized permutation test, Neubert and
+Brunner 2007) and ``median_permutation`` (a permutation test of the ratio of medians,
+``n_permutations`` random relabellings per sample). Each is vectorised over replicates;
+the permutation test of medians draws a fresh set of relabellings for every block of
+``PERMUTATION_BLOCK`` replicates (a relabelling of sorted positions gives the permuted
+medians' positions whatever the data, so a set serves a whole block at the cost of a
+gather), and the studentized permutation distribution, which without ties does not depend
+on the data, is computed once per pair of sizes.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import math
+import os
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+from scipy.special import stdtr
+
+from analysis import stats as S
+
+SHAPES = ("normal", "lognormal", "heavy", "outliers")
+#: (n_a, n_b): balanced from 5 to 30 runs, and unequal in both directions (b is the noisier
+#: group, so (10, 24) has the larger spread in the larger group and (24, 10) in the smaller).
+SIZES = ((5, 5), (10, 10), (15, 15), (20, 20), (24, 24), (30, 30),
+         (10, 24), (24, 10), (8, 20), (20, 8))
+VARIANCE_RATIOS = (1.0, 3.0, 9.0)
+EFFECTS = (0.0, 0.10, 0.20)
+ALPHAS = (0.01, 0.05, 0.10)
+METHODS = ("spss", "student_t", "welch_t", "mann_whitney", "welch_log_t", "brunner_munzel",
+           "brunner_munzel_perm", "median_permutation")
+METHOD_NAMES = {"spss": "SPSS procedure", "student_t": "Student's t", "welch_t": "Welch's t",
+                "mann_whitney": "Mann-Whitney", "welch_log_t": "Welch's t on log times",
+                "brunner_munzel": "Brunner-Munzel",
+                "brunner_munzel_perm": "Brunner-Munzel, permutation",
+                "median_permutation": "permutation, ratio of medians"}
+SPREAD = 0.08
+OUTLIER_SHARE = 0.10
+OUTLIER_FACTOR = 1.5
+DEFAULT_REPLICATES = 12_000  # the largest standard error of a rate, at 0.5, is 0.0046
+DEFAULT_PERMUTATIONS = 999
+PERMUTATION_BLOCK = 250
+#: Relabellings behind the studentized permutation distribution of Brunner-Munzel's
+#: statistic: all of them up to this many, else this many at random.
+BM_RELABELLINGS = 200_000
+BLOCK = 2000
+FORMAT = "cloudbench-simulation"
+FORMAT_VERSION = 1
+#: The shipped results, which the paper reads (nearest scenario).
+SHIPPED = Path(__file__).resolve().parent / "simulated_rates.json"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One cell of the simulation: noise shape, group sizes, var(b) / var(a), effect."""
+
+    shape: str
+    n_a: int
+    n_b: int
+    variance_ratio: float
+    effect: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return (f"{self.shape}:{self.n_a}x{self.n_b}:r{self.variance_ratio:g}:"
+                f"e{self.effect:g}")
+
+
+def scenarios(shapes: Sequence[str] = SHAPES, sizes: Sequence[tuple[int, int]] = SIZES,
+              ratios: Sequence[float] = VARIANCE_RATIOS,
+              effects: Sequence[float] = EFFECTS) -> list[Scenario]:
+    """Every combination, in a fixed order (the order of the tables)."""
+    return [Scenario(shape, n_a, n_b, float(r), float(e)) for e in effects for shape in shapes
+            for n_a, n_b in sizes for r in ratios]
+
+
+# --------------------------------------------------------------------------- the noise
+
+
+def draw(shape: str, spread: float, size: tuple[int, int], rng: np.random.Generator
+         ) -> np.ndarray:
+    """Run times with median 1 and the given spread (see the module's docstring)."""
+    if shape == "normal":
+        values = 1 + spread * rng.standard_normal(size)
+        bad = values <= 0
+        while bad.any():
+            values[bad] = 1 + spread * rng.standard_normal(int(bad.sum()))
+            bad = values <= 0
+        return values
+    if shape == "lognormal":
+        return np.exp(spread * rng.standard_normal(size))
+    if shape == "heavy":
+        return np.exp(spread * rng.standard_t(3, size) / math.sqrt(3))
+    if shape == "outliers":
+        slow = rng.random(size) < OUTLIER_SHARE
+        return np.exp(spread * rng.standard_normal(size) + math.log(OUTLIER_FACTOR) * slow)
+    raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
+
+
+# --------------------------------------------------------------------------- the tests, vectorised
+
+
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return x.mean(axis=1), x.var(axis=1, ddof=1)
+
+
+def _two_sided_t(t: np.ndarray, df: np.ndarray | float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return 2 * stdtr(df, -np.abs(t))
+
+
+def student_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Student's t (pooled variance), one p per row."""
+    na, nb = x.shape[1], y.shape[1]
+    (mx, vx), (my, vy) = _moments(x), _moments(y)
+    pooled = ((na - 1) * vx + (nb - 1) * vy) / (na + nb - 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (mx - my) / np.sqrt(pooled * (1 / na + 1 / nb))
+    return _two_sided_t(t, na + nb - 2)
+
+
+def welch_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Welch's t with Welch-Satterthwaite df, one p per row."""
+    na, nb = x.shape[1], y.shape[1]
+    (mx, vx), (my, vy) = _moments(x), _moments(y)
+    ex, ey = vx / na, vy / nb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (mx - my) / np.sqrt(ex + ey)
+        df = (ex + ey) ** 2 / (ex**2 / (na - 1) + ey**2 / (nb - 1))
+    return _two_sided_t(t, df)
+
+
+def levene_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Levene's test centred on the mean: with two groups its F is Student's t squared on
+    the absolute deviations from each group's mean."""
+    return student_p(np.abs(x - x.mean(axis=1, keepdims=True)),
+                     np.abs(y - y.mean(axis=1, keepdims=True)))
+
+
+def shapiro_p(x: np.ndarray) -> np.ndarray:
+    """Shapiro-Wilk's p per row (scipy's, as the analysis)."""
+    return np.asarray(sps.shapiro(x, axis=1).pvalue, dtype=float)
+
+
+def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mann-Whitney's p as the analysis takes it: exact below 50 runs (no ties here), else
+    asymptotic without continuity correction."""
+    exact = x.shape[1] + y.shape[1] < S.EXACT_LIMIT
+    res = sps.mannwhitneyu(x, y, axis=1, method="exact" if exact else "asymptotic",
+                           use_continuity=False)
+    return np.asarray(res.pvalue, dtype=float)
+
+
+def brunner_munzel_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Brunner-Munzel's p per row (scipy's t approximation); a complete separation, where
+    its variance is 0, gets the toolkit's p (analysis.stats.brunner_munzel)."""
+    with S._quiet():
+        p = np.asarray(sps.brunnermunzel(x, y, axis=1).pvalue, dtype=float)
+    bad = ~np.isfinite(p)
+    if bad.any():
+        p[bad] = S.separation_p(x.shape[1], y.shape[1])
+    return p
+
+
+def brunner_munzel_statistic(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """Brunner-Munzel's statistic per row from the pooled (mid-)ranks of each group's
+    members, in Brunner and Munzel's (2000) form: the placements R - R_internal give each
+    group's variance S_i^2, and W = (mean R_b - mean R_a) / sqrt(N (S_a^2 / (n_a n_b^2)
+    + S_b^2 / (n_b n_a^2)))."""
+    na, nb = ra.shape[1], rb.shape[1]
+    sa = (ra - sps.rankdata(ra, axis=1)).var(axis=1, ddof=1)
+    sb = (rb - sps.rankdata(rb, axis=1)).var(axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.sqrt((na + nb) * (sa / (na * nb**2) + sb / (nb * na**2)))
+        return (rb.mean(axis=1) - ra.mean(axis=1)) / se
+
+
+@functools.lru_cache(maxsize=64)
+def _bm_null(n_a: int, n_b: int, limit: int = BM_RELABELLINGS) -> tuple[np.ndarray, bool]:
+    """|W| over every relabelling of the ranks 1..N into groups of n_a and n_b (sorted), or
+    over ``limit`` random ones; and whether it is every one. Without ties the permutation
+    distribution of the studentized statistic is the same for every sample, so one serves
+    the whole scenario (a relabelling that separates the groups gives infinity)."""
+    n = n_a + n_b
+    exact = math.comb(n, n_a) <= limit
+    if exact:
+        members = np.array(list(itertools.combinations(range(n), n_a)), dtype=np.int64)
+    else:
+        rng = np.random.default_rng([n_a, n_b, limit])
+        members = np.sort(np.argsort(rng.random((limit, n)), axis=1)[:, :n_a], axis=1)
+    in_a = np.zeros((members.shape[0], n), dtype=bool)
+    np.put_along_axis(in_a, members, True, axis=1)
+    others = np.argsort(in_a, axis=1, kind="stable")[:, :n_b]
+    w = np.abs(brunner_munzel_statistic(members + 1.0, others + 1.0))
+    return np.sort(np.where(np.isnan(w), 0.0, w)), exact
+
+
+def brunner_munzel_perm_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Brunner-Munzel's studentized permutation test (Neubert and Brunner 2007), two-sided:
+    |W| against its permutation distribution (:func:`_bm_null`), for samples without ties."""
+    ranks = sps.rankdata(np.concatenate((x, y), axis=1), axis=1)
+    w = np.abs(brunner_munzel_statistic(ranks[:, :x.shape[1]], ranks[:, x.shape[1]:]))
+    null, exact = _bm_null(x.shape[1], y.shape[1])
+    extreme = null.size - np.searchsorted(null, w * (1 - 1e-12), side="left")
+    return extreme / null.size if exact else (1 + extreme) / (null.size + 1)
+
+
+def welch_log_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return welch_p(np.log(x), np.log(y))
+
+
+def _median_positions(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions (in a sorted sample) of the middle one or two members of each row of a
+    sorted array of positions."""
+    n = members.shape[1]
+    return members[:, (n - 1) // 2], members[:, n // 2]
+
+
+class _Relabellings:
+    """Random splits of N sorted positions into n_a and n_b: the positions of each part's
+    median(s), the same for every sample since the data are sorted first."""
+
+    def __init__(self, n_a: int, n_b: int, n_perm: int, rng: np.random.Generator):
+        order = np.argsort(rng.random((n_perm, n_a + n_b)), axis=1)
+        in_a = np.zeros(order.shape, dtype=bool)
+        np.put_along_axis(in_a, order[:, :n_a], True, axis=1)
+        a_pos = np.sort(order[:, :n_a], axis=1)
+        b_pos = np.argsort(in_a, axis=1, kind="stable")[:, :n_b]  # False first, in order
+        self.a = _median_positions(a_pos)
+        self.b = _median_positions(b_pos)
+
+
+def _median_of(s: np.ndarray, where: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return (s[:, where[0]] + s[:, where[1]]) / 2
+
+
+def median_permutation_p(x: np.ndarray, y: np.ndarray, n_perm: int,
+                         rng: np.random.Generator, block: int = PERMUTATION_BLOCK
+                         ) -> np.ndarray:
+    """Permutation test of the ratio of medians: |log(median a / median b)| against its
+    distribution over ``n_perm`` random relabellings; p = (1 + #{as extreme}) / (n_perm + 1)."""
+    observed = np.abs(np.log(np.median(x, axis=1) / np.median(y, axis=1)))
+    pooled = np.sort(np.concatenate((x, y), axis=1), axis=1)
+    out = np.empty(x.shape[0])
+    for start in range(0, x.shape[0], block):
+        rows = slice(start, start + block)
+        split = _Relabellings(x.shape[1], y.shape[1], n_perm, rng)
+        s = pooled[rows]
+        stat = np.abs(np.log(_median_of(s, split.a) / _median_of(s, split.b)))
+        extreme = stat >= observed[rows, None] * (1 - 1e-12)
+        out[rows] = (1 + extreme.sum(axis=1)) / (n_perm + 1)
+    return out
+
+
+def p_values(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+             n_perm: int = DEFAULT_PERMUTATIONS) -> dict[str, np.ndarray]:
+    """Every single test's p per row, plus the pre-tests the procedure needs."""
+    return {"student_t": student_p(x, y), "welch_t": welch_p(x, y),
+            "mann_whitney": mann_whitney_p(x, y), "welch_log_t": welch_log_p(x, y),
+            "brunner_munzel": brunner_munzel_p(x, y),
+            "brunner_munzel_perm": brunner_munzel_perm_p(x, y),
+            "median_permutation": median_permutation_p(x, y, n_perm, rng),
+            "shapiro_a": shapiro_p(x), "shapiro_b": shapiro_p(y), "levene": levene_p(x, y)}
+
+
+def spss_p(p: dict[str, np.ndarray], alpha: float) -> np.ndarray:
+    """The procedure's p: Student's t, or Welch's when Levene rejects, if both groups pass
+    Shapiro-Wilk at alpha; Mann-Whitney otherwise (analysis.compare's choice)."""
+    normal = (p["shapiro_a"] > alpha) & (p["shapiro_b"] > alpha)
+    t = np.where(p["levene"] < alpha, p["welch_t"], p["student_t"])
+    return np.where(normal, t, p["mann_whitney"])
+
+
+# --------------------------------------------------------------------------- one scenario
+
+
+def _rng(seed: int, scenario: Scenario) -> np.random.Generator:
+    """A stream per scenario: results do not depend on which others run, or in what order."""
+    return np.random.default_rng([seed, zlib.crc32(scenario.key.encode())])
+
+
+def run_scenario(scenario: Scenario, replicates: int = DEFAULT_REPLICATES, seed: int = 0,
+                 n_perm: int = DEFAULT_PERMUTATIONS, alphas: Sequence[float] = ALPHAS,
+                 methods: Sequence[str] = METHODS) -> dict[str, Any]:
+    """Rejections of every method at every alpha in one scenario."""
+    rng = _rng(seed, scenario)
+    spread_b = SPREAD * math.sqrt(scenario.variance_ratio)
+    counts = {m: [0] * len(alphas) for m in methods}
+    done = 0
+    while done < replicates:
+        rows = min(BLOCK, replicates - done)
+        x = draw(scenario.shape, SPREAD, (rows, scenario.n_a), rng)
+        y = draw(scenario.shape, spread_b, (rows, scenario.n_b), rng) * (1 + scenario.effect)
+        p = p_values(x, y, rng, n_perm)
+        for i, alpha in enumerate(alphas):
+            for m in methods:
+                pm = spss_p(p, alpha) if m == "spss" else p[m]
+                counts[m][i] += int(np.sum(pm < alpha))
+        done += rows
+    return {**asdict(scenario), "replicates": replicates,
+            "rejections": {m: dict(zip((f"{a:g}" for a in alphas), c, strict=True))
+                           for m, c in counts.items()}}
+
+
+def _run_one(args: tuple[Scenario, int, int, int]) -> dict[str, Any]:
+    scenario, replicates, seed, n_perm = args
+    return run_scenario(scenario, replicates, seed, n_perm)
+
+
+def simulate(cells: Iterable[Scenario] | None = None, replicates: int = DEFAULT_REPLICATES,
+             seed: int = 0, n_perm: int = DEFAULT_PERMUTATIONS, jobs: int = 1,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Every scenario (all of :func:`scenarios` by default), on ``jobs`` processes.
+
+    Returns the simulation JSON: the settings, and per scenario the rejections of each
+    method at each alpha (``rate`` and ``se`` are derived by :func:`rate`).
+    """
+    cells = list(scenarios() if cells is None else cells)
+    work = [(c, replicates, seed, n_perm) for c in cells]
+    results: list[dict[str, Any]] = []
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for i, res in enumerate(pool.map(_run_one, work, chunksize=1)):
+                results.append(res)
+                if progress:
+                    progress(i + 1, len(work))
+    else:
+        for i, item in enumerate(work):
+            results.append(_run_one(item))
+            if progress:
+                progress(i + 1, len(work))
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "settings": {"replicates": replicates, "seed": seed, "permutations": n_perm,
+                         "spread_a": SPREAD, "outlier_share": OUTLIER_SHARE,
+                         "outlier_factor": OUTLIER_FACTOR, "alphas": list(ALPHAS),
+                         "methods": list(METHODS), "cpus": os.cpu_count(), "jobs": jobs},
+            "scenarios": results}
+
+
+# --------------------------------------------------------------------------- reading results
+
+
+def rate(cell: dict[str, Any], method: str, alpha: float = 0.05) -> tuple[float, float]:
+    """(rejection rate, its binomial standard error) of a method in a simulated scenario."""
+    k = cell["rejections"][method][f"{alpha:g}"]
+    n = cell["replicates"]
+    r = k / n
+    return r, math.sqrt(r * (1 - r) / n)
+
+
+def load(path: str | Path = SHIPPED) -> dict[str, Any]:
+    """A simulation JSON (the shipped one by default), checked for its format."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("format") != FORMAT or \
+            data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a {FORMAT} JSON of version {FORMAT_VERSION}")
+    return data
+
+
+def nearest(data: dict[str, Any], n_a: int, n_b: int, variance_ratio: float,
+            effect: float = 0.0) -> list[dict[str, Any]]:
+    """The simulated scenarios nearest to groups of n_a and n_b runs whose variances are in
+    the ratio var(b) / var(a), one per shape.
+
+    A two-sided test's error does not change when a and b swap, so a ratio below 1 is read
+    as its inverse with the sizes swapped. Nearness is on the log scale of each size and of
+    the ratio (24 is nearer 20 than 30 is to 24).
+    """
+    if variance_ratio < 1:
+        n_a, n_b, variance_ratio = n_b, n_a, 1 / variance_ratio
+    cells = [c for c in data["scenarios"] if math.isclose(c["effect"], effect)]
+    if not cells:
+        return []
+
+    def distance(c: dict[str, Any]) -> float:
+        return (abs(math.log(c["n_a"] / max(n_a, 1))) + abs(math.log(c["n_b"] / max(n_b, 1)))
+                + abs(math.log(c["variance_ratio"] / max(variance_ratio, 1e-12))))
+
+    best = min(distance(c) for c in cells)
+    return [c for c in cells if math.isclose(distance(c), best)]
+
+
+def worst_error(data: dict[str, Any], method: str, alpha: float = 0.05,
+                cells: Iterable[dict[str, Any]] | None = None) -> tuple[float, dict[str, Any]]:
+    """The largest distance |rate - alpha| of a method's type-I error over the null scenarios
+    (or the given ones), and the scenario where it is."""
+    found = [c for c in (cells if cells is not None else data["scenarios"])
+             if c["effect"] == 0]
+    worst = max(found, key=lambda c: abs(rate(c, method, alpha)[0] - alpha))
+    return abs(rate(worst, method, alpha)[0] - alpha), worst
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def markdown_tables(data: dict[str, Any], alpha: float = 0.05,
+                    methods: Sequence[str] | None = None) -> str:
+    """The type-I error and power tables of docs/statistics.md, in percent."""
+    methods = list(methods or data["settings"]["methods"])
+    head = ("| shape | n a | n b | var ratio | " + " | ".join(METHOD_NAMES[m] for m in methods)
+            + " |\n|" + "---|" * (4 + len(methods)) + "\n")
+    cells = data["scenarios"]
+    null = [c for c in cells if c["effect"] == 0]
+    out = [f"Type-I error (%) at alpha = {alpha:g}; cells outside {_percent(alpha - 0.01)} "
+           f"to {_percent(alpha + 0.01)} % are in bold.\n\n", head]
+    for c in null:
+        row = []
+        for m in methods:
+            r, _ = rate(c, m, alpha)
+            text = _percent(r)
+            row.append(f"**{text}**" if abs(r - alpha) > 0.01 else text)
+        out.append(f"| {c['shape']} | {c['n_a']} | {c['n_b']} | {c['variance_ratio']:g} | "
+                   + " | ".join(row) + " |\n")
+    effects = sorted({c["effect"] for c in cells if c["effect"] > 0})
+    if effects:
+        by_key = {(c["shape"], c["n_a"], c["n_b"], c["variance_ratio"], c["effect"]): c
+                  for c in cells}
+        names = " / ".join(f"{e:.0%}" for e in effects)
+        out += [f"\nPower (%) at alpha = {alpha:g}, b's times {names} longer (each cell: "
+                f"{names}).\n\n", head]
+        for c in null:
+            row = []
+            for m in methods:
+                parts = []
+                for e in effects:
+                    hit = by_key.get((c["shape"], c["n_a"], c["n_b"], c["variance_ratio"], e))
+                    parts.append("-" if hit is None else _percent(rate(hit, m, alpha)[0]))
+                row.append(" / ".join(parts))
+            out.append(f"| {c['shape']} | {c['n_a']} | {c['n_b']} | {c['variance_ratio']:g} "
+                       "| " + " | ".join(row) + " |\n")
+    return "".join(out)
+
+
+def summary(data: dict[str, Any], alpha: float = 0.05) -> list[str]:
+    """One line per method: the type-I error's range over the null scenarios, where it is
+    worst, how many scenarios are outside alpha +- 0.01, and the mean power."""
+    lines = []
+    null = [c for c in data["scenarios"] if c["effect"] == 0]
+    for m in data["settings"]["methods"]:
+        rates = [rate(c, m, alpha)[0] for c in null]
+        miss, worst = worst_error(data, m, alpha)
+        outside = sum(abs(r - alpha) > 0.01 for r in rates)
+        power = {e: np.mean([rate(c, m, alpha)[0] for c in data["scenarios"]
+                             if c["effect"] == e])
+                 for e in sorted({c["effect"] for c in data["scenarios"] if c["effect"] > 0})}
+        lines.append(
+            f"{METHOD_NAMES[m]}: type-I error {_percent(min(rates))} to {_percent(max(rates))} %"
+            f" ({outside} of {len(null)} scenarios outside {_percent(alpha - 0.01)} to "
+            f"{_percent(alpha + 0.01)} %; worst {_percent(rate(worst, m, alpha)[0])} % in "
+            f"{worst['shape']} {worst['n_a']} vs {worst['n_b']}, variance ratio "
+            f"{worst['variance_ratio']:g}); mean power "
+            + ", ".join(f"{_percent(v)} % at {e:.0%}" for e, v in power.items()))
+    return lines
