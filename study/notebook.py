@@ -14,9 +14,11 @@ with errors that name the notebook, the cell (its index and first line) and the 
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from study.imports import skip_slow_optional_imports
 
@@ -43,6 +45,43 @@ class Cell:
     metrics: bool
 
 
+#: The kinds a notebook may declare for a parameter, and the Python types they accept.
+KINDS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,),
+                                      "bool": (bool,)}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one parameter accepts, as its notebook declares it (metadata cloudbench.parameters).
+
+    The study file is checked against it before anything runs, so a value the protocol
+    cannot use (an unknown model, epochs = 0) never costs a study its machine time.
+    """
+
+    kind: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is refused, or None when it is accepted."""
+        if value is None:
+            return None if self.nullable else "must not be empty"
+        kinds = KINDS[self.kind]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            return f"expected {self.kind}, got {type(value).__name__} {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"{value!r} is not one of: {', '.join(map(str, self.choices))}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be at least {self.minimum:g}, got {value}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum:g}, got {value}"
+        return None
+
+
 @dataclass(frozen=True)
 class Protocol:
     """A notebook as the study sees it."""
@@ -50,6 +89,7 @@ class Protocol:
     path: Path
     parameters: frozenset[str]
     cells: tuple[Cell, ...]  # the code cells
+    rules: dict[str, Rule] = field(default_factory=dict)  # declared in its metadata
 
     @property
     def writes_record(self) -> bool:
@@ -98,6 +138,28 @@ def _phase_of(path: Path, index: int, line: str, tags: list[str]) -> str | None:
     return name
 
 
+def _rules(path: Path, metadata: Any, parameters: frozenset[str]) -> dict[str, Rule]:
+    """The notebook's declared parameter rules: metadata {"cloudbench": {"parameters": {NAME:
+    {"kind": int|float|str|bool, "min", "max", "choices", "nullable"}}}}."""
+    declared = (metadata or {}).get("cloudbench", {}).get("parameters", {})
+    if not isinstance(declared, dict):
+        raise NotebookError(f"{path}: metadata cloudbench.parameters must be an object")
+    rules = {}
+    for name, raw in declared.items():
+        where = f"{path}: metadata cloudbench.parameters.{name}"
+        if name not in parameters:
+            raise NotebookError(f"{where}: not a parameter of the notebook's parameters cell")
+        if not isinstance(raw, dict) or raw.get("kind") not in KINDS or set(raw) - {
+                "kind", "min", "max", "choices", "nullable"}:
+            raise NotebookError(f"{where}: expected {{\"kind\": {' | '.join(KINDS)}, \"min\", "
+                                "\"max\", \"choices\", \"nullable\"}")
+        choices = raw.get("choices")
+        rules[name] = Rule(kind=raw["kind"], minimum=raw.get("min"), maximum=raw.get("max"),
+                           choices=tuple(choices) if isinstance(choices, list) else None,
+                           nullable=bool(raw.get("nullable", False)))
+    return rules
+
+
 def inspect(path: Path) -> Protocol:
     """Read and check a notebook; NotebookError names what is wrong and where."""
     skip_slow_optional_imports()
@@ -129,7 +191,9 @@ def inspect(path: Path) -> Protocol:
     if len(metrics) > 1:
         raise NotebookError(f"{path}: {describe(metrics[1])} is a second cell tagged "
                             f"'metrics' (the first is {describe(metrics[0])}); keep one")
-    protocol = Protocol(path, frozenset(papermill.inspect_notebook(str(path))), tuple(cells))
+    parameters = frozenset(papermill.inspect_notebook(str(path)))
+    protocol = Protocol(path, parameters, tuple(cells),
+                        _rules(path, nb.metadata, parameters))
     if not protocol.writes_record and not protocol.phases:
         raise NotebookError(
             f"{path} has no cell tagged phase:NAME, so nothing in it would be timed. Tag the "

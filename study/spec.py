@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import keyword
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -17,9 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from data.datasets import DatasetError, check_dataset
-from study.notebook import NotebookError
+from study.notebook import NotebookError, Protocol
 from study.notebook import inspect as inspect_notebook
-from study.record import RUNNER_FIELDS, configuration_id
+from study.record import (
+    BOOKKEEPING_FIELDS,
+    FINGERPRINT_FIELDS,
+    PROTOCOL_FIELDS,
+    RUNNER_FIELDS,
+    configuration_id,
+)
 from study.registry import OptionError, load_runner, runner_names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +47,11 @@ MAX_CONFIGURATIONS = 1000
 MAX_REPETITIONS = 10_000
 DEFAULT_METRICS = ("train_s", "total_s", "test_accuracy", "test_loss", "peak_rss_mb")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Names become parts of file names (run ids, folders), which file systems cap at 255 bytes.
+MAX_NAME = 64
+#: The protocol's seeds (study seed + repetition - 1) feed numpy, which takes 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
 
 
 class SpecError(ValueError):
@@ -256,6 +268,8 @@ class _Table:
 
     def positive(self, name: str, kind: type, default: Any = ..., minimum: float = 1) -> Any:
         value = self.get(name, (int, float) if kind is float else kind, default)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(self.path, self.key(name), f"must be a finite number, got {value}")
         if value is not None and value < minimum:
             raise SpecError(self.path, self.key(name), f"must be at least {minimum}, got {value}")
         return float(value) if kind is float and value is not None else value
@@ -279,7 +293,44 @@ def _check_name(path: Path, key: str, value: str) -> str:
     if not NAME_RE.match(value):
         raise SpecError(path, key, f"{value!r} must start with a letter or digit and hold only "
                         "letters, digits, '_', '.' and '-' (it names folders and files)")
+    if len(value) > MAX_NAME:
+        raise SpecError(path, key, f"at most {MAX_NAME} characters (it names files, whose "
+                        f"names the file system limits), got {len(value)}")
     return value
+
+
+def _check_env(path: Path, key: str, env: dict[str, Any]) -> dict[str, str]:
+    """Variables as an operating system takes them: a name of letters, digits and '_' not
+    starting with a digit; a text value without NUL."""
+    for name, value in env.items():
+        if not ENV_NAME_RE.match(name):
+            raise SpecError(path, f"{key}.{name}" if name else key,
+                            f"{name!r} is not a variable name: letters, digits and '_', "
+                            "not starting with a digit")
+        if not isinstance(value, str):
+            raise SpecError(path, f"{key}.{name}",
+                            f"environment variables are strings; write {name} = \"{value}\"")
+        if "\x00" in value:
+            raise SpecError(path, f"{key}.{name}", "a value cannot hold a NUL character")
+    return dict(env)
+
+
+def _check_kernels(path: Path, s: _Table, environments: tuple[Environment, ...]) -> None:
+    """A kernel that runs here must exist here (the Jupyter kernelspecs of this machine)."""
+    here = [(i, e) for i, e in enumerate(environments)
+            if getattr(load_runner(e.runner), "runs_here", False)
+            and getattr(load_runner(e.runner), "local_files", False)]
+    if not here:
+        return
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    known = set(KernelSpecManager().find_kernel_specs()) | {"python3"}  # ipykernel's own
+    for i, env in here:
+        name = env.kernel or s.get("kernel", str, "python3")
+        if name not in known:
+            key = f"environments[{i}].kernel" if env.kernel else "study.kernel"
+            raise SpecError(path, key, f"no Jupyter kernel {name!r} on this machine; it has: "
+                            f"{', '.join(sorted(known))} (`jupyter kernelspec list`)")
 
 
 def _check_parameters(path: Path, key: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -293,13 +344,49 @@ def _check_parameters(path: Path, key: str, params: dict[str, Any]) -> dict[str,
     return dict(params)
 
 
-def notebook_parameters(path: Path, notebook: Path, key: str = "protocol.notebook") -> set[str]:
-    """Names defined in the notebook's `parameters` cell, once the notebook passed every
+def read_protocol(path: Path, notebook: Path, key: str = "protocol.notebook") -> Protocol:
+    """The notebook as a protocol (parameters, declared rules, phases), once it passed every
     check of study.notebook (tags, phases, metrics)."""
     try:
-        return set(inspect_notebook(notebook).parameters)
+        return inspect_notebook(notebook)
     except NotebookError as exc:
         raise SpecError(path, key, str(exc)) from exc
+
+
+def _metrics_of(protocol: Protocol) -> set[str] | None:
+    """The columns a metric can be, for a protocol: the record's for the built-in way, the
+    phases' times for a tagged notebook; None when its metrics cell may add any name."""
+    if protocol.writes_record:
+        return set(PROTOCOL_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS) | {"wall_s"}
+    if protocol.metrics_cell is not None:
+        return None
+    phases = [f"{p}_s" for p in protocol.phases]
+    return {*phases, *(f"{p}_client_s" for p in protocol.phases), "total_s", "other_s",
+            "total_client_s", "peak_rss_mb", "wall_s", "billed_s", "cost"}
+
+
+def _check_against_rules(path: Path, protocol: Protocol, values: list[tuple[str, Any]]) -> None:
+    """Each (key, value) against the rule its notebook declares for the parameter."""
+    for key, value in values:
+        rule = protocol.rules.get(key.rpartition(".")[2].split("[")[0])
+        problem = rule.problem(value) if rule is not None else None
+        if problem:
+            raise SpecError(path, key, f"{problem} (as {protocol.path.name} declares it)")
+
+
+def _check_fits_in_memory(path: Path, key: str, dataset: Dataset) -> None:
+    """Refuse a set the kernel could never hold: its images as float32, with the copies
+    the protocol makes (uint8 as loaded, float32 scaled), against this machine's memory."""
+    import psutil
+
+    width, height = dataset.size or (28, 28)
+    channels = 3 if dataset.color == "rgb" and dataset.size else 1
+    needed = (dataset.images or 0) * width * height * channels * (1 + 4)
+    total = psutil.virtual_memory().total
+    if needed > total:
+        raise SpecError(path, key, f"{dataset.images} images of {width}x{height}x{channels} "
+                        f"need about {needed / 2**30:.1f} GiB in the kernel; this machine has "
+                        f"{total / 2**30:.1f} GiB")
 
 
 def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Dataset:
@@ -331,6 +418,8 @@ def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Data
                             f"{', '.join(KERAS_DATASETS)}")
     dataset = Dataset(name=name, source=source, images=images, path=ds_path, size=size,
                       color=color, keras_name=keras_name, test_fraction=float(test_fraction))
+    if images is not None and source != "keras":
+        _check_fits_in_memory(path, t.key("images"), dataset)
     try:
         if check_data:
             check_dataset(dataset.protocol_config())
@@ -419,11 +508,7 @@ def _load_environment(path: Path, i: int, raw: Any) -> Environment:
     if unknown:
         raise SpecError(path, t.key(unknown[0]), _unknown_key_message(runner, unknown[0], allowed))
     name = _check_name(path, t.key("name"), t.get("name", str))
-    env = t.get("env", dict, {})
-    for k, v in env.items():
-        if not isinstance(v, str):
-            raise SpecError(path, f"{t.key('env')}.{k}",
-                            f"environment variables are strings; write {k} = \"{v}\"")
+    env = _check_env(path, t.key("env"), t.get("env", dict, {}))
     gpu = t.get("gpu", str, None)
     tpu = t.get("tpu", str, None)
     if gpu and tpu:
@@ -550,6 +635,12 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         raise SpecError(path, "study.min_repetitions", "must not exceed study.max_repetitions "
                         f"({s.get('min_repetitions', int, 5)} > "
                         f"{s.get('max_repetitions', int, 30)})")
+    seed = s.get("seed", int, 200)
+    most = repetitions if isinstance(repetitions, int) else s.get("max_repetitions", int, 30)
+    if not 0 <= seed <= MAX_SEED - most:
+        raise SpecError(path, "study.seed", f"must be from 0 to {MAX_SEED - most} (each "
+                        f"repetition k uses seed + k - 1, and numpy takes seeds up to "
+                        f"2**32 - 1), got {seed}")
     target = s.get("target_halfwidth", (int, float), 0.05)
     if not 0 < target < 1:
         raise SpecError(path, "study.target_halfwidth", f"a fraction such as 0.05, got {target}")
@@ -570,7 +661,8 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         if dup:
             raise SpecError(path, what, f"the name {dup!r} is used twice")
 
-    known = notebook_parameters(path, notebook)
+    protocol = read_protocol(path, notebook)
+    known = set(protocol.parameters)
     for where, params in [("protocol.parameters", parameters)] + [
             (f"environments[{i}].parameters", e.parameters) for i, e in enumerate(environments)]:
         for pname in params:
@@ -578,12 +670,25 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
                 raise SpecError(path, f"{where}.{pname}", f"not a parameter of {notebook.name}; "
                                 f"it defines: {', '.join(sorted(known))}")
     sweep = _load_sweep(path, top.get("sweep", dict, {}), known, parameters, environments)
+    _check_against_rules(path, protocol, [
+        *((f"protocol.parameters.{k}", v) for k, v in parameters.items()),
+        *((f"environments[{i}].parameters.{k}", v) for i, e in enumerate(environments)
+          for k, v in e.parameters.items()),
+        *((f"sweep.{k}[{j}]", v) for k, levels in sweep.parameters.items()
+          for j, v in enumerate(levels))])
+    _check_kernels(path, s, environments)
 
     a = _Table(path, "analysis", top.get("analysis", dict, {}),
                ("metrics", "alpha", "language", "procedure", "equivalence"))
     metrics = a.get("metrics", list, None)
     if metrics is not None and (not metrics or not all(isinstance(m, str) for m in metrics)):
         raise SpecError(path, "analysis.metrics", "expected a non-empty list of column names")
+    for j, metric in enumerate(metrics or ()):
+        known_metrics = _metrics_of(protocol)
+        if known_metrics is not None and metric not in known_metrics:
+            raise SpecError(path, f"analysis.metrics[{j}]", f"{metric!r} is not a column the "
+                            f"runs of {notebook.name} will have; they have: "
+                            f"{', '.join(sorted(known_metrics))}")
     alpha = a.get("alpha", float, 0.05)
     if not 0 < alpha < 1:
         raise SpecError(path, "analysis.alpha", f"must be between 0 and 1, got {alpha}")
@@ -593,7 +698,7 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
                         f"(0.05 is +-5 %), got {margin}")
 
     return Study(
-        path=path.resolve(), name=name, repetitions=repetitions, seed=s.get("seed", int, 200),
+        path=path.resolve(), name=name, repetitions=repetitions, seed=seed,
         order=s.get("order", str, "interleaved", choices=ORDERS),
         hypothesis=s.get("hypothesis", str, "two-sided", choices=HYPOTHESES),
         notebook=notebook, parameters=parameters, datasets=datasets, environments=environments,
