@@ -163,7 +163,7 @@ class LocalRunner(Runner):
         # Kept for failed runs too: that is where an out-of-memory run shows itself.
         peak = max(sampled_mb, measured.get("peak_rss_mb") or 0.0)
         record["peak_rss_mb"] = round(peak, 1) if peak else None
-        if executed.exists():
+        if executed.exists() and executed.stat().st_size > 0:  # a full disk writes 0 bytes
             os.replace(executed, self.notebook_path(job))
         shutil.rmtree(work, ignore_errors=True)
         return record

@@ -10,11 +10,13 @@ long study never re-reads its records after every run.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -58,6 +60,7 @@ class ResultsStore:
         # Machines run concurrently (runners.scheduler), each in its own thread: one writer
         # at a time keeps runs.csv and the attempts free of lost updates.
         self._lock = threading.RLock()
+        self.unsaved: list[dict[str, Any]] = []  # finished runs no disk would take
 
     def prepare(self) -> None:
         """Create the folders and prove they are writable before the first run, not after."""
@@ -72,6 +75,7 @@ class ResultsStore:
             raise StoreError(f"results folder {self.root} is not writable: {exc.strerror or exc}"
                              ) from exc
         self._remove_leftovers()
+        self._restore_unsaved()
         free_mb = shutil.disk_usage(self.root).free / 2**20
         if free_mb < MIN_FREE_MB:
             raise StoreError(f"results folder {self.root} has only {free_mb:.0f} MB free; "
@@ -99,9 +103,46 @@ class ResultsStore:
         return self.logs_dir / f"{run_id}.log"
 
     def write_record(self, record: dict[str, Any]) -> None:
-        """Keep the newest attempt under records/ and any earlier one under attempts/."""
+        """Keep the newest attempt under records/ and any earlier one under attempts/.
+
+        A folder that cannot take it (disk full, no permission) stops the study with a
+        StoreError naming the folder; the finished run is kept elsewhere (`unsaved_dir`) and
+        comes back into the results when the study starts again, so it is not lost.
+        """
         with self._lock:
-            self._write_record(record)
+            try:
+                self._write_record(record)
+            except OSError as exc:
+                kept = self._keep_unsaved(record)
+                raise StoreError(
+                    f"cannot write to the results folder {self.root} ({exc.strerror or exc}); "
+                    f"the study stops. The finished run {record['run_id']} is kept in "
+                    f"{kept} and is restored when the study runs again") from exc
+
+    @property
+    def unsaved_dir(self) -> Path:
+        """Where finished runs go that the results folder could not take: another disk."""
+        key = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / "cloudbench-unsaved" / f"{self.root.name}-{key}"
+
+    def _keep_unsaved(self, record: dict[str, Any]) -> str:
+        try:
+            write_json_atomic(self.unsaved_dir / f"{record['run_id']}.json", record)
+            return str(self.unsaved_dir)
+        except OSError:
+            self.unsaved.append(record)
+            return "this process's memory only (the temporary folder is not writable either)"
+
+    def _restore_unsaved(self) -> None:
+        """Bring back the finished runs a full or unwritable folder could not take."""
+        if not self.unsaved_dir.is_dir():
+            return
+        for path in sorted(self.unsaved_dir.glob("*.json")):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not self.record_path(record["run_id"]).exists():
+                write_json_atomic(self.record_path(record["run_id"]), record)
+            path.unlink()
+        shutil.rmtree(self.unsaved_dir, ignore_errors=True)
 
     def _write_record(self, record: dict[str, Any]) -> None:
         current = self.record_path(record["run_id"])

@@ -10,7 +10,7 @@ import pytest
 
 from data.atomic import atomic_path, write_json_atomic
 from study.record import COLUMNS, RunRecord
-from study.store import ResultsStore
+from study.store import ResultsStore, StoreError
 
 
 def record(run_id: str, block: int, status: str = "ok", **extra: object) -> RunRecord:
@@ -111,3 +111,39 @@ def test_a_study_start_removes_what_a_killed_study_left(tmp_path: Path) -> None:
     store.prepare()
     assert not any(p.exists() for p in stale) and not work.exists()
     assert all(p.exists() for p in kept)
+
+
+def test_a_full_disk_stops_the_study_cleanly_and_loses_no_finished_run(
+        tmp_path: Path, quick_study, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records folder refuses the second record (ENOSPC): the study stops with a
+    message naming the folder, the finished run is kept outside it, and the next start
+    restores it instead of running it again."""
+    import errno
+
+    from runners.scheduler import run_study
+    from study import store as store_module
+    from study.spec import load_study
+
+    study = load_study(quick_study(repetitions=2))
+    out = tmp_path / "out"
+    real = store_module.write_json_atomic
+    written: list[str] = []
+
+    def full_disk(path, data, *args, **kwargs):
+        if Path(path).parent.name == "records":
+            if written:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            written.append(str(path))
+        return real(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "write_json_atomic", full_disk)
+    with pytest.raises(StoreError) as err:
+        run_study(study, output=out)
+    assert str(out) in str(err.value) and "No space left" in str(err.value)
+    store = ResultsStore(out)
+    kept = list(store.unsaved_dir.glob("*.json"))
+    assert len(kept) == 1 and len(list(store.records_dir.glob("*.json"))) == 1
+    monkeypatch.setattr(store_module, "write_json_atomic", real)
+    again = run_study(study, output=out)
+    assert kept[0].stem not in {r["run_id"] for r in again.executed}  # restored, not rerun
+    assert len(store.records()) == 4 and not store.unsaved_dir.exists()
