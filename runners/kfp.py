@@ -35,6 +35,8 @@ import json
 import os
 import re
 import shutil
+import sys
+import threading
 import time
 import types
 import typing
@@ -588,11 +590,15 @@ class KfpRunner(SessionRunner):
         self._log(f"pipeline {label}: {', '.join(tasks.values())} (kfp.local)")
         self._active = folder
         with (open(self.store.logs_dir / f"{self.env.name}.kfp.log", "a",
-                   encoding="utf-8") as fh, contextlib.redirect_stdout(fh),
-              contextlib.redirect_stderr(fh)):
+                   encoding="utf-8") as fh,
+              contextlib.redirect_stdout(_ThisThread(fh, sys.stdout)),
+              contextlib.redirect_stderr(_ThisThread(fh, sys.stderr)),
+              warnings.catch_warnings()):
+            # The display names (run ids) are for the remote engines' UIs.
+            warnings.filterwarnings("ignore", "Task .* have no effect in the current local")
             func(stage_uri=str(self._write_stage()))
-        found = {path.parent.name: path for path in outputs.glob(f"*/*/{RESULT}")}
-        return self._outcomes(batch, tasks, self._read(found.values(), folder), {})
+        found = self._read(sorted(outputs.glob(f"*/*/{RESULT}")), folder)
+        return self._outcomes(batch, tasks, found, {})
 
     def _run_kubeflow(self, batch: Batch, folder: Path, label: str) -> dict[str, Outcome]:
         """A run on the Kubeflow Pipelines endpoint; results from its pipeline root."""
@@ -616,6 +622,10 @@ class KfpRunner(SessionRunner):
             raise TransportError(f"the Kubeflow run {run.run_id} did not finish within "
                                  f"{self._wait_s(batch):g} s; it was terminated",
                                  status="timeout") from exc
+        except KeyboardInterrupt:  # the study stops: so does its run on the cluster
+            with contextlib.suppress(Exception):
+                client.terminate_run(run.run_id)
+            raise
         details = getattr(done, "run_details", None)
         states = {}
         for task in getattr(details, "task_details", None) or []:
@@ -641,10 +651,22 @@ class KfpRunner(SessionRunner):
                   f"{self.opts['region']}, {', '.join(tasks.values())}")
         try:
             job.run(service_account=self.opts.get("service_account"), sync=True)
+        except KeyboardInterrupt:  # the study stops: so does its job
+            with contextlib.suppress(Exception):
+                job.cancel()
+            raise
         except Exception as exc:  # a failed job raises; its tasks say which run failed
-            self._log(f"pipeline {label}: {type(exc).__name__}: {exc}")
+            failure = f"{type(exc).__name__}: {exc}"
+            self._log(f"pipeline {label}: {failure}")
+        else:
+            failure = ""
+        try:
+            details = list(job.task_details or [])
+        except Exception as exc:  # no job was created: the refusal is the reason
+            raise TransportError(f"the Vertex AI pipeline job did not run: {failure or exc}"
+                                 ) from exc
         states = {}
-        for task in job.task_details or []:
+        for task in details:
             state = getattr(task.state, "name", str(task.state))
             states[task.task_name] = (state, getattr(task.error, "message", "") or "")
         self._log(f"pipeline {label}: {job.state}; "
@@ -717,8 +739,7 @@ class KfpRunner(SessionRunner):
                 message = (f"the task did not run: the pipeline stopped when the task of "
                            f"{failed} failed")
             else:
-                what = f" ({state.lower()})" if state else ""
-                message = (f"the pipeline task of {job.run_id} failed{what}: "
+                message = (f"the pipeline task of {job.run_id} {state.lower() or 'failed'}: "
                            f"{error or 'no result came back; see logs/' + self.env.name}"
                            + ("" if error else ".kfp.log"))
                 failed = failed or job.run_id
@@ -743,6 +764,25 @@ class KfpRunner(SessionRunner):
         if record.get("status") not in STATUSES:
             raise TransportError(f"the task's record has status {record.get('status')!r}")
         return super()._ingest(result, job, base)
+
+
+class _ThisThread:
+    """sys.stdout (or stderr) while kfp.local runs a pipeline in this thread: what this
+    thread prints (the tasks' output, kfp's log) goes to the log; what other threads print
+    (the progress bar, other machines' runs) goes where it went."""
+
+    def __init__(self, log: typing.TextIO, other: typing.TextIO):
+        self.log, self.other, self.thread = log, other, threading.get_ident()
+
+    def write(self, text: str) -> int:
+        return (self.log if threading.get_ident() == self.thread else self.other).write(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.other.flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno...: the terminal's
+        return getattr(self.other, name)
 
 
 def _member(path: Path, name: str) -> bytes:

@@ -170,12 +170,19 @@ def test_dead_kernel_is_recorded(tmp_path: Path, quick_study, quick_notebook: Pa
 
 
 def test_infrastructure_errors_are_retried_and_each_try_kept(
-        tmp_path: Path, quick_study) -> None:
+        tmp_path: Path, quick_study, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that exists but dies at start (validate cannot tell): tried 1 + 2 times."""
+    spec_dir = tmp_path / "share" / "kernels" / "broken"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", "import sys; sys.exit(3)", "{connection_file}"],
+        "display_name": "broken", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
     spec = quick_study(repetitions=1, extra="retries = 2",
-                       environments='[[environments]]\nname = "x"\nkernel = "no-such-kernel"\n')
+                       environments='[[environments]]\nname = "x"\nkernel = "broken"\n')
     [record] = run_study(load_study(spec), output=tmp_path / "out").executed
     assert record["status"] == "failed" and record["attempt"] == 3
-    assert "no-such-kernel" in record["error"]
+    assert "died" in record["error"].lower() or "kernel" in record["error"].lower()
     assert len(list((tmp_path / "out" / "attempts").glob("*.json"))) == 2
 
 
