@@ -28,9 +28,9 @@ from runners.staging import (
 )
 from study.imports import skip_slow_optional_imports
 from study.manifest import build_manifest, toolkit_version
-from study.plan import SEP
-from study.record import STATUSES
-from study.spec import PROJECT_ROOT, Environment, SpecError, Study, load_study
+from study.plan import SEP, plan
+from study.record import STATUSES, record_problem
+from study.spec import MAX_REPETITIONS, PROJECT_ROOT, Environment, SpecError, Study, load_study
 from study.store import ResultsStore, StoreError, default_results_dir
 
 MAX_ARCHIVE_BYTES = 1 << 30  # a study's records and notebooks are far smaller
@@ -232,7 +232,10 @@ def find_spec(manifest: dict[str, Any], spec: Path | None) -> Path:
     named = Path(str(manifest.get("study_file", "")))
     candidates = [Path(str(manifest.get("study_path", ""))), named, PROJECT_ROOT / "study" / named]
     for candidate in candidates:
-        if candidate.name and candidate.is_file():
+        # Only a study file by the name the archive gives: a manifest must never make the
+        # import open another file of this machine.
+        if (candidate.name and candidate.name == named.name and candidate.suffix == ".toml"
+                and candidate.is_file()):
             return candidate
     raise ArchiveError(f"cannot find the study file {manifest.get('study_file')!r} that the "
                        "archive was exported from; pass it with --spec")
@@ -292,11 +295,26 @@ def validate(path: Path, manifest: dict[str, Any], files: dict[str, bytes], stud
         if name != f"records/{rid}.json":
             raise refuse(f"{name} holds the record of {rid!r}")
         if (record.get("study") != study.name or record.get("environment") != env.name
-                or len(parts) != 3 or parts[0] != env.name or parts[1] not in datasets
+                or len(parts) not in (3, 4) or parts[0] != env.name or parts[1] not in datasets
                 or record.get("dataset") != parts[1]):
             raise refuse(f"{name} is not a run of environment {env.name!r} of this study")
         if record.get("status") not in STATUSES:
             raise refuse(f"{name} has status {record.get('status')!r}")
+    planned = {j.run_id: j for j in plan(study, _planned_repetitions(manifest, study))
+               if j.environment == env.name}
+    for name, record in zip(sorted(n for n in files if n.startswith("records/")), records,
+                            strict=True):
+        problem = record_problem(record)
+        if problem:
+            raise refuse(f"{name}: {problem}")
+        job = planned.get(record["run_id"])
+        if job is None:
+            raise refuse(f"{name}: {record['run_id']!r} is not a planned run of environment "
+                         f"{env.name!r}")
+        if (record["block"], record["repetition"], record.get("configuration") or "") != (
+                job.block, job.repetition, job.configuration):
+            raise refuse(f"{name}: its block, repetition or configuration contradict its run "
+                         f"id (planned: block {job.block}, repetition {job.repetition})")
     ids_set = set(ids)
     for name in files:
         folder, file = name.split("/")
@@ -308,6 +326,14 @@ def validate(path: Path, manifest: dict[str, Any], files: dict[str, bytes], stud
             if key in old and old[key] != manifest.get(key):
                 raise refuse(f"the runs already in {store.root} have another {key}")
     return records
+
+
+def _planned_repetitions(manifest: dict[str, Any], study: Study) -> int:
+    """The repetitions the archive was exported for (its manifest), within the study's bound."""
+    value = manifest.get("repetitions")
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_REPETITIONS:
+        return value
+    return study.max_repetitions if study.repetitions == "auto" else study.planned_repetitions
 
 
 def _write_if_new(path: Path, data: bytes) -> None:

@@ -129,3 +129,37 @@ FINGERPRINT_FIELDS = _names(Fingerprint)
 BOOKKEEPING_FIELDS = _names(Bookkeeping)
 #: runs.csv's columns, in order; any other field of a record follows them, sorted.
 COLUMNS = RUNNER_FIELDS + PROTOCOL_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS
+
+
+#: Fields that must be numbers (or absent/None) in any record, and their ranges.
+_NUMBERS = {name: (0.0, None) for name in ("wall_s", "import_s", "load_s", "build_s",
+                                           "train_s", "first_epoch_s", "train_nowarm_s",
+                                           "eval_s", "total_s", "peak_rss_mb", "peak_gpu_mb",
+                                           "billed_s", "cost", "test_loss")}
+_NUMBERS.update({"test_accuracy": (0.0, 1.0)})
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """Why a record cannot be a run of the schema, or None: the bookkeeping fields' types,
+    the statuses, numbers that are numbers in their range, and an ok run with its timings.
+    For records that come from outside this process (an imported archive)."""
+    for name, kind in (("run_id", str), ("environment", str), ("dataset", str),
+                       ("block", int), ("repetition", int)):
+        value = record.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{name} must be a {kind.__name__}, got {value!r}"
+    if record.get("status") not in STATUSES:
+        return f"status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
+    for name, (low, high) in _NUMBERS.items():
+        value = record.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value \
+                or value in (float("inf"), float("-inf")):
+            return f"{name} must be a finite number, got {value!r}"
+        if value < low or (high is not None and value > high):
+            return f"{name} = {value} is out of range" + (f" [{low}, {high}]" if high else "")
+    if record["status"] == "ok" and not any(
+            isinstance(record.get(k), int | float) for k in ("train_s", "total_s")):
+        return "status ok without train_s or total_s"
+    return None

@@ -131,6 +131,26 @@ TAMPERING: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
     "foreign run": (lambda a, d: repack(a, d, files={
         "records/vm+shapes+r001.json": record_bytes(a, environment="pc")}),
         "is not a run of environment 'vm'"),
+    "unplanned repetition": (lambda a, d: repack(a, d, files={
+        "records/vm+shapes+r001.json": None,
+        "records/vm+shapes+r999.json": record_bytes(a, run_id="vm+shapes+r999", block=999,
+                                                    repetition=999)}),
+        "'vm+shapes+r999' is not a planned run"),
+    "block contradicts the run id": (lambda a, d: repack(a, d, files={
+        "records/vm+shapes+r001.json": record_bytes(a, block=2)}),
+        "contradict its run id"),
+    "ok without timings": (lambda a, d: repack(a, d, files={
+        "records/vm+shapes+r001.json": record_bytes(a, train_s=None, total_s=None)}),
+        "status ok without train_s or total_s"),
+    "a timing that is text": (lambda a, d: repack(a, d, files={
+        "records/vm+shapes+r001.json": record_bytes(a, train_s="fast")}),
+        "train_s must be a finite number, got 'fast'"),
+    "a negative time": (lambda a, d: repack(a, d, files={
+        "records/vm+shapes+r001.json": record_bytes(a, total_s=-5)}),
+        "total_s = -5 is out of range"),
+    "accuracy over 1": (lambda a, d: repack(a, d, files={
+        "records/vm+shapes+r001.json": record_bytes(a, test_accuracy=7.5)}),
+        "test_accuracy = 7.5 is out of range"),
     "not a zip": (lambda a, d: (d.write_bytes(b"PK not really"), d)[1], "not a zip archive"),
     "no manifest": (lambda a, d: (zipfile.ZipFile(d, "w").close(), d)[1], "no manifest.json"),
 }
@@ -161,3 +181,13 @@ def test_an_archive_over_the_size_limit_is_refused(exported: dict[str, Path], tm
     assert main(["import", str(exported["archive"]), "--output", str(out)]) == 2
     assert "over the size limit" in " ".join(capsys.readouterr().err.split())
     assert not out.exists()
+
+
+def test_a_manifest_cannot_make_import_open_another_file(tmp_path: Path) -> None:
+    for manifest in ({"study_path": "/etc/passwd", "study_file": "passwd"},
+                     {"study_path": "/etc/passwd", "study_file": "demo.toml"}):
+        with pytest.raises(bundle.ArchiveError, match="pass it with --spec"):
+            bundle.find_spec(manifest, None)
+    spec = tmp_path / "mine.toml"
+    spec.write_text("")
+    assert bundle.find_spec({"study_path": str(spec), "study_file": "mine.toml"}, None) == spec
