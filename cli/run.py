@@ -53,14 +53,14 @@ def stop_rule(study: Study) -> Any:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     study = load_study(args.spec)
-    jobs = plan(study)
+    planned = len(cells(study)) * (study.planned_repetitions + study.warmup)  # no plan built
     reps = (study.repetitions if study.repetitions != "auto" else
             f"auto ({study.min_repetitions} to {study.max_repetitions})")
     configs = study.configurations
     sweep = (f"{len(configs)} configurations x " if study.sweep.parameters else "")
     console.print(f"[green]valid[/]: {escape(str(args.spec))}: study {escape(repr(study.name))}, "
                   f"{len(study.environments)} environments x {len(study.datasets)} datasets x "
-                  f"{sweep}{reps} repetitions = {len(jobs)} runs planned "
+                  f"{sweep}{reps} repetitions = {planned} runs planned "
                   f"({study.order} order, seed {study.seed})")
     if study.sweep.parameters:
         levels = "; ".join(f"{k} = {list(v)}" for k, v in study.sweep.parameters.items())

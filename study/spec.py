@@ -42,6 +42,8 @@ RESERVED_PARAMETERS = ("record_path", "dataset", "seed", "accelerator", "backend
 BACKENDS = ("tensorflow", "jax", "torch")
 #: More cells than a sweep of a few factors needs: a larger one is a mistake in the file.
 MAX_CONFIGURATIONS = 1000
+#: More runs than a study on real machines can make (a year of 30 s runs): a typo.
+MAX_RUNS = 1_000_000
 #: More repetitions than any study needs (power analyses ask for tens): a larger number is
 #: a typo, and would only make planning slow.
 MAX_REPETITIONS = 10_000
@@ -697,6 +699,12 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         raise SpecError(path, "analysis.equivalence", "a relative margin between 0 and 1 "
                         f"(0.05 is +-5 %), got {margin}")
 
+    most = repetitions if isinstance(repetitions, int) else s.get("max_repetitions", int, 30)
+    runs = len(datasets) * len(environments) * len(sweep.configurations()) * (
+        most + s.get("warmup", int, 0))
+    if runs > MAX_RUNS:
+        raise SpecError(path, "study.repetitions", f"{runs} runs planned (datasets x "
+                        f"environments x configurations x repetitions); at most {MAX_RUNS}")
     return Study(
         path=path.resolve(), name=name, repetitions=repetitions, seed=seed,
         order=s.get("order", str, "interleaved", choices=ORDERS),

@@ -101,6 +101,8 @@ def with_(**changes: Any) -> dict[str, Any]:
     ({"study__repetitions": "auto", "study__min_repetitions": 40},
      "study.min_repetitions", "must not exceed"),
     ({"study__timeout_s": float("nan")}, "study.timeout_s", "finite"),
+    ({"study__repetitions": 10000, "sweep": {"batch_size": list(range(1, 201))}},
+     "study.repetitions", "2000000 runs planned"),
     ({"environments__0__timeout_s": float("inf")}, "environments[0].timeout_s", "finite"),
 ])
 def test_what_would_fail_every_run_is_refused_first(tmp_path: Path, changes, key,
