@@ -159,7 +159,8 @@ class ColabStandIn:
         return [json.loads(line) for line in path.read_text().splitlines()]
 
     def verbs(self) -> list[str]:
-        return [c[0] for c in self.calls()]
+        """The verbs, past the global options (the runner passes the study's `--config`)."""
+        return [c[2] if c[:1] == ["--config"] else c[0] for c in self.calls()]
 
     def fail(self, **flags: str) -> None:
         """E.g. fail(REFUSE_NEW="1", DISCONNECT_EXEC="1")."""
