@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,15 @@ def study_name_from_csv(runs_csv: Path) -> str:
     with runs_csv.open(newline="", encoding="utf-8") as fh:
         row = next(csv.DictReader(fh), None) or {}
     name = (row.get("study") or "").strip()
-    return name or runs_csv.resolve().parent.name
+    return safe_name(name) or safe_name(runs_csv.resolve().parent.name) or "runs"
+
+
+def safe_name(text: str) -> str:
+    """A name from data made fit to be a file name inside the output folder: letters,
+    digits, '_', '.' and '-' only, no leading dot, at most 64 characters ("../../x" and
+    "a/b" can never become paths)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip(".-")
+    return cleaned[:64]
 
 
 def _sha256(data: bytes) -> str:

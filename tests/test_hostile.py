@@ -70,3 +70,16 @@ def test_a_minimum_above_the_maximum_is_refused(quick_study) -> None:
     spec = quick_study(repetitions='"auto"', extra="min_repetitions = 9\nmax_repetitions = 4")
     with pytest.raises(SpecError, match=r"study.min_repetitions: must not exceed"):
         load_study(spec)
+
+
+def test_a_study_name_from_data_never_becomes_a_path(tmp_path: Path) -> None:
+    """The CSV's `study` column names the paper's folder: it is made a plain name."""
+    from paper.cache import safe_name, study_name_from_csv
+
+    csv_path = tmp_path / "in" / "runs.csv"
+    csv_path.parent.mkdir()
+    for raw, expected in (("../../../../tmp/escape", "tmp-escape"), ("a/b\\c", "a-b-c"),
+                          ("$\\_%&{}", "_"), ("...", "in")):
+        csv_path.write_text(f"study,environment,dataset,train_s\n{raw},a,d,1\n")
+        assert study_name_from_csv(csv_path) == expected
+    assert safe_name("x" * 300) == "x" * 64
