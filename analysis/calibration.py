@@ -21,13 +21,15 @@ N_SPLITS = 1000
 
 
 def false_positive_rate(a: np.ndarray, b: np.ndarray, alpha: float, alternative: str,
-                        rng: np.random.Generator, n_splits: int = N_SPLITS) -> dict[str, Any]:
-    """How often the procedure calls two random halves of the pooled A/A runs different."""
+                        rng: np.random.Generator, n_splits: int = N_SPLITS,
+                        procedure: str = "spss") -> dict[str, Any]:
+    """How often the procedure ("spss" or "robust") calls two random halves of the pooled
+    A/A runs different."""
     pooled = np.concatenate([a, b])
     hits = 0
-    for _ in range(n_splits):
+    for i in range(n_splits):
         perm = rng.permutation(pooled)
-        _, p = decide(perm[: len(a)], perm[len(a):], alternative, alpha)
+        _, p = decide(perm[: len(a)], perm[len(a):], alternative, alpha, procedure, seed=i)
         hits += p is not None and p < alpha
     low, high = proportion_confint(hits, n_splits, alpha=0.05, method="wilson")
     return {"rate": hits / n_splits, "ci_low": float(low), "ci_high": float(high),
@@ -35,12 +37,12 @@ def false_positive_rate(a: np.ndarray, b: np.ndarray, alpha: float, alternative:
 
 
 def summarize(frame: Any, environment: str, metrics: list[str], alpha: float,
-              alternative: str, seed: int) -> dict[str, Any]:
+              alternative: str, seed: int, procedure: str = "spss") -> dict[str, Any]:
     """Noise floor and false-positive rate per metric and dataset, as JSON
-    (calibration.json, which the paper's calibration table reads)."""
+    (calibration.json, which the paper's calibration table reads), for the procedure."""
     arms = [f"{environment}-{arm}" for arm in ARMS]
     analysis = analyze(frame, metrics=metrics, alternative=alternative, alpha=alpha, seed=seed,
-                       environments=arms)
+                       environments=arms, procedure=procedure)
     rng = np.random.default_rng(seed)
     entries = []
     for comp in analysis.comparisons:
@@ -55,7 +57,8 @@ def summarize(frame: Any, environment: str, metrics: list[str], alpha: float,
             "median_ratio": comp.median_ratio.to_dict(),
             "noise_floor": None if low is None or high is None else (high - low) / 2,
             "test_used": comp.test_used, "p": comp.p, "significant": comp.significant,
-            "false_positive": false_positive_rate(a, b, alpha, alternative, rng)
+            "false_positive": false_positive_rate(a, b, alpha, alternative, rng,
+                                                  procedure=procedure)
             if min(len(a), len(b)) >= 3 else None})
     return {"environment": environment, "alpha": alpha, "alternative": alternative,
             "arms": arms, "entries": entries}

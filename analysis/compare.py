@@ -7,9 +7,10 @@ with Holm's correction across the datasets of a metric and pair:
 - ``procedure="spss"`` (the default), the reference study's: Shapiro-Wilk per group, then
   Student's t (or Welch's when Levene rejects equal variances) if both groups look normal,
   Mann-Whitney otherwise;
-- ``procedure="robust"``: Welch's t on log values for every comparison (Welch's t on the
-  values where one is not positive), the one test that kept its type-I error best across
-  the simulated scenarios (analysis.simulation, docs/statistics.md) at little cost in power.
+- ``procedure="robust"``: Brunner-Munzel's studentized permutation test (Neubert and
+  Brunner 2007) for every comparison, the one test that kept its type-I error best across
+  the simulated scenarios (analysis.simulation, docs/statistics.md) while losing least
+  power; its relabellings are drawn from the analysis seed, so it is reproducible.
 
 With an equivalence margin each comparison also carries a TOST and its four-way conclusion
 (analysis.equivalence). The result is an :class:`analysis.results.Analysis`; its
@@ -19,7 +20,7 @@ Extra keys beyond DESIGN.md, in each comparison: ``p_method`` ("exact", "asympto
 "t"), ``median_ratio`` {estimate, ci_low, ci_high} (a / b, percentile bootstrap),
 ``outliers`` {env: {modified_z, tukey[, run_ids]}}, ``warnings``, ``alternative`` and
 ``alpha``; the t-tests also carry ``mean_difference``, ``ci_low``, ``ci_high`` and the
-Hodges-Lehmann shift its ``method``; ``welch_log_t`` under the robust procedure and
+Hodges-Lehmann shift its ``method``; ``brunner_munzel`` under the robust procedure and
 ``equivalence`` with a margin. At the top level, ``procedure``, and ``kruskal_wallis`` when
 there are more than two environments. The JSON carries ``"format": "cloudbench-analysis"`` and
 ``"format_version"`` (analysis.results).
@@ -42,6 +43,7 @@ from analysis import stats as S
 from analysis.results import (
     PROCEDURES,
     Analysis,
+    BrunnerMunzel,
     Comparison,
     Descriptives,
     KruskalWallis,
@@ -51,7 +53,6 @@ from analysis.results import (
     Outliers,
     ShapiroWilk,
     StudentT,
-    WelchLogT,
     WelchT,
 )
 
@@ -278,13 +279,7 @@ def _test_used(normal: bool, levene: Levene | None, alpha: float) -> str:
     return "welch_t" if levene and levene.p is not None and levene.p < alpha else "student_t"
 
 
-def _robust_test(welch_log: WelchLogT) -> str:
-    """The robust procedure's test: Welch's t on log values, or on the values themselves
-    where the logs cannot be taken (a value not positive)."""
-    return "welch_log_t" if welch_log.p is not None else "welch_t"
-
-
-def _test_p(test: MannWhitney | StudentT | WelchT | WelchLogT
+def _test_p(test: MannWhitney | StudentT | WelchT | BrunnerMunzel
             ) -> tuple[float | None, str | None]:
     """The p of the test used and how it was obtained: Mann-Whitney's exact p where it
     exists (no ties, N < 50, as R's default), else its asymptotic one."""
@@ -292,11 +287,12 @@ def _test_p(test: MannWhitney | StudentT | WelchT | WelchLogT
         if test.p_exact is not None:
             return test.p_exact, "exact"
         return test.p_asymptotic, None if test.p_asymptotic is None else "asymptotic"
+    if isinstance(test, BrunnerMunzel):
+        return test.p_permutation, None if test.p_permutation is None else "permutation"
     return test.p, None if test.p is None else "t"
 
 
-TESTS = {"mann_whitney": S.mann_whitney, "student_t": S.student_t, "welch_t": S.welch_t,
-         "welch_log_t": S.welch_log_t}
+TESTS = {"mann_whitney": S.mann_whitney, "student_t": S.student_t, "welch_t": S.welch_t}
 
 
 def check_procedure(procedure: str) -> str:
@@ -307,7 +303,8 @@ def check_procedure(procedure: str) -> str:
 
 
 def decide(a: S.Values, b: S.Values, alternative: str = "two-sided",
-           alpha: float = 0.05, procedure: str = "spss") -> tuple[str, float | None]:
+           alpha: float = 0.05, procedure: str = "spss", seed: int = 0
+           ) -> tuple[str, float | None]:
     """The procedure's test and p for two samples, without the rest of the report.
 
     The same choice as :func:`analyze`, computing only what it needs, for callers that run
@@ -315,21 +312,18 @@ def decide(a: S.Values, b: S.Values, alternative: str = "two-sided",
     """
     x, y = S.clean(a), S.clean(b)
     if check_procedure(procedure) == "robust":
-        welch_log = S.welch_log_t(x, y, alternative)
-        used = _robust_test(welch_log)
-        return used, _test_p(welch_log if used == "welch_log_t"
-                             else S.welch_t(x, y, alternative))[0]
+        return "brunner_munzel", _test_p(S.brunner_munzel(x, y, alternative, seed=seed))[0]
     normal = _normal((S.shapiro_wilk(x), S.shapiro_wilk(y)), alpha)
     used = _test_used(normal, S.levene(x, y) if normal else None, alpha)
     return used, _test_p(TESTS[used](x, y, alternative))[0]
 
 
 def _lower(c: Comparison) -> bool | None:
-    """Whether a is lower than b by the test used's own estimate: the medians for a rank
-    test, the means for a t-test, the ratio of geometric means on the log scale."""
-    if c.test_used == "welch_log_t":
-        ratio = c.welch_log_t.ratio if c.welch_log_t else None
-        return None if ratio is None or ratio == 1 else ratio < 1
+    """Whether a is lower than b by the test used's own estimate: the medians for
+    Mann-Whitney, the means for a t-test, P(a < b) > 1/2 for Brunner-Munzel."""
+    if c.test_used == "brunner_munzel":
+        effect = c.brunner_munzel.estimate if c.brunner_munzel else None
+        return None if effect is None or effect == 0.5 else effect > 0.5
     da, db = c.descriptives[c.a], c.descriptives[c.b]
     ca, cb = (da.median, db.median) if c.test_used == "mann_whitney" else (da.mean, db.mean)
     return None if ca is None or cb is None or ca == cb else ca < cb
@@ -350,18 +344,18 @@ def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
     ga, gb = (ctx.group(metric, stratum, env, column) for env in (a, b))
     x, y = ga.values, gb.values
     ranks = S.rank_table(x, y)
-    tests = {"mann_whitney": S.mann_whitney(x, y, ctx.alternative),
-             "student_t": S.student_t(x, y, ctx.alternative),
-             "welch_t": S.welch_t(x, y, ctx.alternative)}
+    tests: dict[str, Any] = {"mann_whitney": S.mann_whitney(x, y, ctx.alternative),
+                             "student_t": S.student_t(x, y, ctx.alternative),
+                             "welch_t": S.welch_t(x, y, ctx.alternative)}
     levene = S.levene(x, y)
-    welch_log = None
+    bm = None
     warnings = ga.warnings + gb.warnings
     if ctx.procedure == "robust":
-        welch_log = tests["welch_log_t"] = S.welch_log_t(x, y, ctx.alternative)
-        used = _robust_test(welch_log)
-        if used != "welch_log_t" and x.size >= 2 and y.size >= 2:
-            warnings.append(f"{metric}, {_where(stratum)}, {a} vs {b}: values not all "
-                            "positive, so Welch's t on the values instead of their logs")
+        bm = tests["brunner_munzel"] = S.brunner_munzel(
+            x, y, ctx.alternative,
+            seed=[ctx.seed, zlib.crc32("\x00".join((metric, *_stream_names(stratum), a, b,
+                                                     "brunner-munzel")).encode())])
+        used = "brunner_munzel"
     else:
         used = _test_used(_normal((ga.shapiro, gb.shapiro), ctx.alpha), levene, ctx.alpha)
     p, method = _test_p(tests[used])
@@ -387,7 +381,7 @@ def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
         median_ratio=S.ratio_from_draws(ga.median, gb.median, ga.draws, gb.draws),
         outliers={a: ga.outliers, b: gb.outliers},
         warnings=tuple(warnings), alternative=ctx.alternative, alpha=ctx.alpha,
-        configuration=configuration, welch_log_t=welch_log, equivalence=equivalence)
+        configuration=configuration, brunner_munzel=bm, equivalence=equivalence)
 
 
 def _first_seen(values: Iterable[Any]) -> list[Any]:

@@ -14,6 +14,15 @@ environments differ by 5 % of the pilot's level) at a power (0.8) and alpha:
   smallest n reaching the power is found by doubling then bisection, on common random
   numbers so that power grows with n instead of jittering.
 
+With an equivalence margin (``[analysis] equivalence``, or ``--equivalence``), a third
+answer: the repetitions for the TOST on log values (analysis.equivalence) to show
+equivalence at that margin with the power asked, if the environments are in truth equally
+fast (ratio 1). Its power is exact for the pooled-variance TOST: the probability that the
+(1 - 2 alpha) interval of the mean log difference lies within [log(1 - margin),
+log(1 + margin)], integrated over the chi-square distribution of the sample variance
+(Owen's Q, as R's PowerTOST computes it), with the pilot's log variances of the two arms
+averaged (for equal arms that is Welch's standard error) and df = 2n - 2.
+
 ``ratio_halfwidth`` serves ``repetitions = "auto"``: the relative half-width of the
 bootstrap 95 % interval of the ratio of medians, which the scheduler compares to its target.
 """
@@ -26,7 +35,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import integrate
 from scipy import stats as sps
+from scipy.special import ndtr, stdtrit
 
 from analysis import stats as S
 
@@ -151,6 +162,54 @@ def mann_whitney_repetitions(a: S.Values, b: S.Values, effect: float, alpha: flo
     return _smallest_n(power_at, power, n_max)
 
 
+def tost_power(n: int, sd_log: float, margin: float, alpha: float = 0.05,
+               ratio: float = 1.0) -> float:
+    """Power of the TOST on log values with n runs per environment, the log values' sd
+    `sd_log` in both, margin +-margin and a true ratio a / b (module docstring).
+
+    The interval d -+ t s c (c = sqrt(2 / n)) lies within [L, U] exactly when
+    L + t s c < d < U - t s c; d is normal around log(ratio) with sd sd_log c, and
+    s^2 = sd_log^2 V / df with V chi-square on df = 2n - 2 degrees of freedom.
+    """
+    if n < 2:
+        return 0.0
+    low, high = math.log(1 - margin), math.log(1 + margin)
+    delta = math.log(ratio)
+    if sd_log == 0:
+        return 1.0 if low < delta < high else 0.0
+    df = 2 * n - 2
+    c = math.sqrt(2 / n)
+    t = float(stdtrit(df, 1 - alpha))
+    sigma = sd_log * c
+    v_max = df * ((high - low) / (2 * t * c * sd_log)) ** 2  # beyond: the interval is too wide
+
+    def inside(v: float) -> float:
+        half = t * c * sd_log * math.sqrt(v / df)
+        p = float(ndtr((high - half - delta) / sigma) - ndtr((low + half - delta) / sigma))
+        return max(p, 0.0) * float(sps.chi2.pdf(v, df))
+
+    value, _ = integrate.quad(inside, 0.0, v_max, limit=200)
+    return float(min(max(value, 0.0), 1.0))
+
+
+def equivalence_repetitions(a: S.Values, b: S.Values, margin: float, alpha: float = 0.05,
+                            power: float = 0.8, ratio: float = 1.0,
+                            n_max: int = N_MAX) -> int | None:
+    """Repetitions per environment for the TOST on log values to show equivalence within
+    +-margin with the power asked, from the pilot's log variances (module docstring).
+
+    None when the pilot has fewer than two runs per arm, a value that is not positive, or
+    when n_max runs do not suffice (a true ratio outside the margin never does).
+    """
+    x, y = S.clean(a), S.clean(b)
+    if x.size < 2 or y.size < 2 or not (S.positive(x) and S.positive(y)):
+        return None
+    sd_log = math.sqrt((np.log(x).var(ddof=1) + np.log(y).var(ddof=1)) / 2)
+    if sd_log == 0:
+        return 2 if 1 - margin < ratio < 1 + margin else None
+    return _smallest_n(lambda n: tost_power(n, sd_log, margin, alpha, ratio), power, n_max)
+
+
 def ratio_halfwidth(a: S.Values, b: S.Values, conf_level: float = 0.95,
                     n_boot: int = S.DEFAULT_BOOTSTRAP, seed: int = 0) -> float | None:
     """Relative half-width of the bootstrap interval of median(a) / median(b):
@@ -164,10 +223,12 @@ def ratio_halfwidth(a: S.Values, b: S.Values, conf_level: float = 0.95,
 
 def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, effect: float,
                      alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided",
-                     datasets: Sequence[str] | None = None, seed: int = 0) -> dict[str, Any]:
+                     datasets: Sequence[str] | None = None, seed: int = 0,
+                     margin: float | None = None) -> dict[str, Any]:
     """Repetitions for one metric and pair of environments, per dataset of the pilot frame
     (columns environment, dataset and the metric; only usable runs count), and overall: the
-    largest over the datasets, since every dataset is run the same number of times."""
+    largest over the datasets, since every dataset is run the same number of times. With a
+    margin, also those to show equivalence within it (``n_equivalence``)."""
     from analysis.compare import AnalysisError, check_metrics, usable_runs
 
     check_metrics(frame, [metric])
@@ -195,11 +256,20 @@ def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, e
                                                        seed=seed),
             "ratio_halfwidth": ratio_halfwidth(a, b, seed=seed),
         })
+        if margin is not None:
+            logs = S.positive(a) and S.positive(b)
+            rows[-1]["sd_log"] = S.num(math.sqrt((np.log(a).var(ddof=1)
+                                                  + np.log(b).var(ddof=1)) / 2)) \
+                if logs and a.size > 1 and b.size > 1 else None
+            rows[-1]["n_equivalence"] = equivalence_repetitions(a, b, margin, alpha, power)
 
     def largest(key: str) -> int | None:
         found = [r[key] for r in rows]
         return None if not found or None in found else max(found)
 
-    return {"metric": metric, "a": env_a, "b": env_b, "effect": effect, "alpha": alpha,
-            "power": power, "alternative": alternative, "datasets": rows,
-            "n_t_test": largest("n_t_test"), "n_mann_whitney": largest("n_mann_whitney")}
+    out = {"metric": metric, "a": env_a, "b": env_b, "effect": effect, "alpha": alpha,
+           "power": power, "alternative": alternative, "datasets": rows,
+           "n_t_test": largest("n_t_test"), "n_mann_whitney": largest("n_mann_whitney")}
+    if margin is not None:
+        out.update(equivalence=margin, n_equivalence=largest("n_equivalence"))
+    return out

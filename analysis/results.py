@@ -9,10 +9,12 @@ strings, lists and ``None`` (never NaN). :meth:`Analysis.to_dict` adds ``"format
 "cloudbench-analysis"`` and ``"format_version"``; :meth:`Analysis.from_dict` reads such a
 JSON back and refuses another format or version with a message that says so.
 
-Version history of the JSON: 1 is the unversioned layout of earlier toolkits; 2 (this one)
-is the same layout with ``format`` and ``format_version`` at the top. Within version 2,
-later keys are optional on reading: ``procedure`` at the top ("spss" when absent), and per
-comparison ``welch_log_t`` (the robust procedure's test) and ``equivalence`` (with a margin).
+Version history of the JSON: 1 is the unversioned layout of earlier toolkits; 2 is the
+same layout with ``format`` and ``format_version`` at the top; 3 (this one) adds
+``procedure`` at the top, and per comparison ``brunner_munzel`` (the robust procedure's
+test), ``equivalence`` (with a margin) and ``configuration`` (a sweep's cell), the last
+three only where they apply. Version 2 is still read (as procedure "spss"); a toolkit that
+reads only 2 refuses a 3 with a message, rather than misreading it.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 FORMAT = "cloudbench-analysis"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: The versions this toolkit reads: the current one, and 2 (no procedure: SPSS's).
+READABLE_VERSIONS = (2, 3)
 
 T = TypeVar("T", bound="Result")
-TESTS = ("mann_whitney", "student_t", "welch_t", "welch_log_t", "brunner_munzel")
+TESTS = ("mann_whitney", "student_t", "welch_t", "brunner_munzel")
 PROCEDURES = ("spss", "robust")
 CONCLUSIONS = ("faster", "slower", "lower", "higher", "equivalent", "inconclusive")
-P_METHODS = ("exact", "asymptotic", "t")
+P_METHODS = ("exact", "asymptotic", "t", "permutation")
 
 
 class AnalysisFormatError(ValueError):
@@ -286,7 +290,7 @@ class WelchT(Result):
 @dataclass(frozen=True, kw_only=True)
 class WelchLogT(Result):
     """Welch's t on log values: the ratio of geometric means a / b with its two-sided
-    interval (95 % in a comparison), the robust procedure's test."""
+    interval (95 % by default); the equivalence test's scale."""
 
     t: float | None = None
     df: float | None = None
@@ -298,13 +302,20 @@ class WelchLogT(Result):
 
 @dataclass(frozen=True, kw_only=True)
 class BrunnerMunzel(Result):
-    """Brunner-Munzel's rank test (t approximation): statistic (positive when b tends to be
-    larger), df, p and the relative effect P(a < b) + P(a = b) / 2."""
+    """Brunner-Munzel's rank test, the robust procedure's: the statistic (positive when b
+    tends to be larger), df and p of its t approximation, the relative effect
+    P(a < b) + P(a = b) / 2, and the p of its studentized permutation test (Neubert and
+    Brunner 2007) over ``permutations`` relabellings (``exact``: all of them)."""
 
     statistic: float | None = None
     df: float | None = None
     p: float | None = None
     estimate: float | None = None
+    p_permutation: float | None = None
+    permutations: int | None = None
+    exact: bool | None = None
+
+    _readers = {"permutations": _optional(_INT), "exact": _optional(_BOOL)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -384,11 +395,12 @@ class Comparison(Result):
     levene: Levene
     student_t: StudentT
     welch_t: WelchT
-    test_used: str  # "mann_whitney" | "student_t" | "welch_t" | "welch_log_t"
+    test_used: str  # "mann_whitney" | "student_t" | "welch_t" | "brunner_munzel"
     p: float | None
     p_holm: float | None
     significant: bool
-    p_method: str | None  # "exact" | "asymptotic" | "t"; None when no test was computable
+    #: "exact" | "asymptotic" | "t" | "permutation"; None when no test was computable
+    p_method: str | None
     median_ratio: MedianRatio
     outliers: dict[str, Outliers]
     warnings: tuple[str, ...]
@@ -397,12 +409,12 @@ class Comparison(Result):
     #: The sweep's cell (the runs' `configuration` column); None without a sweep, and then
     #: left out of the JSON. Holm's family spans every dataset and configuration.
     configuration: str | None = None
-    #: Welch's t on log values: the robust procedure's test; left out under SPSS's.
-    welch_log_t: WelchLogT | None = None
+    #: Brunner-Munzel's test: the robust procedure's; left out under SPSS's.
+    brunner_munzel: BrunnerMunzel | None = None
     #: TOST against the study's margin and the four-way conclusion; left out without one.
     equivalence: Equivalence | None = None
 
-    _omitted = frozenset({"configuration", "welch_log_t", "equivalence"})
+    _omitted = frozenset({"configuration", "brunner_munzel", "equivalence"})
     _readers = {
         "metric": _STR, "dataset": _STR, "a": _STR, "b": _STR, "n_a": _INT, "n_b": _INT,
         "descriptives": _per_env(Descriptives), "shapiro": _per_env(ShapiroWilk),
@@ -418,15 +430,15 @@ class Comparison(Result):
         "outliers": _per_env(Outliers), "warnings": _NAMES,
         "alternative": _one_of(("two-sided", "less", "greater")),
         "alpha": _REAL, "configuration": _optional(_STR),
-        "welch_log_t": _optional(lambda v, w: WelchLogT.from_dict(v, w)),
+        "brunner_munzel": _optional(lambda v, w: BrunnerMunzel.from_dict(v, w)),
         "equivalence": _optional(lambda v, w: Equivalence.from_dict(v, w)),
     }
 
     @property
-    def test(self) -> MannWhitney | StudentT | WelchT | WelchLogT:
+    def test(self) -> MannWhitney | StudentT | WelchT | BrunnerMunzel:
         """The result of the test the procedure used."""
         test = getattr(self, self.test_used)
-        return test if test is not None else WelchLogT()
+        return test if test is not None else BrunnerMunzel()
 
 
 # --------------------------------------------------------------------------- the whole analysis
@@ -445,8 +457,8 @@ class Analysis(Result):
     format_version: ClassVar[int] = FORMAT_VERSION
 
     #: "spss" (Shapiro-Wilk, Levene, then Student's or Welch's t, else Mann-Whitney) or
-    #: "robust" (Welch's t on log values for every comparison); "spss" when absent (a JSON
-    #: written before the key existed).
+    #: "robust" (Brunner-Munzel's permutation test for every comparison); "spss" when absent
+    #: (a JSON written before the key existed).
     procedure: str = "spss"
     comparisons: tuple[Comparison, ...] = ()
     kruskal_wallis: tuple[KruskalWallis, ...] | None = None
@@ -475,7 +487,7 @@ class Analysis(Result):
             raise AnalysisFormatError(f"{where}: format {data['format']!r} is not "
                                       f"{FORMAT!r}")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise AnalysisFormatError(
                 f"{where}: {FORMAT} format_version {version!r} is not supported: this "
                 f"toolkit reads version {FORMAT_VERSION}"

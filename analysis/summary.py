@@ -1,8 +1,9 @@
 """A terminal summary of an analysis: what a researcher reads before the paper.
 
 One table per metric and pair of environments (dataset, medians, the test used, its
-statistic, p, Holm's p, the decision and the ratio of medians with its interval), the
-Kruskal-Wallis tests when there are more than two environments, then the warnings.
+statistic, p, Holm's p, the decision and the ratio of medians with its interval; with an
+equivalence margin, the TOST's 90 % interval and the conclusion), the Kruskal-Wallis tests
+when there are more than two environments, then the warnings.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from analysis.results import Analysis, Comparison, MannWhitney
+from analysis.results import Analysis, BrunnerMunzel, Comparison, MannWhitney
 
 MAX_WARNINGS = 20
 WIDE = 140
-TEST_NAMES = {"mann_whitney": "Mann-Whitney", "student_t": "Student t", "welch_t": "Welch t"}
+TEST_NAMES = {"mann_whitney": "Mann-Whitney", "student_t": "Student t", "welch_t": "Welch t",
+              "brunner_munzel": "Brunner-Munzel"}
+PROCEDURE_NAMES = {"spss": "SPSS's procedure (Shapiro-Wilk, then t-test or Mann-Whitney)",
+                   "robust": "robust procedure (Brunner-Munzel, permutation)"}
 
 
 def fmt(value: float | None, digits: int = 4, zeros: bool = False) -> str:
@@ -40,19 +44,29 @@ def statistic(entry: Comparison) -> str:
     test = entry.test
     if isinstance(test, MannWhitney):
         return "-" if test.U is None else f"U = {fmt(test.U, 6)}, Z = {fmt(test.Z, 3)}"
+    if isinstance(test, BrunnerMunzel):
+        if test.estimate is None:
+            return "-"
+        w = "inf" if test.statistic is None else fmt(test.statistic, 3)
+        return f"W = {w}, P(a<b) = {fmt(test.estimate, 3)}"
     if test.t is None:
         return "-"
     return f"t({fmt(test.df, 4)}) = {fmt(test.t, 3)}"
 
 
 def decision(entry: Comparison) -> str:
-    """Which way a and b differ ("a < b" by their medians), or "n.s." (Holm-adjusted alpha)."""
+    """Which way a and b differ ("a < b" by their medians; by P(a < b) for Brunner-Munzel),
+    or "n.s." (Holm-adjusted alpha)."""
     if entry.p is None:
         return "[yellow]not testable[/]"
     if not entry.significant:
         return "n.s."
-    med_a, med_b = (entry.descriptives[e].median for e in (entry.a, entry.b))
-    less = med_a is not None and med_b is not None and med_a < med_b
+    if entry.test_used == "brunner_munzel" and entry.brunner_munzel is not None \
+            and entry.brunner_munzel.estimate is not None:
+        less = entry.brunner_munzel.estimate > 0.5
+    else:
+        med_a, med_b = (entry.descriptives[e].median for e in (entry.a, entry.b))
+        less = med_a is not None and med_b is not None and med_a < med_b
     return f"[bold]{'a < b' if less else 'a > b'}[/]"
 
 
@@ -65,22 +79,40 @@ def ratio(entry: Comparison) -> str:
     return f"{r.estimate:.3f}{interval}"
 
 
+def equivalence(entry: Comparison) -> str:
+    """The TOST's interval of the ratio a/b and the conclusion: "[0.97, 1.02] equivalent"."""
+    eq = entry.equivalence
+    if eq is None:
+        return "-"
+    interval = "" if eq.ci_low is None or eq.ci_high is None \
+        else f"[{eq.ci_low:.3f}, {eq.ci_high:.3f}] "
+    word = {"equivalent": f"[bold]equivalent within ±{eq.margin:.0%}[/]",
+            "inconclusive": "[yellow]inconclusive: more runs needed[/]"}.get(
+        eq.conclusion, f"a {eq.conclusion}")
+    return interval + word
+
+
 def _pair_table(metric: str, a: str, b: str, entries: list[Comparison]) -> Table:
     first = entries[0]
     table = Table(title=f"{escape(metric)}: a = {escape(a)}, b = {escape(b)}  "
                         f"(H1: {first.alternative}, "
                         f"alpha {first.alpha}, Holm across datasets)",
                   title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
-    for name, justify in (("dataset", "left"), ("median a", "right"), ("median b", "right"),
-                          ("test", "left"), ("statistic", "left"), ("p", "right"),
-                          ("p Holm", "right"), ("decision", "left"),
-                          ("a/b medians [95% CI]", "right")):
+    columns = [("dataset", "left"), ("median a", "right"), ("median b", "right"),
+               ("test", "left"), ("statistic", "left"), ("p", "right"), ("p Holm", "right"),
+               ("decision", "left"), ("a/b medians [95% CI]", "right")]
+    margin = first.equivalence is not None
+    if margin:
+        columns.append(("equivalence: a/b [90% CI]", "left"))
+    for name, justify in columns:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for e in entries:
-        table.add_row(escape(e.dataset), fmt(e.descriptives[a].median, zeros=True),
-                      fmt(e.descriptives[b].median, zeros=True),
-                      TEST_NAMES[e.test_used], statistic(e), fmt_p(e.p),
-                      fmt_p(e.p_holm), decision(e), ratio(e))
+        cells = [escape(e.dataset), fmt(e.descriptives[a].median, zeros=True),
+                 fmt(e.descriptives[b].median, zeros=True), TEST_NAMES[e.test_used],
+                 statistic(e), fmt_p(e.p), fmt_p(e.p_holm), decision(e), ratio(e)]
+        if margin:
+            cells.append(equivalence(e))
+        table.add_row(*cells)
     return table
 
 
@@ -95,6 +127,8 @@ def make_console() -> Console:
 def print_summary(analysis: Analysis, console: Console | None = None) -> None:
     """Print the summary tables and warnings of an analysis to the console."""
     console = console or make_console()
+    if analysis.procedure != "spss":
+        console.print(f"procedure: {PROCEDURE_NAMES[analysis.procedure]}")
     if not analysis.comparisons:
         console.print("no comparisons: the runs hold fewer than two environments "
                       "or no numeric metric")

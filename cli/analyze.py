@@ -107,6 +107,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         study = load_study(args.spec, check_data=False)
         frame = with_configurations(load_runs(args.pilot, [args.metric]))
         alpha = args.alpha if args.alpha is not None else study.analysis.alpha
+        margin = args.equivalence if args.equivalence is not None \
+            else study.analysis.equivalence
         present = set(frame["environment"])
         envs = [e.name for e in study.environments if e.name in present]
         if len(envs) < 2:
@@ -119,7 +121,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             raise AnalysisError(f"{args.pilot}: no runs of the study's datasets")
         plans = [plan_repetitions(frame, args.metric, a, b, effect, alpha=alpha,
                                   power=args.power, alternative=study.hypothesis,
-                                  datasets=datasets, seed=study.seed)
+                                  datasets=datasets, seed=study.seed, margin=margin)
                  for a, b in itertools.combinations(envs, 2)]
         if args.json is not None:
             _write_json(args.json, {"plans": plans})
@@ -132,19 +134,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
     table = Table(title=f"{study.name}: repetitions per environment for a {effect:.1%} "
                         f"difference in {args.metric}, power {args.power}, alpha {alpha}, "
                         f"H1 {study.hypothesis}", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("a vs b", "dataset", "pilot n", "median", "sd", "Cohen's d", "t-test",
-                 "Mann-Whitney", "ratio CI half-width now"):
+    names = ["a vs b", "dataset", "pilot n", "median", "sd", "Cohen's d", "t-test",
+             "Mann-Whitney", "ratio CI half-width now"]
+    if margin is not None:
+        names.append(f"equivalence ±{margin:.0%}")
+    for name in names:
         table.add_column(name)
     for plan in plans:
         for row in plan["datasets"]:
-            table.add_row(f"{plan['a']} vs {plan['b']}", row["dataset"],
-                          f"{row['n_pilot_a']} / {row['n_pilot_b']}", f"{row['median']:.4g}",
-                          "-" if row["sd_pooled"] is None else f"{row['sd_pooled']:.3g}",
-                          "-" if row["cohen_d"] is None else f"{row['cohen_d']:.2f}",
-                          _n(row["n_t_test"]), _n(row["n_mann_whitney"]),
-                          "-" if row["ratio_halfwidth"] is None
-                          else f"{row['ratio_halfwidth']:.1%}")
+            cells = [f"{plan['a']} vs {plan['b']}", row["dataset"],
+                     f"{row['n_pilot_a']} / {row['n_pilot_b']}", f"{row['median']:.4g}",
+                     "-" if row["sd_pooled"] is None else f"{row['sd_pooled']:.3g}",
+                     "-" if row["cohen_d"] is None else f"{row['cohen_d']:.2f}",
+                     _n(row["n_t_test"]), _n(row["n_mann_whitney"]),
+                     "-" if row["ratio_halfwidth"] is None else f"{row['ratio_halfwidth']:.1%}"]
+            if margin is not None:
+                cells.append(_n(row["n_equivalence"]))
+            table.add_row(*cells)
     console.print(table)
+    if margin is not None:
+        found = [p["n_equivalence"] for p in plans]
+        console.print(
+            f"to show equivalence within ±{margin:.0%} (two one-sided tests on log times, "
+            f"power {args.power}, if the environments are equally fast): "
+            + ("[yellow]not reachable within the limit for some cells[/]" if None in found
+               else f"[bold]{max(found)}[/] repetitions per environment and dataset"))
     needed = [p[k] for p in plans for k in ("n_t_test", "n_mann_whitney")]
     if None in needed:
         console.print("[yellow]some cells cannot reach the power within the limit "
@@ -264,14 +278,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--alpha", type=_alpha, default=None, metavar="A",
                    help="default: the study's [analysis] alpha")
     p.add_argument("--power", type=_alpha, default=0.8)
+    p.add_argument("--equivalence", type=_margin, default=None, metavar="MARGIN",
+                   help="also the repetitions to show equivalence within this relative "
+                        "margin (default: the study's [analysis] equivalence)")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the plan as JSON here")
     p.set_defaults(func=cmd_plan)
 
     p = subparsers.add_parser("simulate", help="error rates and power of the procedures",
                               description="Type-I error and power of SPSS's procedure and of "
                                           "single tests, by simulation (docs/statistics.md).")
-    p.add_argument("--replicates", type=_positive_int, default=12_000,
-                   help="per scenario (default 12000: every rate's standard error < 0.005)")
+    p.add_argument("--replicates", type=_positive_int, default=40_000,
+                   help="per scenario (default 40000: every rate's standard error <= 0.0025)")
     p.add_argument("--permutations", type=_positive_int, default=999,
                    help="relabellings of the permutation test of medians (default 999)")
     p.add_argument("--jobs", type=_positive_int, default=1, help="processes (default 1)")

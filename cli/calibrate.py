@@ -46,7 +46,7 @@ def run_calibration(study: Study, environment: str, repetitions: int | None = No
     frame = load_runs(result.store.csv_path)
     metrics = [m for m in ("train_s", "total_s") if m in frame.columns]
     summary = summarize(frame, environment, metrics, study.analysis.alpha, "two-sided",
-                        study.seed)
+                        study.seed, procedure=study.analysis.procedure)
     summary["runs_csv"] = str(result.store.csv_path)
     write_json_atomic(root / "calibration.json", summary)
     return summary

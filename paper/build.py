@@ -35,7 +35,17 @@ from paper.latex import (
 )
 from paper.latexmk import PaperError, jinja_env, run_latexmk
 from paper.methodology import dataset_rows, fingerprints, plain_value, short, summarise
-from paper.prose import conclusion, hypotheses, join_names, stopping_text, the
+from paper.prose import (
+    conclusion,
+    equivalence_conclusion,
+    hypotheses,
+    join_names,
+    percent,
+    procedure_name,
+    simulated_error_text,
+    stopping_text,
+    the,
+)
 from study.manifest import toolkit_version
 from study.notebook import Protocol
 from study.notebook import inspect as inspect_notebook
@@ -121,7 +131,9 @@ def _analyze(usable: pd.DataFrame, study: Study | None, protocol: Protocol | Non
     # A CSV gathered elsewhere may hold none of the usual metrics: then every numeric one.
     present = [m for m in wanted if m in usable and usable[m].notna().any()]
     options = {"alternative": study.hypothesis, "alpha": study.analysis.alpha,
-               "environments": [e.name for e in study.environments]} if study else {}
+               "environments": [e.name for e in study.environments],
+               "procedure": study.analysis.procedure,
+               "equivalence": study.analysis.equivalence} if study else {}
     try:
         return analyze(usable, metrics=present or None, **options)
     except AnalysisError as exc:
@@ -187,9 +199,12 @@ def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
                  table(f"ranks_{i}", T.ranks_table(analysis, metric, lang))]
         if {c.test_used for c in found} & {"student_t", "welch_t"}:
             parts.append(table(f"t_{i}", T.t_test_table(analysis, metric, lang, alternative)))
+        parts.append(table(f"bm_{i}", T.brunner_munzel_table(analysis, metric, lang)))
         title = metric_name(metric, lang, capital=True)
         stated = [c for c in found if c.significant] if swept else found
-        conclusions = [Markup(conclusion(c, lang, alternative)) for c in stated]
+        # with a margin, the four-way conclusion (faster, slower, equivalent, inconclusive)
+        conclusions = [Markup(equivalence_conclusion(c, lang) if c.equivalence is not None
+                              else conclusion(c, lang, alternative)) for c in stated]
         if len(stated) < len(found):
             conclusions.append(Markup(label("others_not_significant", lang,
                                             n=len(found) - len(stated), total=len(found),
@@ -200,6 +215,23 @@ def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
             "figure_caption": Markup(label("fig_box", lang, metric=title)),
             "conclusions": conclusions})
     return sections
+
+
+def _simulated_error(analysis: Analysis, metric: str, alpha: float, lang: str) -> str:
+    """The procedure's simulated type-I error for the study's own group sizes and observed
+    variance ratios (the primary metric's comparisons; nearest simulated scenario)."""
+    from analysis.simulation import procedure_error
+
+    groups = []
+    for c in analysis.of_metric(metric):
+        sd_a, sd_b = c.descriptives[c.a].sd, c.descriptives[c.b].sd
+        if sd_a and sd_b:
+            groups.append((c.n_a, c.n_b, (sd_b / sd_a) ** 2))
+    try:
+        error = procedure_error(groups, analysis.procedure, alpha)
+    except (OSError, ValueError, KeyError):  # the shipped results missing or unreadable
+        return ""
+    return simulated_error_text(error, lang)
 
 
 def _price_sources(study: Study | None, manifest: dict[str, Any]) -> dict[str, str]:
@@ -342,6 +374,7 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         if value and col not in params:
             params[col] = value
     warnings = analysis.warnings  # a group's warning once, not once per pair
+    margins = [c.equivalence.margin for c in analysis.comparisons if c.equivalence]
     outliers = sum(T.outlier_count(c, env) for _, env, c in
                    (g for m in metrics for g in T.groups(analysis, m)))
     return {
@@ -379,6 +412,10 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         "calibration_env": calibration.get("environment", ""),
         "alpha": Markup(fmt_num(alpha, 2, lang, bounded=True)),
         "alternative": alternative,
+        "procedure": analysis.procedure,
+        "procedure_name": Markup(procedure_name(analysis.procedure, lang)),
+        "margin": Markup(percent(margins[0], lang)) if margins else None,
+        "simulated_error": Markup(_simulated_error(analysis, primary, alpha, lang)),
         "h0": Markup(h0), "h1": Markup(h1),
         "tables": {
             "environments": table("environments", T.environments_table(fps, lang)),
@@ -390,6 +427,7 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
             "quality": table("quality", T.quality_table(usable_cells, lang)),
             "resources": table("resources", T.resources_table(usable_cells, lang)),
             "decisions": table("decisions", T.decisions_table(analysis, lang, alpha)),
+            "equivalence": table("equivalence", T.equivalence_table(analysis, lang)),
             "kruskal": table("kruskal", T.kruskal_table(analysis, lang)),
             "calibration": table("calibration", T.calibration_table(calibration, lang)),
             "cost": table("cost", T.cost_table(frame, lang, _price_sources(study, manifest))),
@@ -400,6 +438,8 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         "machines": Markup(_machines_text(study, manifest, lang)),
         "n_comparisons": len(analysis.comparisons),
         "n_significant": sum(c.significant for c in analysis.comparisons),
+        "n_inconclusive": sum(c.equivalence is not None and c.equivalence.conclusion
+                              == "inconclusive" for c in analysis.comparisons),
         "warnings": warnings,
         "outliers": outliers,
     }

@@ -1,4 +1,5 @@
-"""The paper's sentences written from the analysis: decisions, hypotheses, the stopping rule.
+"""The paper's sentences written from the analysis: decisions, hypotheses, the stopping rule,
+the equivalence conclusions and the procedure's simulated type-I error.
 
 The words of each language live in paper/lang/<lang>.toml; this module only chooses which
 sentence applies and fills in names (escaped), statistics and numbers.
@@ -10,6 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from analysis.compare import lower as lower_than
 from analysis.results import Comparison
 from paper.latex import (
     METRIC_NAMES,
@@ -64,12 +66,6 @@ def statistics_clause(c: Comparison, lang: str) -> str:
     return phrase("stat_separator", lang).join(parts)
 
 
-def _centre(c: Comparison, env: str) -> float | None:
-    """The median (rank test) or mean (t-test) of one group, to say which way it goes."""
-    d = c.descriptives[env]
-    return d.median if c.test_used == "mann_whitney" else d.mean
-
-
 def conclusion(c: Comparison, lang: str = "en", alternative: str = "two-sided") -> str:
     """One sentence per decision, e.g. "There is no significant difference in training
     time between pc and colab on shapes (U = 265, Z = -0.48, p = .633).\""""
@@ -77,9 +73,10 @@ def conclusion(c: Comparison, lang: str = "en", alternative: str = "two-sided") 
               "stats": statistics_clause(c, lang), "metric": the(c.metric, lang),
               "Metric": the(c.metric, lang, capital=True)}
     if c.significant:
-        ca, cb = _centre(c, c.a), _centre(c, c.b)
-        lower = alternative == "less" if alternative != "two-sided" else (
-            ca is not None and cb is not None and ca < cb)
+        # which way: the test's own estimate (medians for Mann-Whitney, means for a t-test,
+        # P(a < b) for Brunner-Munzel), or the direction a one-sided H1 states
+        lower = alternative == "less" if alternative != "two-sided" else bool(
+            lower_than(c))
         return phrase("significant", lang, direction=phrase("lower" if lower else "higher",
                                                              lang),
                       ratio=_ratio_clause(c, lang), **fields)
@@ -100,6 +97,62 @@ def _ratio_clause(c: Comparison, lang: str) -> str:
                     high=fmt_num(ratio.ci_high, 2, lang))
     return phrase("ratio", lang, a=escape(c.a), b=escape(c.b),
                   estimate=fmt_num(ratio.estimate, 2, lang), ci=ci)
+
+
+def percent(x: float, lang: str, digits: int = 1) -> str:
+    """A fraction as a LaTeX percentage: 0.05 -> "5\\,\\%" (0.065 -> "6.5\\,\\%")."""
+    value = 100 * float(x)
+    places = 0 if abs(value - round(value)) < 1e-9 else digits
+    return fmt_num(value, places, lang) + "\\,\\%"
+
+
+def equivalence_conclusion(c: Comparison, lang: str = "en") -> str:
+    """The four-way conclusion of a comparison with an equivalence margin: faster, slower
+    (lower, higher for a metric that is not a time), equivalent within the margin, or
+    inconclusive: more runs needed (analysis.equivalence)."""
+    eq = c.equivalence
+    if eq is None:
+        return conclusion(c, lang, c.alternative)
+    fields = {"a": escape(c.a), "b": escape(c.b), "dataset": escape(where(c)),
+              "stats": statistics_clause(c, lang), "metric": the(c.metric, lang),
+              "Metric": the(c.metric, lang, capital=True),
+              "metric_of": the(c.metric, lang, of=True), "margin": percent(eq.margin, lang)}
+    have_interval = eq.ci_low is not None and eq.ci_high is not None
+    low, high = (fmt_num(v, 3, lang) for v in (eq.ci_low, eq.ci_high))
+    interval = phrase("eq_interval", lang, a=escape(c.a), b=escape(c.b), low=low, high=high)
+    tost = p_clause(eq.p, lang)
+    if eq.conclusion in ("faster", "slower", "lower", "higher"):
+        within = phrase("eq_within", lang, margin=fields["margin"],
+                        interval=phrase("eq_interval_short", lang, low=low, high=high)) \
+            if eq.equivalent and have_interval else ""
+        return phrase(f"eq_{eq.conclusion}", lang, ratio=_ratio_clause(c, lang),
+                      within=within, **fields)
+    if not have_interval or eq.p is None:
+        return phrase("eq_not_computable", lang, **fields)
+    return phrase(f"eq_{eq.conclusion}", lang, interval=interval, tost=tost, **fields)
+
+
+def procedure_name(procedure: str, lang: str) -> str:
+    return phrase(f"procedure_{procedure}", lang)
+
+
+def simulated_error_text(error: Any, lang: str) -> str:
+    """The procedure's simulated type-I error for the study's own group sizes and variance
+    ratios (analysis.simulation.ProcedureError), as a sentence; "" without one."""
+    if error is None:
+        return ""
+    scenarios = [phrase("simulated_scenario", lang, n_a=n_a, n_b=n_b,
+                        ratio=fmt_num(ratio, 0, lang)) for n_a, n_b, ratio in error.scenarios]
+    shown = "; ".join(scenarios[:3]) + ("; \\dots" if len(scenarios) > 3 else "")
+    low, high = percent(error.low, lang), percent(error.high, lang)
+    rates = low if low == high else phrase("simulated_range", lang, low=low, high=high)
+    return phrase("simulated_error", lang, plural=phrase("scenario_plural", lang)
+                  if len(scenarios) > 1 else "", scenarios=shown,
+                  procedure=procedure_name(error.procedure, lang),
+                  alpha=fmt_num(error.alpha, 2, lang, bounded=True), range=rates,
+                  shapes=join_names([phrase(f"shape_{s}", lang) for s in error.shapes], lang,
+                                    escaped=True),
+                  nominal=percent(error.alpha, lang))
 
 
 def hypotheses(metric: str, pairs: Sequence[tuple[str, str]], lang: str,

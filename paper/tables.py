@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.compare import usable_runs
-from analysis.results import Analysis, Comparison, MannWhitney, MedianRatio
+from analysis.results import Analysis, BrunnerMunzel, Comparison, MannWhitney, MedianRatio
 from paper.latex import (
     MISSING,
     auto_digits,
@@ -294,9 +294,20 @@ def test_statistic(c: Comparison, lang: str = "en") -> str:
     test = c.test
     if isinstance(test, MannWhitney):
         return "$U$ = " + fmt_num(test.U, 2 if _fractional(test.U) else 0, lang)
+    if isinstance(test, BrunnerMunzel):
+        return "$W$ = " + bm_statistic(test, lang)
     if test.t is None:
         return MISSING
     return f"$t$({fmt_df(test.df, lang)}) = {fmt_num(test.t, 2, lang)}"
+
+
+def bm_statistic(test: BrunnerMunzel, lang: str = "en") -> str:
+    """Brunner-Munzel's W, or plus or minus infinity for a complete separation."""
+    if test.statistic is None:
+        if test.estimate in (0.0, 1.0):
+            return "$\\infty$" if test.estimate == 1.0 else "$-\\infty$"
+        return MISSING
+    return fmt_num(test.statistic, 2, lang)
 
 
 def _fractional(x: float | None) -> bool:
@@ -334,9 +345,67 @@ def decisions_table(analysis: Analysis, lang: str = "en", alpha: float = 0.05) -
     head += [label(k, lang) for k in ("statistic", "p", "p_holm", "significant")]
     head.append(stacked(label("speedup", lang), 20))
     align = "ll" + ("l" if pairs else "") + "lrrcr"
+    note = "tests_note_robust" if analysis.procedure == "robust" else "tests_note"
     return Table(label("decisions_caption", lang, alpha=fmt_num(alpha, 2, lang, bounded=True)),
                  "tab:decisions", align, [header_row(head)], _grouped(rows),
-                 [label("tests_note", lang)], size="\\footnotesize").render()
+                 [label(note, lang)], size="\\footnotesize").render()
+
+
+def brunner_munzel_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
+    """The robust procedure's test per comparison: the relative effect, W, df, the t
+    approximation's Sig. and the permutation test's, with how many relabellings."""
+    found = [c for c in comparisons(analysis, metric) if c.brunner_munzel is not None]
+    if not found:
+        return ""
+    pairs = many_pairs(analysis)
+    rows = []
+    for c in found:
+        bm = c.brunner_munzel
+        count = MISSING if bm.permutations is None else (
+            label("all_relabellings", lang) + f" ({bm.permutations})" if bm.exact
+            else str(bm.permutations))
+        rows.append([escape(_row_key(c, pairs)), fmt_num(bm.estimate, 3, lang, bounded=True),
+                     bm_statistic(bm, lang), fmt_df(bm.df, lang), fmt_p(bm.p, lang),
+                     fmt_p(bm.p_permutation, lang), count])
+    head = [label("dataset", lang), label("relative_effect", lang), label("bm_w", lang),
+            label("df", lang), stacked(label("bm_p_t", lang), 10),
+            stacked(label("bm_p_perm", lang), 10), label("relabellings", lang)]
+    return Table(label("bm_caption", lang, metric=metric_name(metric, lang)),
+                 slug("tab", "bm", metric), "lrrrrrr", [header_row(head)], rows,
+                 [label("bm_note", lang)]).render()
+
+
+def equivalence_word(c: Comparison, lang: str = "en") -> str:
+    """The conclusion as a table cell: "a faster", "equivalent", "inconclusive: ..."."""
+    return label(f"c_{c.equivalence.conclusion}", lang) if c.equivalence else MISSING
+
+
+def equivalence_table(analysis: Analysis, lang: str = "en") -> str:
+    """Per metric, dataset and pair: the ratio of geometric means a/b with its 90 % interval,
+    the TOST's p and the four-way conclusion (only with an equivalence margin)."""
+    found = [c for c in comparisons(analysis) if c.equivalence is not None]
+    if not found:
+        return ""
+    pairs = many_pairs(analysis)
+    sep = number_format("interval_separator", lang)
+    rows = []
+    for c in found:
+        eq = c.equivalence
+        ratio = fmt_num(eq.ratio, 3, lang)
+        if eq.ci_low is not None and eq.ci_high is not None:
+            ratio += f" [{fmt_num(eq.ci_low, 3, lang)}{sep}{fmt_num(eq.ci_high, 3, lang)}]"
+        cells = [escape(where(c))] + ([pair_text(c)] if pairs else [])
+        cells += [ratio, fmt_p(eq.p, lang), equivalence_word(c, lang)]
+        rows.append((metric_name(c.metric, lang, capital=True, latex=False), cells))
+    head = [label("metric", lang), label("dataset", lang)]
+    head += [label("pair", lang)] if pairs else []
+    head += [label("geo_ratio", lang), label("p_tost", lang), label("conclusion", lang)]
+    margin = round(100 * found[0].equivalence.margin, 6)
+    text = fmt_num(margin, 0 if margin.is_integer() else 1, lang)
+    return Table(label("equivalence_caption", lang, margin=text + "\\,\\%"),
+                 "tab:equivalence", "ll" + ("l" if pairs else "") + "rrl", [header_row(head)],
+                 _grouped(rows), [label("equivalence_note", lang)],
+                 size="\\footnotesize").render()
 
 
 def kruskal_table(analysis: Analysis, lang: str = "en") -> str:

@@ -117,9 +117,11 @@ def test_load_runs_reads_names_as_text(tmp_path: Path) -> None:
 def test_json_shape_exactly_as_design() -> None:
     result = analyze(make_runs(), ["train_s"]).to_dict()
     json.dumps(result, allow_nan=False)  # strictly serialisable
-    # two environments: no Kruskal-Wallis; the format and its version come first
-    assert list(result) == ["format", "format_version", "comparisons"]
-    assert (result["format"], result["format_version"]) == ("cloudbench-analysis", 2)
+    # two environments: no Kruskal-Wallis; the format and its version come first, then the
+    # procedure (SPSS's by default)
+    assert list(result) == ["format", "format_version", "procedure", "comparisons"]
+    assert result["procedure"] == "spss"
+    assert (result["format"], result["format_version"]) == ("cloudbench-analysis", 3)
     entries = result["comparisons"]
     assert [(e["metric"], e["dataset"], e["a"], e["b"]) for e in entries] == [
         ("train_s", "a", "pc", "colab"), ("train_s", "b", "pc", "colab")]
@@ -210,7 +212,8 @@ def test_more_than_two_environments_pairs_and_kruskal() -> None:
     assert kw[0].p > 0.01 > kw[1].p
     data = result.to_dict()
     json.dumps(data, allow_nan=False)
-    assert list(data) == ["format", "format_version", "comparisons", "kruskal_wallis"]
+    assert list(data) == ["format", "format_version", "procedure", "comparisons",
+                          "kruskal_wallis"]
     assert list(data["kruskal_wallis"][0]) == ["metric", "dataset", "environments", "H", "df",
                                                "p"]
 
@@ -529,8 +532,8 @@ def test_analysis_round_trips_through_its_json() -> None:
         again = R.Analysis.from_dict(json.loads(text))
         assert again == result
         assert json.dumps(again.to_dict(), allow_nan=False) == text
-    assert R.Analysis().to_dict() == {"format": "cloudbench-analysis", "format_version": 2,
-                                      "comparisons": []}
+    assert R.Analysis().to_dict() == {"format": "cloudbench-analysis", "format_version": 3,
+                                      "procedure": "spss", "comparisons": []}
 
 
 def test_from_dict_refuses_other_formats_and_versions() -> None:
@@ -540,10 +543,13 @@ def test_from_dict_refuses_other_formats_and_versions() -> None:
     with pytest.raises(R.AnalysisFormatError, match="format 'other' is not 'cloudbench-an"):
         R.Analysis.from_dict({**good, "format": "other"})
     with pytest.raises(R.AnalysisFormatError, match="format_version 1 is not supported.*"
-                                                    "reads version 2.*study analyze"):
+                                                    "reads version 3.*study analyze"):
         R.Analysis.from_dict({**good, "format_version": 1})
-    with pytest.raises(R.AnalysisFormatError, match="format_version 3 is not supported.*newer"):
-        R.Analysis.from_dict({**good, "format_version": 3})
+    with pytest.raises(R.AnalysisFormatError, match="format_version 4 is not supported.*newer"):
+        R.Analysis.from_dict({**good, "format_version": 4})
+    # version 2 (before the procedure was recorded) is still read, as SPSS's procedure
+    old = {k: v for k, v in good.items() if k != "procedure"} | {"format_version": 2}
+    assert R.Analysis.from_dict(old).procedure == "spss"
     with pytest.raises(R.AnalysisFormatError, match="format_version None"):
         R.Analysis.from_dict({k: v for k, v in good.items() if k != "format_version"})
     with pytest.raises(R.AnalysisFormatError, match="expected an object"):

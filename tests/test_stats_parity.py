@@ -331,3 +331,208 @@ def test_exact_u_p_values_are_scipy_s(sample: str, alternative: str) -> None:
     res = mannwhitneyu(x, y, alternative=alternative, method="exact")
     ours = S.exact_u(len(x), len(y)).pvalue(float(res.statistic), alternative)
     assert ours == pytest.approx(float(res.pvalue), rel=1e-12, abs=1e-15)
+
+
+# --------------------------------------------------------------------------- the new tests (issue 1
+#
+# R has no Brunner-Munzel or TOST package here (lawstat, brunnermunzel and TOSTER are not in
+# Debian), so the references are written in base R from the published formulas, a second
+# implementation in another language:
+#
+# - Brunner-Munzel (Brunner and Munzel 2000, Biometrical Journal 42, 17-25): pooled ranks
+#   R, internal ranks R^(i), p = (mean R_2 - (n_2 + 1)/2) / n_1, S_i^2 = sum (R_ik - R^(i)_ik
+#   - mean R_i + (n_i + 1)/2)^2 / (n_i - 1), sigma_i^2 = S_i^2 / (N - n_i)^2,
+#   sigma_BF^2 = N (sigma_1^2 / n_1 + sigma_2^2 / n_2), W = (mean R_2 - mean R_1) /
+#   (sqrt(N) sigma_BF), f = (sum S_i^2 / (N - n_i))^2 / sum (S_i^2 / (N - n_i))^2 / (n_i - 1);
+# - its studentized permutation test (Neubert and Brunner 2007, Computational Statistics &
+#   Data Analysis 51, 5192-5204): W over every split of the pooled *values* (combn), so R
+#   permutes the data where the toolkit permutes ranks;
+# - the TOST on log values (Schuirmann 1987; what TOSTER's tsum_TOST computes): two Welch t
+#   statistics against log(1 - m) and log(1 + m), by hand, and again with R's own t.test
+#   one-sided at each margin (mu = ...), with the (1 - 2 alpha) interval of t.test.
+#
+# The published worked example: the pain scores of Brunner and Munzel (2000), 14 vs 11
+# patients, W = 3.1375, df = 17.683, p = .005786, p-hat = .789 (as lawstat's
+# brunner.munzel.test and scipy.stats.brunnermunzel document it).
+
+PAIN = ([1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 1, 1], [3, 3, 4, 3, 1, 2, 3, 1, 1, 5, 4])
+_n_rng = np.random.default_rng(14)
+BM_CASES: dict[str, tuple[list[float], list[float]]] = {
+    "pain": (list(map(float, PAIN[0])), list(map(float, PAIN[1]))),
+    "ties_small": ([1.0, 2.0, 2.0, 3.0, 5.0], [2.0, 3.0, 4.0, 4.0, 6.0, 7.0]),
+    "continuous": (_rounded(_n_rng, 10.0, 0.5, 6, 4), _rounded(_n_rng, 10.6, 1.5, 7, 4)),
+    "unequal": (_rounded(_n_rng, 20.0, 0.6, 8, 3), _rounded(_n_rng, 20.0, 2.0, 5, 3)),
+}
+BM_PERMUTED = ("ties_small", "continuous", "unequal")  # small enough for every split in R
+TOST_CASES = {
+    "equivalent": (_rounded(_n_rng, 17.6, 0.4, 24, 4), _rounded(_n_rng, 17.7, 0.6, 24, 4)),
+    "unequal": (_rounded(_n_rng, 17.6, 0.8, 10, 4), _rounded(_n_rng, 18.5, 2.0, 24, 4)),
+    "reference_study": _reference_study(),
+}
+TOST_MARGINS = (0.05, 0.10)
+
+R_NEW = r"""
+bm <- function(x, y) {
+  n1 <- length(x); n2 <- length(y); N <- n1 + n2
+  r <- rank(c(x, y)); r1 <- r[1:n1]; r2 <- r[(n1 + 1):N]
+  m1 <- mean(r1); m2 <- mean(r2)
+  s1 <- sum((r1 - rank(x) - m1 + (n1 + 1) / 2)^2) / (n1 - 1)
+  s2 <- sum((r2 - rank(y) - m2 + (n2 + 1) / 2)^2) / (n2 - 1)
+  sbf <- N * (s1 / (N - n1)^2 / n1 + s2 / (N - n2)^2 / n2)
+  w <- (m2 - m1) / (sqrt(N) * sqrt(sbf))
+  f <- (s1 / (N - n1) + s2 / (N - n2))^2 /
+    ((s1 / (N - n1))^2 / (n1 - 1) + (s2 / (N - n2))^2 / (n2 - 1))
+  list(w = w, df = f, phat = (m2 - (n2 + 1) / 2) / n1)
+}
+bm_case <- function(case, x, y, permute) {
+  res <- bm(x, y)
+  emit(case, "bm_w", res$w); emit(case, "bm_df", res$df); emit(case, "bm_phat", res$phat)
+  emit(case, "bm_p_two", 2 * pt(-abs(res$w), res$df))
+  emit(case, "bm_p_less", pt(res$w, res$df, lower.tail = FALSE))
+  emit(case, "bm_p_greater", pt(res$w, res$df))
+  if (permute) {
+    v <- c(x, y); n1 <- length(x)
+    splits <- combn(length(v), n1)
+    ws <- apply(splits, 2, function(i) bm(v[i], v[-i])$w)
+    ws[is.nan(ws)] <- 0
+    tol <- 1e-9 * max(1, abs(res$w))
+    emit(case, "bmp_two", mean(abs(ws) >= abs(res$w) - tol))
+    emit(case, "bmp_less", mean(ws >= res$w - tol))
+    emit(case, "bmp_greater", mean(ws <= res$w + tol))
+    emit(case, "bmp_count", ncol(splits))
+  }
+}
+tost_case <- function(case, x, y, m, alpha) {
+  lx <- log(x); ly <- log(y); nx <- length(lx); ny <- length(ly)
+  vx <- var(lx) / nx; vy <- var(ly) / ny
+  d <- mean(lx) - mean(ly); se <- sqrt(vx + vy)
+  df <- (vx + vy)^2 / (vx^2 / (nx - 1) + vy^2 / (ny - 1))
+  tl <- (d - log(1 - m)) / se; tu <- (d - log(1 + m)) / se
+  key <- function(k) paste0(m, ":", k)
+  emit(case, key("tl"), tl); emit(case, key("tu"), tu); emit(case, key("df"), df)
+  emit(case, key("pl"), pt(tl, df, lower.tail = FALSE)); emit(case, key("pu"), pt(tu, df))
+  emit(case, key("ci"), exp(d + c(-1, 1) * qt(1 - alpha, df) * se))
+  # the same two tests with R's own t.test, one-sided at each margin
+  lo <- t.test(lx, ly, mu = log(1 - m), alternative = "greater")
+  hi <- t.test(lx, ly, mu = log(1 + m), alternative = "less")
+  emit(case, key("tt_pl"), lo$p.value); emit(case, key("tt_pu"), hi$p.value)
+  emit(case, key("tt_ci"), exp(t.test(lx, ly, conf.level = 1 - 2 * alpha)$conf.int))
+  if (m == 0.05) {
+    w <- t.test(lx, ly)
+    emit(case, "wl_t", w$statistic); emit(case, "wl_df", w$parameter)
+    emit(case, "wl_p", w$p.value); emit(case, "wl_ci", exp(w$conf.int))
+    emit(case, "wl_ratio", exp(mean(lx) - mean(ly)))
+  }
+}
+"""
+
+
+def _r_new_script() -> str:
+    lines = [R_HEADER, R_NEW]
+    for name, (a, b) in BM_CASES.items():
+        permute = "TRUE" if name in BM_PERMUTED else "FALSE"
+        lines.append(f'bm_case("bm_{name}", {_r_vector(a)}, {_r_vector(b)}, {permute})')
+    for name, (a, b) in TOST_CASES.items():
+        for m in TOST_MARGINS:
+            lines.append(f'tost_case("tost_{name}", {_r_vector(a)}, {_r_vector(b)}, {m}, 0.05)')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def r_new(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, float]]:
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        pytest.fail("Rscript not found: the R parity tests need R (Debian: apt-get install "
+                    "r-base-core)")
+    script = tmp_path_factory.mktemp("r") / "parity_new.R"
+    script.write_text(_r_new_script())
+    proc = subprocess.run([rscript, "--vanilla", str(script)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, f"Rscript failed:\n{proc.stderr}"
+    out: dict[str, dict[str, float]] = {}
+    for line in proc.stdout.splitlines():
+        case, key, value = line.split("|")
+        out.setdefault(case, {})[key] = float(value)
+    return out
+
+
+def test_brunner_munzel_published_example() -> None:
+    """Brunner and Munzel (2000), pain scores: W = 3.1375, df = 17.683, p = .005786."""
+    ours = S.brunner_munzel(*BM_CASES["pain"])
+    assert round(ours.statistic, 4) == 3.1375 and round(ours.df, 3) == 17.683
+    assert round(ours.p, 6) == 0.005786 and round(ours.estimate, 6) == 0.788961
+
+
+@pytest.mark.parametrize("alternative", ALTERNATIVES)
+@pytest.mark.parametrize("case", sorted(BM_CASES))
+def test_brunner_munzel_is_the_published_formulas(case: str, alternative: str,
+                                                  r_new: dict[str, dict[str, float]]) -> None:
+    r = r_new[f"bm_{case}"]
+    ours = S.brunner_munzel(*BM_CASES[case], alternative=alternative)
+    assert close(ours.statistic, r["bm_w"]) and close(ours.df, r["bm_df"])
+    assert close(ours.estimate, r["bm_phat"])
+    key = {"two-sided": "bm_p_two", "less": "bm_p_less", "greater": "bm_p_greater"}
+    assert close(ours.p, r[key[alternative]]), (ours.p, r[key[alternative]])
+    # the vectorised statistic the simulation and the permutation test use
+    from scipy.stats import rankdata
+
+    a, b = BM_CASES[case]
+    pooled = rankdata(np.r_[a, b])
+    w, df = S.brunner_munzel_t(pooled[: len(a)], pooled[len(a):])
+    assert close(float(w[0]), r["bm_w"]) and close(float(df[0]), r["bm_df"])
+    order = np.sort(pooled)  # the permutation test's form: positions of the sorted sample
+    rows = np.argsort(np.r_[a, b], kind="stable")
+    members, others = np.sort(np.argsort(rows)[: len(a)]), np.sort(np.argsort(rows)[len(a):])
+    fast = S.brunner_munzel_statistic(order[members], order[others], sorted_rows=True)[0]
+    assert close(float(fast), r["bm_w"])
+
+
+@pytest.mark.parametrize("alternative", ALTERNATIVES)
+@pytest.mark.parametrize("case", BM_PERMUTED)
+def test_brunner_munzel_permutation_is_r_s_enumeration(
+        case: str, alternative: str, r_new: dict[str, dict[str, float]]) -> None:
+    """Every split of the pooled values in R, every relabelling of the pooled ranks here:
+    the exact studentized permutation p (Neubert and Brunner 2007), ties included."""
+    r = r_new[f"bm_{case}"]
+    ours = S.brunner_munzel(*BM_CASES[case], alternative=alternative)
+    assert ours.exact and ours.permutations == r["bmp_count"]
+    key = {"two-sided": "bmp_two", "less": "bmp_less", "greater": "bmp_greater"}
+    assert close(ours.p_permutation, r[key[alternative]]), (ours, r[key[alternative]])
+
+
+def test_brunner_munzel_separation_and_monte_carlo() -> None:
+    sep = S.brunner_munzel([1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0, 8.0, 9.0, 10.0])
+    assert sep.statistic is None and sep.estimate == 1.0
+    assert sep.p == pytest.approx(2 / 252) and sep.p_permutation == pytest.approx(2 / 252)
+    # beyond 20,000 splits the relabellings are drawn; the p is seeded and near the exact one
+    a, b = BM_CASES["pain"]
+    mc = S.brunner_munzel(a, b, n_perm=20_000, seed=1)
+    assert not mc.exact and mc.permutations == 20_000
+    assert mc == S.brunner_munzel(a, b, n_perm=20_000, seed=1)
+    assert 0.004 < mc.p_permutation < 0.012
+
+
+@pytest.mark.parametrize("margin", TOST_MARGINS)
+@pytest.mark.parametrize("case", sorted(TOST_CASES))
+def test_tost_is_the_hand_formulas_and_t_test(case: str, margin: float,
+                                             r_new: dict[str, dict[str, float]]) -> None:
+    from analysis.equivalence import tost_log
+
+    r, key = r_new[f"tost_{case}"], f"{margin:g}:"
+    ours = tost_log(*TOST_CASES[case], margin, alpha=0.05)
+    assert close(ours.t_lower, r[key + "tl"]) and close(ours.t_upper, r[key + "tu"])
+    assert close(ours.df, r[key + "df"])
+    for mine, hand, tt in ((ours.p_lower, "pl", "tt_pl"), (ours.p_upper, "pu", "tt_pu")):
+        assert close(mine, r[key + hand]) and close(mine, r[key + tt])
+    assert ours.p == max(ours.p_lower, ours.p_upper)
+    for bound, i in ((ours.ci_low, 1), (ours.ci_high, 2)):
+        assert close(bound, r[f"{key}ci{i}"]) and close(bound, r[f"{key}tt_ci{i}"])
+
+
+@pytest.mark.parametrize("case", sorted(TOST_CASES))
+def test_welch_on_logs(case: str, r_new: dict[str, dict[str, float]]) -> None:
+    r = r_new[f"tost_{case}"]
+    ours = S.welch_log_t(*TOST_CASES[case])
+    assert close(ours.t, r["wl_t"]) and close(ours.df, r["wl_df"]) and close(ours.p, r["wl_p"])
+    assert close(ours.ratio, r["wl_ratio"])
+    assert close(ours.ci_low, r["wl_ci1"]) and close(ours.ci_high, r["wl_ci2"])
