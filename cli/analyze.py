@@ -69,6 +69,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         frame = load_runs(args.runs, args.metric)
         order = [e.strip() for e in args.order.split(",")] if args.order else None
+        unknown = [e for e in order or () if e not in set(frame["environment"])]
+        if unknown:
+            raise AnalysisError(f"--order: no environment {unknown[0]!r} in {args.runs}; it "
+                                f"has: {', '.join(dict.fromkeys(frame['environment']))}")
         result = analyze(frame, args.metric, alternative=args.alternative, alpha=args.alpha,
                          environments=order, procedure=args.procedure,
                          equivalence=args.equivalence)

@@ -83,3 +83,25 @@ def test_a_study_name_from_data_never_becomes_a_path(tmp_path: Path) -> None:
         csv_path.write_text(f"study,environment,dataset,train_s\n{raw},a,d,1\n")
         assert study_name_from_csv(csv_path) == expected
     assert safe_name("x" * 300) == "x" * 64
+
+
+def test_analyze_edge_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """1e300 (whose square is inf) still gives a JSON; an unknown --order name is refused;
+    one run a side prints no statistic as if it meant something."""
+    import json as _json
+
+    from cli.main import main as cli_main
+
+    big = tmp_path / "big.csv"
+    big.write_text("environment,dataset,train_s\na,d,1e300\na,d,2\na,d,3\nb,d,1\nb,d,2\nb,d,4\n")
+    out = tmp_path / "big.json"
+    assert cli_main(["analyze", str(big), "--json", str(out)]) == 0
+    [c] = _json.loads(out.read_text())["comparisons"]
+    assert c["descriptives"]["a"]["sd"] is None  # beyond float range: null, not a crash
+    assert cli_main(["analyze", str(big), "--order", "a,zzz"]) == 2
+    assert "no environment 'zzz'" in capsys.readouterr().err
+    one = tmp_path / "one.csv"
+    one.write_text("environment,dataset,train_s\na,d,1\nb,d,2\n")
+    assert cli_main(["analyze", str(one), "--json", str(out)]) == 0
+    [c] = _json.loads(out.read_text())["comparisons"]
+    assert c["mann_whitney"]["U"] is None and c["p"] is None and not c["significant"]
