@@ -27,6 +27,7 @@ import psutil
 from jupyter_client.manager import AsyncKernelManager
 
 from runners.execute import execute
+from runners.processes import kill_tree
 
 #: Set PR_SET_PDEATHSIG (1) to SIGKILL (9) and stop if the parent is gone already, then run
 #: the kernel's own module as `python -m` would. One Python, no extra exec.
@@ -120,40 +121,12 @@ class InProcessRun:
 
     def kill(self, grace_s: float = 30.0) -> None:
         """Kill the kernel's process tree; the execution then ends with a dead kernel."""
-        kernel = self.kernel()
-        if kernel is not None:
-            try:
-                victims = kernel.children(recursive=True) + [kernel]
-            except psutil.NoSuchProcess:
-                victims = []
-            for victim in victims:
-                try:
-                    victim.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(victims, timeout=10)
+        kill_tree(self.kernel())
         self._thread.join(grace_s)
 
     def report(self) -> dict[str, Any] | None:
         """What papermill reported; None while it runs or if it never came back."""
         return None if self._thread.is_alive() else self._report
-
-
-def tree_rss_mb(kernel: psutil.Process | None) -> float:
-    """Resident memory of the kernel and every process it started."""
-    if kernel is None:
-        return 0.0
-    total = 0
-    try:
-        procs = [kernel, *kernel.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return total / 2**20
 
 
 def prepare() -> None:
@@ -167,4 +140,4 @@ def prepare() -> None:
     logging.getLogger("papermill").setLevel(logging.ERROR)  # a run's story is in its log
 
 
-__all__ = ["InProcessRun", "kernel_manager_for", "prepare", "tree_rss_mb"]
+__all__ = ["InProcessRun", "kernel_manager_for", "prepare"]

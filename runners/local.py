@@ -20,6 +20,7 @@ import psutil
 from data.atomic import write_text_atomic
 from runners import phases
 from runners.base import Runner, base_record, run_parameters
+from runners.processes import kill_tree, tree_rss_mb
 from study.plan import RunJob
 from study.registry import Option, OptionError
 from study.spec import PROJECT_ROOT, Environment
@@ -31,32 +32,11 @@ OOM_NAMES = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
 OOM_MESSAGES = ("RESOURCE_EXHAUSTED", "out of memory", "CUDA out of memory")
 
 
-def _tree_rss_mb(parent: psutil.Process) -> float:
-    """Resident memory of the kernel: every descendant of the papermill child, not itself."""
-    total = 0
-    try:
-        for proc in parent.children(recursive=True):
-            try:
-                total += proc.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-    except psutil.NoSuchProcess:
-        pass
-    return total / 2**20
-
-
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     try:
-        parent = psutil.Process(proc.pid)
-        victims = parent.children(recursive=True) + [parent]
+        kill_tree(psutil.Process(proc.pid))
     except psutil.NoSuchProcess:
-        return
-    for victim in victims:
-        try:
-            victim.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(victims, timeout=10)
+        pass
 
 
 def _oom_kills() -> int | None:
@@ -204,7 +184,7 @@ class LocalRunner(Runner):
         self._inprocess = run
         try:
             while run.alive(SAMPLE_INTERVAL_S):
-                peak = max(peak, inprocess.tree_rss_mb(run.kernel()))
+                peak = max(peak, tree_rss_mb(run.kernel()))
                 if time.perf_counter() - start > self.timeout_s:
                     timed_out = True
                     break
@@ -247,7 +227,7 @@ class LocalRunner(Runner):
         try:
             parent = psutil.Process(proc.pid)
             while proc.poll() is None:
-                peak = max(peak, _tree_rss_mb(parent))
+                peak = max(peak, tree_rss_mb(parent, include_root=False))
                 if time.perf_counter() - start > self.timeout_s:
                     timed_out = True
                     _kill_tree(proc)
