@@ -15,10 +15,13 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from data.atomic import write_bytes_atomic
+from data.atomic import atomic_path
 from runners.staging import (
     ARCHIVE_DIRS,
     ARCHIVE_FORMAT,
@@ -35,6 +38,7 @@ from study.store import ResultsStore, StoreError, default_results_dir
 
 MAX_ARCHIVE_BYTES = 1 << 30  # a study's records and notebooks are far smaller
 MAX_UNPACKED_BYTES = 4 << 30  # and no zip bomb gets past this
+CHUNK = 1 << 20  # archive members are hashed and copied a megabyte at a time
 PAYLOAD_LINE = 4096
 
 
@@ -182,10 +186,51 @@ def _unsafe(name: str) -> bool:
     return name.startswith(("/", "\\")) or ".." in path.parts or ":" in name
 
 
-def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest and files of an archive, refusing anything that could escape or explode."""
-    import zipfile
+@dataclass(frozen=True)
+class Member:
+    """One file of an archive, read from the zip when needed and in chunks: a notebook or a
+    log of hundreds of MB is hashed and copied without being held in memory whole."""
 
+    archive: Path
+    name: str
+
+    def read(self) -> bytes:
+        with zipfile.ZipFile(self.archive) as zf:
+            return zf.read(self.name)
+
+    def chunks(self) -> Iterator[bytes]:
+        with zipfile.ZipFile(self.archive) as zf, zf.open(self.name) as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for chunk in self.chunks():
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def copy_to(self, dest: Path) -> None:
+        """Write it to dest atomically, unless dest already holds the same bytes."""
+        if dest.exists() and _file_sha256(dest) == self.sha256():
+            return
+        with atomic_path(dest) as tmp, open(tmp, "wb") as out:
+            for chunk in self.chunks():
+                out.write(chunk)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, Member]]:
+    """The manifest and files of an archive, refusing anything that could escape or explode.
+
+    Records and the manifest are small and read here; the other files are read in chunks
+    when they are checked and copied (Member)."""
     if not path.is_file():
         raise ArchiveError(f"{path}: archive not found")
     if path.stat().st_size > MAX_ARCHIVE_BYTES:
@@ -198,7 +243,8 @@ def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             if unpacked > MAX_UNPACKED_BYTES:
                 raise ArchiveError(f"{path}: {unpacked} bytes unpacked is over the size limit "
                                    f"of {MAX_UNPACKED_BYTES} bytes")
-            files: dict[str, bytes] = {}
+            files: dict[str, Member] = {}
+            manifest_bytes = b""
             for info in infos:
                 name = info.filename
                 if _unsafe(name):
@@ -211,13 +257,16 @@ def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
                                        f"manifest.json and {', '.join(ARCHIVE_DIRS)}/")
                 if name in files:
                     raise ArchiveError(f"{path}: {name!r} appears twice")
-                files[name] = zf.read(info)
+                if name == "manifest.json":
+                    manifest_bytes = zf.read(info)
+                else:
+                    files[name] = Member(path, name)
     except zipfile.BadZipFile as exc:
         raise ArchiveError(f"{path}: not a zip archive ({exc})") from exc
-    if "manifest.json" not in files:
+    if not manifest_bytes:
         raise ArchiveError(f"{path}: no manifest.json; not an archive of `study export colab`")
     try:
-        manifest = json.loads(files.pop("manifest.json"))
+        manifest = json.loads(manifest_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArchiveError(f"{path}: manifest.json is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict):
@@ -241,7 +290,7 @@ def find_spec(manifest: dict[str, Any], spec: Path | None) -> Path:
                        "archive was exported from; pass it with --spec")
 
 
-def validate(path: Path, manifest: dict[str, Any], files: dict[str, bytes], study: Study,
+def validate(path: Path, manifest: dict[str, Any], files: dict[str, Member], study: Study,
              store: ResultsStore) -> list[dict[str, Any]]:
     """Every rule an archive must pass before a byte of it is merged; its records if it does."""
     def refuse(reason: str) -> ArchiveError:
@@ -271,14 +320,14 @@ def validate(path: Path, manifest: dict[str, Any], files: dict[str, bytes], stud
     hashes = manifest.get("files")
     if not isinstance(hashes, dict) or set(hashes) != set(files):
         raise refuse("its files do not match the list in its manifest")
-    for name, data in files.items():
-        if hashes[name] != _sha256(data):
+    for name, member in files.items():
+        if hashes[name] != member.sha256():
             raise refuse(f"{name} was changed after packing (its sha256 does not match)")
     datasets = {d.name for d in study.datasets}
     records: list[dict[str, Any]] = []
     for name in sorted(n for n in files if n.startswith("records/")):
         try:
-            record = json.loads(files[name])
+            record = json.loads(files[name].read())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise refuse(f"{name} is not valid JSON: {exc}") from exc
         if not isinstance(record, dict):
@@ -336,12 +385,6 @@ def _planned_repetitions(manifest: dict[str, Any], study: Study) -> int:
     return study.max_repetitions if study.repetitions == "auto" else study.planned_repetitions
 
 
-def _write_if_new(path: Path, data: bytes) -> None:
-    if path.exists() and path.read_bytes() == data:
-        return
-    write_bytes_atomic(path, data)
-
-
 def import_archive(path: Path, output: Path | None = None, spec: Path | None = None
                    ) -> dict[str, list[str]]:
     """Check, then merge; rebuild runs.csv. Importing the same archive again changes nothing."""
@@ -362,10 +405,10 @@ def import_archive(path: Path, output: Path | None = None, spec: Path | None = N
             if old.get("status") == "ok":  # a completed run is never replaced
                 outcome["kept"].append(rid)
                 continue
-        for name, data in files.items():
+        for name, member in files.items():
             folder, file = name.split("/")
             if folder != "records" and file.startswith(f"{rid}."):
-                _write_if_new(store.root / folder / file, data)
+                member.copy_to(store.root / folder / file)
         store.write_record(record)
         outcome["added"].append(rid)
     if store.read_manifest() is None:
