@@ -1,8 +1,9 @@
 """Shared fixtures: small study files and fast stand-in protocols that run in a real kernel.
 
-The marker `slow` means "runs TensorFlow" (or JAX or PyTorch): the tests that execute the real protocol notebook
-(protocols/cnn_train.ipynb) end to end, one per runner path (local, jupyter, colab), and the
-few others that import TensorFlow or Keras themselves. Every other test runs a quick
+The marker `slow` means "runs TensorFlow" (or JAX or PyTorch): the tests that execute the
+real protocol notebook (protocols/cnn_train.ipynb) end to end, one per runner path (local,
+jupyter, colab, kfp) and per backend, and the few others that import TensorFlow or Keras
+themselves. Every other test runs a quick
 notebook in a real kernel (papermill, a fresh kernel per run, the runner's timeout and
 failure handling all included), so
 
