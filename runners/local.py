@@ -66,10 +66,10 @@ class LocalRunner(Runner):
         if limit is not None and limit < 64:
             raise OptionError("memory_limit_mb", f"must be at least 64 (MB), got {limit}")
 
-    _proc: subprocess.Popen[bytes] | None = None  # the run in flight
+    # The run in flight, for interrupt(): a child process, or a runners.inprocess run.
+    _proc: subprocess.Popen[bytes] | None = None
+    _inprocess: Any = None
     _interrupted = False
-
-    _inprocess: Any = None  # runners.inprocess.InProcessRun in flight
 
     def interrupt(self) -> None:
         proc, here = self._proc, self._inprocess
