@@ -392,6 +392,18 @@ def _first_seen(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
+def with_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs with each sweep cell as its own "dataset" ("shapes, batch_size=32, model=fnn"),
+    for what groups by dataset only (a pilot's plan, the tables of runs, quality and memory),
+    which would otherwise pool configurations that differ in time. Unchanged without one."""
+    if "configuration" not in frame.columns:
+        return frame
+    config = (frame["configuration"].astype("string").fillna("").str.strip()
+              .str.replace(",", ", "))
+    dataset = frame["dataset"].astype(str)
+    return frame.assign(dataset=dataset.where(config.eq(""), dataset + ", " + config))
+
+
 def _configurations(frame: pd.DataFrame) -> list[str | None]:
     """Each run's sweep configuration (the `configuration` column), None where there is none."""
     if "configuration" not in frame.columns:

@@ -86,22 +86,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_configurations(frame: Any) -> Any:
-    """A sweep's runs planned per cell: the dataset column then names dataset / configuration
-    (the pilot's configurations differ in time, so pooling them would inflate the spread)."""
-    if "configuration" not in frame.columns:
-        return frame
-    config = frame["configuration"].astype("string").fillna("").str.strip()
-    return frame.assign(dataset=frame["dataset"].where(config.eq(""),
-                                                       frame["dataset"] + " / " + config))
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     """Repetitions per environment for the power asked, from a pilot, per pair and dataset."""
     from rich import box
     from rich.table import Table
 
-    from analysis.compare import AnalysisError, load_runs
+    from analysis.compare import AnalysisError, load_runs, with_cells
     from analysis.power import parse_effect, plan_repetitions
     from analysis.summary import make_console
     from study.spec import SpecError, load_study
@@ -109,7 +99,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         effect = parse_effect(args.effect)
         study = load_study(args.spec, check_data=False)
-        frame = with_configurations(load_runs(args.pilot, [args.metric]))
+        frame = with_cells(load_runs(args.pilot, [args.metric]))
         alpha = args.alpha if args.alpha is not None else study.analysis.alpha
         margin = args.equivalence if args.equivalence is not None \
             else study.analysis.equivalence
@@ -120,7 +110,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             raise AnalysisError(f"{args.pilot}: the pilot needs runs of at least two of the "
                                 f"study's environments ({names})")
         datasets = [d for d in dict.fromkeys(frame["dataset"])
-                    if d.split(" / ")[0] in {s.name for s in study.datasets}]
+                    if d.split(", ")[0] in {s.name for s in study.datasets}]
         if not datasets:
             raise AnalysisError(f"{args.pilot}: no runs of the study's datasets")
         plans = [plan_repetitions(frame, args.metric, a, b, effect, alpha=alpha,

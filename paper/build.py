@@ -264,18 +264,6 @@ def swept(frame: pd.DataFrame) -> bool:
         frame["configuration"].astype("string").fillna("").str.strip().ne("").any())
 
 
-def with_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """The runs with each sweep cell as its own "dataset" ("shapes, batch_size=32"), for the
-    tables of runs, quality and memory, which would otherwise pool the configurations."""
-    if not swept(frame):
-        return frame
-    config = (frame["configuration"].astype("string").fillna("").str.strip()
-              .str.replace(",", ", "))
-    cell = frame["dataset"].astype(str).where(config.eq(""),
-                                              frame["dataset"].astype(str) + ", " + config)
-    return frame.assign(dataset=cell)
-
-
 def _sweep_context(frame: pd.DataFrame, study: Study | None, envs: list[str], lang: str,
                    folder: Path, table: Callable[[str, str], Any]) -> dict[str, Any] | None:
     """The results along each sweep parameter (analysis.factors): time and memory ratios of
@@ -358,6 +346,8 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
                                     list(protocol.phases) if protocol else None).items()})
     sections = _metric_sections(analysis, metrics, lang, alternative, table, made,
                                 swept=sweep is not None)
+    from analysis.compare import with_cells
+
     cells, usable_cells = with_cells(frame), with_cells(usable)
     fps = fingerprints(frame, study, lang)
     primary = metrics[0] if metrics else "train_s"

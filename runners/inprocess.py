@@ -17,6 +17,7 @@ kernel even started; here they are paid once per study. What the child gave is k
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -129,9 +130,10 @@ class InProcessRun:
         return None if self._thread.is_alive() else self._report
 
 
+@functools.cache
 def prepare() -> None:
-    """Import papermill's stack once, before the first run is timed (and without its slow
-    optional imports, study.imports)."""
+    """Import papermill's stack once per process, before the first run is timed (and
+    without its slow optional imports, study.imports); later calls do nothing."""
     from study.imports import skip_slow_optional_imports
 
     skip_slow_optional_imports()
