@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,37 +180,44 @@ class LocalRunner(Runner):
         start = time.perf_counter()
         run = inprocess.InProcessRun(job, self.kernel_env(), work,
                                      self.store.log_path(record["run_id"]))
-        peak, timed_out, over_limit = 0.0, False, False
-        limit = self.memory_limit_mb
         self._inprocess = run
         try:
-            while run.alive(SAMPLE_INTERVAL_S):
-                peak = max(peak, tree_rss_mb(run.kernel()))
-                if time.perf_counter() - start > self.timeout_s:
-                    timed_out = True
-                    break
-                if limit is not None and peak > limit:
-                    over_limit = True
-                    break
+            peak, stop = self._watch(lambda: run.alive(SAMPLE_INTERVAL_S),
+                                     lambda: tree_rss_mb(run.kernel()), start)
         except BaseException:
             run.kill()  # Ctrl-C or a kill of the study: leave no kernel behind
             raise
         finally:
             self._inprocess = None
-        if timed_out or over_limit or self._interrupted:
+        if stop or self._interrupted:
             run.kill()
         wall = round(time.perf_counter() - start, 4)
         if self._interrupted:
             self._interrupted = False
             raise KeyboardInterrupt
-        if over_limit:
-            return self._over_limit(wall, peak, limit), peak
-        return self._outcome(run.report(), record, None, timed_out, oom_before, wall), peak
+        if stop == "limit":
+            return self._over_limit(wall, peak), peak
+        return self._outcome(run.report(), record, None, stop == "timeout", oom_before,
+                             wall), peak
 
-    def _over_limit(self, wall_s: float, peak: float, limit: float | None) -> dict[str, Any]:
+    def _watch(self, running: Callable[[], bool], memory_mb: Callable[[], float],
+               start: float) -> tuple[float, str | None]:
+        """Sample the kernel's memory while the run goes on (`running` waits up to a sample
+        interval for it to end): the peak, and "timeout" or "limit" when the run must be
+        stopped for its whole-run timeout or the environment's memory ceiling."""
+        peak, limit = 0.0, self.memory_limit_mb
+        while running():
+            peak = max(peak, memory_mb())
+            if time.perf_counter() - start > self.timeout_s:
+                return peak, "timeout"
+            if limit is not None and peak > limit:
+                return peak, "limit"
+        return peak, None
+
+    def _over_limit(self, wall_s: float, peak: float) -> dict[str, Any]:
         return {"wall_s": wall_s, "status": "oom",
                 "error": f"out of memory: the kernel reached {peak:.0f} MB, over the "
-                         f"environment's memory_limit_mb of {limit:g}"}
+                         f"environment's memory_limit_mb of {self.memory_limit_mb:g}"}
 
     def _execute_child(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
         """Run papermill in a child process; sample the kernel's memory there."""
@@ -222,21 +230,19 @@ class LocalRunner(Runner):
                                  str(os.getpid())], env=self.kernel_env(), stdout=log,
                                 stderr=log, start_new_session=True)
         self._proc = proc
-        peak, timed_out, over_limit = 0.0, False, False
-        limit = self.memory_limit_mb
+        def running() -> bool:
+            try:
+                proc.wait(SAMPLE_INTERVAL_S)
+                return False
+            except subprocess.TimeoutExpired:
+                return True
+
         try:
             parent = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                peak = max(peak, tree_rss_mb(parent, include_root=False))
-                if time.perf_counter() - start > self.timeout_s:
-                    timed_out = True
-                    _kill_tree(proc)
-                    break
-                if limit is not None and peak > limit:
-                    over_limit = True
-                    _kill_tree(proc)
-                    break
-                time.sleep(SAMPLE_INTERVAL_S)
+            peak, stop = self._watch(running, lambda: tree_rss_mb(parent, include_root=False),
+                                     start)
+            if stop:
+                _kill_tree(proc)
         except BaseException:
             _kill_tree(proc)  # Ctrl-C or a kill of the study: leave no orphan kernel behind
             raise
@@ -248,12 +254,13 @@ class LocalRunner(Runner):
             self._interrupted = False
             raise KeyboardInterrupt
         wall = round(time.perf_counter() - start, 4)
-        if over_limit:
-            return self._over_limit(wall, peak, limit), peak
+        if stop == "limit":
+            return self._over_limit(wall, peak), peak
         report_path = work / "report.json"
         report = (json.loads(report_path.read_text(encoding="utf-8"))
                   if report_path.exists() else None)
-        return self._outcome(report, record, proc.returncode, timed_out, oom_before, wall), peak
+        return self._outcome(report, record, proc.returncode, stop == "timeout", oom_before,
+                             wall), peak
 
     def _outcome(self, report: dict[str, Any] | None, record: dict[str, Any],
                  returncode: int | None, timed_out: bool, oom_before: int | None,
