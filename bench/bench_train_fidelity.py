@@ -1,7 +1,7 @@
 """(b) train_s measured inside the notebook against the same fit in a bare Python script.
 
 Both train the same model on the same data with the same seed, interleaved pair by pair;
-the result is the median of the per-pair ratios. Target: within 0.97 to 1.03.
+the result is the median of the per-pair ratios. Target: within 0.98 to 1.02.
 Usage: python bench/bench_train_fidelity.py [PAIRS]
 """
 

@@ -21,7 +21,7 @@ import psutil
 from data.atomic import write_text_atomic
 from runners import phases
 from runners.base import Runner, base_record, run_parameters
-from runners.processes import kill_tree, tree_rss_mb
+from runners.processes import TreeMemory, kill_tree
 from study.plan import RunJob
 from study.registry import Option, OptionError
 from study.spec import PROJECT_ROOT, Environment
@@ -183,7 +183,7 @@ class LocalRunner(Runner):
         self._inprocess = run
         try:
             peak, stop = self._watch(lambda: run.alive(SAMPLE_INTERVAL_S),
-                                     lambda: tree_rss_mb(run.kernel()), start)
+                                     TreeMemory(run.kernel), start)
         except BaseException:
             run.kill()  # Ctrl-C or a kill of the study: leave no kernel behind
             raise
@@ -239,7 +239,7 @@ class LocalRunner(Runner):
 
         try:
             parent = psutil.Process(proc.pid)
-            peak, stop = self._watch(running, lambda: tree_rss_mb(parent, include_root=False),
+            peak, stop = self._watch(running, TreeMemory(lambda: parent, include_root=False),
                                      start)
             if stop:
                 _kill_tree(proc)

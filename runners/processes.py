@@ -6,24 +6,58 @@ runners.inprocess's kernel started from the study's process).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import psutil
 
+#: How often TreeMemory looks for new processes in the tree. Finding them means reading
+#: every process of the machine (psutil's children()), which at 10 samples a second was
+#: the harness's largest cost while a run trains (bench/bench_harness_cpu.py).
+RESCAN_S = 1.0
 
-def tree_rss_mb(root: psutil.Process | None, include_root: bool = True) -> float:
-    """Resident memory of `root` (unless include_root is False) and all its descendants."""
-    if root is None:
-        return 0.0
-    try:
-        procs = root.children(recursive=True) + ([root] if include_root else [])
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return total / 2**20
+
+class TreeMemory:
+    """Resident memory of a process tree, sampled cheaply: each call reads the memory of
+    the processes known (one /proc file each), and the tree itself is re-read only every
+    ``rescan_s`` seconds, so a process the kernel starts is counted within a second.
+
+    ``root`` gives the tree's root, or None while it has not started (it is asked again
+    until it gives one).
+    """
+
+    def __init__(self, root: Callable[[], psutil.Process | None], include_root: bool = True,
+                 rescan_s: float = RESCAN_S):
+        self._root_of = root
+        self._root: psutil.Process | None = None
+        self._include_root = include_root
+        self._rescan_s = rescan_s
+        self._procs: list[psutil.Process] = []
+        self._scanned = -float("inf")
+
+    def __call__(self) -> float:
+        if self._root is None:
+            self._root = self._root_of()
+            if self._root is None:
+                return 0.0
+        now = time.monotonic()
+        if now - self._scanned >= self._rescan_s:
+            try:
+                self._procs = self._root.children(recursive=True) + (
+                    [self._root] if self._include_root else [])
+            except psutil.NoSuchProcess:
+                self._procs = []
+            self._scanned = now
+        total = 0
+        alive = []
+        for proc in self._procs:
+            try:
+                total += proc.memory_info().rss
+                alive.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        self._procs = alive
+        return total / 2**20
 
 
 def kill_tree(root: psutil.Process | None) -> None:
