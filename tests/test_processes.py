@@ -1,0 +1,61 @@
+"""The memory sampler's process tree: cheap samples, and a late child still counted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import psutil
+
+from runners.processes import TreeMemory, kill_tree
+
+# A parent that holds ~64 MB itself and, after a moment, starts a child holding ~64 MB more.
+PARENT = """
+import subprocess, sys, time
+block = bytearray(64 * 2**20)
+time.sleep(0.5)
+child = subprocess.Popen([sys.executable, "-c",
+                          "import time; b = bytearray(64 * 2**20); time.sleep(60)"])
+time.sleep(60)
+"""
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_child_started_later_is_counted_after_the_next_rescan() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", PARENT])
+    try:
+        root = psutil.Process(proc.pid)
+        memory = TreeMemory(lambda: root, rescan_s=0.2)
+        assert _wait_for(lambda: memory() > 60)
+        assert _wait_for(lambda: len(root.children()) == 1)
+        assert _wait_for(lambda: memory() > 120), "the late child's memory was never counted"
+        without_root = TreeMemory(lambda: root, include_root=False, rescan_s=0.2)
+        assert 60 < without_root() < memory()
+    finally:
+        kill_tree(psutil.Process(proc.pid))
+        proc.wait(timeout=10)
+
+
+def test_a_root_not_started_yet_reads_zero_and_is_asked_again() -> None:
+    roots: list[psutil.Process | None] = [None, psutil.Process()]
+    memory = TreeMemory(lambda: roots.pop(0))
+    assert memory() == 0.0
+    assert memory() > 0
+    assert memory() > 0  # the root, once given, is kept: not asked a third time
+
+
+def test_a_dead_tree_reads_zero() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    root = psutil.Process(proc.pid)
+    proc.wait(timeout=10)
+    assert TreeMemory(lambda: root, rescan_s=0.0)() == 0.0
