@@ -45,3 +45,24 @@ def side_by_side(pairs: int, measure_a: Callable[[], float], measure_b: Callable
         print(f"pair {i + 1}{' (b first)' if i % 2 else ''}: {label} {a:.3f} s vs {b:.3f} s, "
               f"ratio {a / b:.3f}", flush=True)
     return results
+
+
+def steal_share(measure: Callable[[], float], into: list[float]) -> Callable[[], float]:
+    """``measure``, also appending to ``into`` the share of the machine's CPU time the
+    hypervisor took (steal, /proc/stat) while it ran: on a shared VM the largest source of
+    noise, which no change to the harness can remove, so a benchmark can report the pairs
+    that had none apart (0 where there is no /proc/stat)."""
+    def ticks() -> tuple[int, int]:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return 0, 0
+        return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+    def run() -> float:
+        s0, t0 = ticks()
+        value = measure()
+        s1, t1 = ticks()
+        into.append((s1 - s0) / (t1 - t0) if t1 > t0 else 0.0)
+        return value
+    return run
