@@ -9,7 +9,12 @@ The same parameterised protocol notebook is timed six ways, each in a fresh proc
 - papermill: papermill.execute_notebook in this process as the runner calls it (saves
   after each cell), with no memory sampler;
 - runner: the local runner as a study runs it (papermill in-process, sampler at 10 Hz);
-- runner_unsampled: the same with the sampler waking once every 5 s.
+- runner_unsampled: the same with the sampler waking once every 5 s;
+- bare_fit: bench_train_fidelity's bare script (the fit without the notebook's strategy
+  scope and epoch-timer callback), which tells the program's share of (b) from the kernel's.
+
+Each measurement also reads the hypervisor's steal time; rounds without any in every
+variant are reported apart.
 
 Rounds rotate the order (and reverse it every other round), so drift and position fall on
 all alike. Each variant's result is the median over rounds of its train_s divided by the
@@ -27,8 +32,8 @@ import time
 from collections.abc import Callable
 
 import nbformat
-from bench_train_fidelity import STUDY
-from harness import local_runner
+from bench_train_fidelity import BARE, CALM_STEAL, STUDY
+from harness import local_runner, steal_share
 
 import runners.local
 from runners.execute import execute
@@ -51,6 +56,7 @@ def main() -> None:
     nb = nbformat.read(prepared, as_version=4)
     code = "\n\n".join(c.source for c in nb.cells if c.cell_type == "code")
     (tmp / "script.py").write_text(code, encoding="utf-8")
+    (tmp / "bare.py").write_text(BARE, encoding="utf-8")
     quiet = nbformat.read(prepared, as_version=4)
     for cell in quiet.cells:
         cell.source = cell.source.replace("verbose=2", "verbose=0")
@@ -65,6 +71,11 @@ def main() -> None:
         subprocess.run([sys.executable, str(tmp / "script.py")], check=True, cwd=tmp, env=env,
                        capture_output=True)
         return train_s()
+
+    def bare_fit() -> float:
+        out = subprocess.run([sys.executable, str(tmp / "bare.py")], check=True, text=True,
+                             cwd=tmp, env=env, capture_output=True).stdout
+        return float(out.split("TRAIN_S")[1].split()[0])
 
     def kernel(notebook: nbformat.NotebookNode) -> Callable[[], float]:
         def run() -> float:
@@ -95,7 +106,9 @@ def main() -> None:
     variants: dict[str, Callable[[], float]] = {
         "script": script, "kernel": kernel(nb), "kernel_quiet": kernel(quiet),
         "papermill": through_papermill, "runner": through_runner(runners.local.SAMPLE_INTERVAL_S),
-        "runner_unsampled": through_runner(5.0)}
+        "runner_unsampled": through_runner(5.0), "bare_fit": bare_fit}
+    steal: dict[str, list[float]] = {name: [] for name in variants}
+    variants = {name: steal_share(run, steal[name]) for name, run in variants.items()}
     names = list(variants)
     script()  # warm the disk cache and TensorFlow's first import outside the rounds
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -113,6 +126,13 @@ def main() -> None:
         ratios = [t / s for t, s in zip(times[name], times["script"], strict=True)]
         print(f"{name}: {statistics.median(times[name]):.3f} s, "
               f"{statistics.median(ratios):.3f} ({min(ratios):.3f} to {max(ratios):.3f})")
+    calm = [r for r in range(rounds) if max(steal[n][r] for n in names) < CALM_STEAL]
+    if calm:
+        print(f"{len(calm)} rounds with under {100 * CALM_STEAL:g} % steal in every variant:")
+        for name in names[1:]:
+            ratios = [times[name][r] / times["script"][r] for r in calm]
+            print(f"  {name}: median ratio {statistics.median(ratios):.3f} "
+                  f"({min(ratios):.3f} to {max(ratios):.3f})")
     for name in names[1:]:
         ratios = [t / s for t, s in zip(times[name], times["script"], strict=True)]
         print(f"{name}_ratio={statistics.median(ratios):.3f}")
