@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 
 import nbformat
-from bench_train_fidelity import BARE, CALM_STEAL, STUDY
+from bench_train_fidelity import BARE, CALM_STEAL, STUDY, run_bare
 from harness import local_runner, steal_share
 
 import runners.local
@@ -72,11 +72,6 @@ def main() -> None:
                        capture_output=True)
         return train_s()
 
-    def bare_fit() -> float:
-        out = subprocess.run([sys.executable, str(tmp / "bare.py")], check=True, text=True,
-                             cwd=tmp, env=env, capture_output=True).stdout
-        return float(out.split("TRAIN_S")[1].split()[0])
-
     def kernel(notebook: nbformat.NotebookNode) -> Callable[[], float]:
         def run() -> float:
             client = NotebookClient(nbformat.from_dict(notebook), kernel_name="python3",
@@ -106,7 +101,8 @@ def main() -> None:
     variants: dict[str, Callable[[], float]] = {
         "script": script, "kernel": kernel(nb), "kernel_quiet": kernel(quiet),
         "papermill": through_papermill, "runner": through_runner(runners.local.SAMPLE_INTERVAL_S),
-        "runner_unsampled": through_runner(5.0), "bare_fit": bare_fit}
+        "runner_unsampled": through_runner(5.0),
+        "bare_fit": lambda: run_bare(tmp / "bare.py", env)}
     steal: dict[str, list[float]] = {name: [] for name in variants}
     variants = {name: steal_share(run, steal[name]) for name, run in variants.items()}
     names = list(variants)
@@ -121,21 +117,23 @@ def main() -> None:
         print(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.3f}" for n in names),
               flush=True)
         time.sleep(1)
+    ratios = {name: [t / s for t, s in zip(times[name], times["script"], strict=True)]
+              for name in names}
     print("variant: median train_s, median ratio to script (min to max)")
     for name in names:
-        ratios = [t / s for t, s in zip(times[name], times["script"], strict=True)]
         print(f"{name}: {statistics.median(times[name]):.3f} s, "
-              f"{statistics.median(ratios):.3f} ({min(ratios):.3f} to {max(ratios):.3f})")
+              f"{_spread(ratios[name])}")
     calm = [r for r in range(rounds) if max(steal[n][r] for n in names) < CALM_STEAL]
     if calm:
         print(f"{len(calm)} rounds with under {100 * CALM_STEAL:g} % steal in every variant:")
         for name in names[1:]:
-            ratios = [times[name][r] / times["script"][r] for r in calm]
-            print(f"  {name}: median ratio {statistics.median(ratios):.3f} "
-                  f"({min(ratios):.3f} to {max(ratios):.3f})")
+            print(f"  {name}: median ratio {_spread([ratios[name][r] for r in calm])}")
     for name in names[1:]:
-        ratios = [t / s for t, s in zip(times[name], times["script"], strict=True)]
-        print(f"{name}_ratio={statistics.median(ratios):.3f}")
+        print(f"{name}_ratio={statistics.median(ratios[name]):.3f}")
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f} to {max(values):.3f})"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -101,8 +102,6 @@ def _kind(name: str) -> str:
 def sample_cost_ms(rescan_s: float, samples: int = 400) -> float:
     """CPU milliseconds per memory sample of a live kernel-like tree (this process and a
     child), with the tree re-read every ``rescan_s`` (0: every sample, as before)."""
-    import subprocess
-
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         memory = TreeMemory(psutil.Process, rescan_s=rescan_s)

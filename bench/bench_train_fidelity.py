@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import statsmodels.api as sm
@@ -60,10 +61,18 @@ BARE = textwrap.dedent(f"""
 """)
 
 
+def run_bare(script: Path, env: dict[str, str]) -> float:
+    """train_s of BARE (written to ``script``) in a fresh Python with the kernel's env."""
+    out = subprocess.run([sys.executable, str(script)], check=True, text=True,
+                         cwd=script.parent, env=env, capture_output=True).stdout
+    return float(out.split("TRAIN_S")[1].split()[0])
+
+
 def main() -> None:
     pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     runner, job, tmp = local_runner(STUDY, "bench-fidelity-")
-    (tmp / "bare.py").write_text(BARE)
+    bare, env = tmp / "bare.py", runner.kernel_env()
+    bare.write_text(BARE)
     attempts = iter(range(1, 10_000))
 
     def in_notebook() -> float:
@@ -71,15 +80,10 @@ def main() -> None:
         assert record["status"] == "ok", record["error"]
         return record["train_s"]
 
-    def in_bare_script() -> float:
-        out = subprocess.run([sys.executable, str(tmp / "bare.py")], check=True, text=True,
-                             capture_output=True, env=runner.kernel_env()).stdout
-        return float(out.split("TRAIN_S")[1].split()[0])
-
     steal_a: list[float] = []
     steal_b: list[float] = []
     pairs_s = side_by_side(pairs, steal_share(in_notebook, steal_a),
-                           steal_share(in_bare_script, steal_b), "notebook vs bare")
+                           steal_share(lambda: run_bare(bare, env), steal_b), "notebook vs bare")
     ratios = [a / b for a, b in pairs_s]
     for i, (sa, sb) in enumerate(zip(steal_a, steal_b, strict=True)):
         print(f"pair {i + 1}: hypervisor's steal {100 * sa:.1f} % vs {100 * sb:.1f} %")

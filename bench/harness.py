@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -49,15 +51,13 @@ def side_by_side(pairs: int, measure_a: Callable[[], float], measure_b: Callable
 
 def steal_share(measure: Callable[[], float], into: list[float]) -> Callable[[], float]:
     """``measure``, also appending to ``into`` the share of the machine's CPU time the
-    hypervisor took (steal, /proc/stat) while it ran: on a shared VM the largest source of
-    noise, which no change to the harness can remove, so a benchmark can report the pairs
-    that had none apart (0 where there is no /proc/stat)."""
-    def ticks() -> tuple[int, int]:
-        try:
-            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        except (OSError, ValueError):
-            return 0, 0
-        return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+    hypervisor took (steal time, psutil.cpu_times) while it ran: on a shared VM the largest
+    source of noise, which no change to the harness can remove, so a benchmark can report
+    the pairs that had none apart (0 where the system reports no steal)."""
+    def ticks() -> tuple[float, float]:
+        t = psutil.cpu_times()  # guest time is already counted in user time
+        return (getattr(t, "steal", 0.0),
+                sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0))
 
     def run() -> float:
         s0, t0 = ticks()
