@@ -213,12 +213,18 @@ def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(res.pvalue, dtype=float)
 
 
+def brunner_munzel_w(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Brunner-Munzel's statistic W and its t approximation's df per row, from the pooled
+    ranks (analysis.stats.brunner_munzel_t)."""
+    ranks = sps.rankdata(np.concatenate((x, y), axis=1), axis=1)
+    return S.brunner_munzel_t(ranks[:, :x.shape[1]], ranks[:, x.shape[1]:])
+
+
 def brunner_munzel_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Brunner-Munzel's p per row (its t approximation, the closed form of
     analysis.stats.brunner_munzel_t); a complete separation, where its variance is 0, gets
     the toolkit's p (analysis.stats.separation_p)."""
-    ranks = sps.rankdata(np.concatenate((x, y), axis=1), axis=1)
-    w, df = S.brunner_munzel_t(ranks[:, :x.shape[1]], ranks[:, x.shape[1]:])
+    w, df = brunner_munzel_w(x, y)
     p = _two_sided_t(w, df)
     bad = ~np.isfinite(w)
     if bad.any():
@@ -242,8 +248,7 @@ def _bm_null(n_a: int, n_b: int, limit: int = BM_RELABELLINGS) -> tuple[np.ndarr
 def brunner_munzel_perm_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Brunner-Munzel's studentized permutation test (Neubert and Brunner 2007), two-sided:
     |W| against its permutation distribution (:func:`_bm_null`), for samples without ties."""
-    ranks = sps.rankdata(np.concatenate((x, y), axis=1), axis=1)
-    w = np.abs(S.brunner_munzel_statistic(ranks[:, :x.shape[1]], ranks[:, x.shape[1]:]))
+    w = np.abs(brunner_munzel_w(x, y)[0])
     null, exact = _bm_null(x.shape[1], y.shape[1])
     with np.errstate(invalid="ignore"):
         cut = np.where(np.isfinite(w), w - 1e-9 * np.maximum(1.0, w), w)

@@ -27,11 +27,9 @@ import sys
 
 import numpy as np
 from harness import ROOT  # noqa: F401  (puts the toolkit on the path)
-from scipy import stats as sps
 from scipy.special import stdtr
 
 from analysis import simulation as sim
-from analysis import stats as S
 
 EXACT_LIMIT = 2000
 SLOW_DESIGNS = {(5, 5), (10, 10), (8, 20), (20, 8), (10, 24), (24, 10)}
@@ -59,19 +57,14 @@ def welch_log_perm_p(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> 
     return count / in_a.shape[0] if exact else (1 + count) / (in_a.shape[0] + 1)
 
 
-def _bm_w(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ranks = sps.rankdata(np.concatenate((x, y), axis=1), axis=1)
-    return S.brunner_munzel_t(ranks[:, :x.shape[1]], ranks[:, x.shape[1]:])
-
-
 def bm_df_min_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    w, _ = _bm_w(x, y)
+    w, _ = sim.brunner_munzel_w(x, y)
     with np.errstate(invalid="ignore"):
         return 2 * stdtr(min(x.shape[1], y.shape[1]) - 1, -np.abs(w))
 
 
 def bm_mid_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    w = np.abs(_bm_w(x, y)[0])
+    w = np.abs(sim.brunner_munzel_w(x, y)[0])
     null, exact = sim._bm_null(x.shape[1], y.shape[1])
     with np.errstate(invalid="ignore"):
         tol = 1e-9 * np.maximum(1.0, np.where(np.isfinite(w), w, 1.0))
