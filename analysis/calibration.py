@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis.compare import analyze, decide
+from cloudbench.analysis.compare import analyze, decide
 
 ARMS = ("A", "B")
 N_SPLITS = 1000

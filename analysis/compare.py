@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import equivalence as E
-from analysis import stats as S
-from analysis.results import (
+from cloudbench.analysis import equivalence as E
+from cloudbench.analysis import stats as S
+from cloudbench.analysis.results import (
     PROCEDURES,
     Analysis,
     BrunnerMunzel,

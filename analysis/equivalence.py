@@ -28,8 +28,8 @@ from dataclasses import replace
 import numpy as np
 from scipy.special import stdtr, stdtrit
 
-from analysis import stats as S
-from analysis.results import Equivalence
+from cloudbench.analysis import stats as S
+from cloudbench.analysis.results import Equivalence
 
 METHOD = "welch_log_t"
 

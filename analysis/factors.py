@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import stats as S
-from analysis.compare import REQUIRED, AnalysisError, _stream, check_metrics, usable_runs
-from analysis.results import (
+from cloudbench.analysis import stats as S
+from cloudbench.analysis.compare import REQUIRED, AnalysisError, _stream, check_metrics, usable_runs
+from cloudbench.analysis.results import (
     _BOOL,
     _INT,
     _NAMES,
@@ -45,7 +45,7 @@ from analysis.results import (
     _items,
     _optional,
 )
-from study.record import configuration_id, level_text, parse_configuration
+from cloudbench.study.record import configuration_id, level_text, parse_configuration
 
 #: Why an interaction test has no F (Interaction.reason); the paper words each one.
 TOO_FEW_LEVELS = "too_few_levels"

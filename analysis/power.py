@@ -39,7 +39,7 @@ from scipy import integrate
 from scipy import stats as sps
 from scipy.special import ndtr, stdtrit
 
-from analysis import stats as S
+from cloudbench.analysis import stats as S
 
 N_SIMULATIONS = 400
 N_MAX = 5000  # beyond this the answer is "the effect is too small to detect here"
@@ -229,7 +229,7 @@ def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, e
     (columns environment, dataset and the metric; only usable runs count), and overall: the
     largest over the datasets, since every dataset is run the same number of times. With a
     margin, also those to show equivalence within it (``n_equivalence``)."""
-    from analysis.compare import AnalysisError, check_metrics, usable_runs
+    from cloudbench.analysis.compare import AnalysisError, check_metrics, usable_runs
 
     check_metrics(frame, [metric])
     frame = usable_runs(frame)

@@ -62,7 +62,7 @@ import numpy as np
 from scipy import stats as sps
 from scipy.special import stdtr
 
-from analysis import stats as S
+from cloudbench.analysis import stats as S
 
 SHAPES = ("normal", "lognormal", "heavy", "outliers")
 #: (n_a, n_b): balanced from 5 to 30 runs, and unequal in both directions (b is the noisier

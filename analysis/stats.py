@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats as sps
 from scipy.special import ndtr, stdtr
 
-from analysis.results import (
+from cloudbench.analysis.results import (
     BrunnerMunzel,
     Descriptives,
     HodgesLehmann,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.power import ratio_halfwidth
+from cloudbench.analysis.power import ratio_halfwidth
 
 STOP_METRIC = "train_s"
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from analysis.results import Analysis, BrunnerMunzel, Comparison, MannWhitney
+from cloudbench.analysis.results import Analysis, BrunnerMunzel, Comparison, MannWhitney
 
 MAX_WARNINGS = 20
 WIDE = 140

@@ -3,8 +3,8 @@
 Generates a synthetic runs.csv shaped like the results store's (log-normal timings, so
 Mann-Whitney and the asymptotic Hodges-Lehmann interval are exercised; accuracies), times
 ``analyze`` in-process (best and median of a few repetitions) and then the whole command
-as a user runs it, in a fresh interpreter: ``python -m cli.main analyze`` when the study
-command exists, else ``python -m cli.analyze analyze``. The last line is
+as a user runs it, in a fresh interpreter: ``python -m cloudbench.cli.main analyze`` when the study
+command exists, else ``python -m cloudbench.cli.analyze analyze``. The last line is
 ``analyze_10k_s=<median wall seconds of the whole command>``.
 
     python bench/bench_analyze.py [--runs 10000] [--repeat 5]
@@ -29,7 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.compare import analyze, load_runs  # noqa: E402
+from cloudbench.analysis.compare import analyze, load_runs  # noqa: E402
 
 DATASETS = ("shapes", "flowers", "cars", "vehicles")
 ENVIRONMENTS = ("pc", "colab-t4", "lab-gpu")
@@ -54,9 +54,9 @@ def synthetic_runs(n_runs: int, seed: int = 0) -> pd.DataFrame:
 
 
 def _command() -> tuple[list[str], str]:
-    if importlib.util.find_spec("cli.main") is not None:
-        return [sys.executable, "-m", "cli.main", "analyze"], "cli.main"
-    return [sys.executable, "-m", "cli.analyze", "analyze"], "cli.analyze"
+    if importlib.util.find_spec("cloudbench.cli.main") is not None:
+        return [sys.executable, "-m", "cloudbench.cli.main", "analyze"], "cloudbench.cli.main"
+    return [sys.executable, "-m", "cloudbench.cli.analyze", "analyze"], "cloudbench.cli.analyze"
 
 
 def main() -> int:

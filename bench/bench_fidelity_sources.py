@@ -35,9 +35,9 @@ import nbformat
 from bench_train_fidelity import BARE, CALM_STEAL, STUDY, run_bare
 from harness import local_runner, steal_share
 
-import runners.local
-from runners.execute import execute
-from study.imports import skip_slow_optional_imports
+import cloudbench.runners.local as local_module
+from cloudbench.runners.execute import execute
+from cloudbench.study.imports import skip_slow_optional_imports
 
 
 def main() -> None:
@@ -88,19 +88,19 @@ def main() -> None:
 
     def through_runner(sample_interval_s: float) -> Callable[[], float]:
         def run() -> float:
-            before = runners.local.SAMPLE_INTERVAL_S
-            runners.local.SAMPLE_INTERVAL_S = sample_interval_s
+            before = local_module.SAMPLE_INTERVAL_S
+            local_module.SAMPLE_INTERVAL_S = sample_interval_s
             try:
                 record = runner.run(job, attempt=next(attempts))
             finally:
-                runners.local.SAMPLE_INTERVAL_S = before
+                local_module.SAMPLE_INTERVAL_S = before
             assert record["status"] == "ok", record["error"]
             return record["train_s"]
         return run
 
     variants: dict[str, Callable[[], float]] = {
         "script": script, "kernel": kernel(nb), "kernel_quiet": kernel(quiet),
-        "papermill": through_papermill, "runner": through_runner(runners.local.SAMPLE_INTERVAL_S),
+        "papermill": through_papermill, "runner": through_runner(local_module.SAMPLE_INTERVAL_S),
         "runner_unsampled": through_runner(5.0),
         "bare_fit": lambda: run_bare(tmp / "bare.py", env)}
     steal: dict[str, list[float]] = {name: [] for name in variants}

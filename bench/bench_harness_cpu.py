@@ -30,7 +30,7 @@ import psutil
 from bench_train_fidelity import STUDY
 from harness import PROTOCOL, local_runner
 
-from runners.processes import RESCAN_S, TreeMemory
+from cloudbench.runners.processes import RESCAN_S, TreeMemory
 
 FIT = "kernel: the fit (main thread + TensorFlow's native threads)"
 SNAPSHOT = """

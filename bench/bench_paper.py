@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures.synthetic import synthetic_runs  # noqa: E402
 
-from paper.build import build_count, build_paper  # noqa: E402
-from study.spec import load_study  # noqa: E402
+from cloudbench.paper.build import build_count, build_paper  # noqa: E402
+from cloudbench.study.spec import load_study  # noqa: E402
 
 STUDY = """\
 [study]
@@ -80,8 +80,8 @@ def _study_command() -> list[str]:
     script = Path(sys.executable).parent / "study"
     if script.is_file():
         return [str(script), "paper"]
-    if importlib.util.find_spec("cli.main") is not None:
-        return [sys.executable, "-P", "-m", "cli.main", "paper"]
+    if importlib.util.find_spec("cloudbench.cli.main") is not None:
+        return [sys.executable, "-P", "-m", "cloudbench.cli.main", "paper"]
     return []
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from harness import ROOT
 from rich.console import Console
 
-from runners.scheduler import run_study
-from study.spec import load_study
+from cloudbench.runners.scheduler import run_study
+from cloudbench.study.spec import load_study
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from harness import local_runner, side_by_side
 
-from runners.local import LocalRunner
+from cloudbench.runners.local import LocalRunner
 
 QUICK = {
     "cells": [
@@ -76,7 +76,7 @@ name = "pc"
         overheads[key].append(record["wall_s"] - record["total_s"])
         return record["wall_s"]
 
-    from runners import inprocess
+    from cloudbench.runners import inprocess
 
     inprocess.prepare()  # as a study does once, before its first run
     measure(here, "here")  # warm the file cache; not counted

@@ -46,8 +46,8 @@ name = "pc"
 BARE = textwrap.dedent(f"""
     import time
     import keras
-    from data.datasets import load_dataset
-    from protocols.cnn_protocol import build_model
+    from cloudbench.data.datasets import load_dataset
+    from cloudbench.protocols.cnn_protocol import build_model
     keras.utils.set_random_seed(200)
     xtr, ytr, xte, yte, classes = load_dataset({{"source": "shapes", "name": "shapes",
                                                 "images": {PARAMS['images']}}}, 200)

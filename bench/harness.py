@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runners.local import LocalRunner  # noqa: E402
-from study.plan import RunJob, block_jobs  # noqa: E402
-from study.spec import load_study  # noqa: E402
-from study.store import ResultsStore  # noqa: E402
+from cloudbench.runners.local import LocalRunner  # noqa: E402
+from cloudbench.study.plan import RunJob, block_jobs  # noqa: E402
+from cloudbench.study.spec import load_study  # noqa: E402
+from cloudbench.study.store import ResultsStore  # noqa: E402
 
 PROTOCOL = ROOT / "protocols" / "cnn_train.ipynb"
 

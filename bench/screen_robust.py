@@ -29,7 +29,7 @@ import numpy as np
 from harness import ROOT  # noqa: F401  (puts the toolkit on the path)
 from scipy.special import stdtr
 
-from analysis import simulation as sim
+from cloudbench.analysis import simulation as sim
 
 EXACT_LIMIT = 2000
 SLOW_DESIGNS = {(5, 5), (10, 10), (8, 20), (20, 8), (10, 24), (24, 10)}

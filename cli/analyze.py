@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from data.atomic import write_text_atomic
+from cloudbench.data.atomic import write_text_atomic
 
 EXIT_INPUT = 2
 # analysis.stats.ALTERNATIVES, spelled out so that registering the subcommands does not
@@ -63,8 +63,8 @@ def _margin(text: str) -> float:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Analyse a runs CSV, print the summary, write the JSON when asked."""
-    from analysis.compare import AnalysisError, analyze, load_runs
-    from analysis.summary import print_summary
+    from cloudbench.analysis.compare import AnalysisError, analyze, load_runs
+    from cloudbench.analysis.summary import print_summary
 
     try:
         frame = load_runs(args.runs, args.metric)
@@ -91,10 +91,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from rich import box
     from rich.table import Table
 
-    from analysis.compare import AnalysisError, load_runs, with_cells
-    from analysis.power import parse_effect, plan_repetitions
-    from analysis.summary import make_console
-    from study.spec import SpecError, load_study
+    from cloudbench.analysis.compare import AnalysisError, load_runs, with_cells
+    from cloudbench.analysis.power import parse_effect, plan_repetitions
+    from cloudbench.analysis.summary import make_console
+    from cloudbench.study.spec import SpecError, load_study
 
     try:
         effect = parse_effect(args.effect)
@@ -199,7 +199,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """The error rates and power of the procedures by simulation (analysis.simulation)."""
     import time
 
-    from analysis import simulation as M
+    from cloudbench.analysis import simulation as M
 
     cells = M.scenarios(sizes=((5, 5), (24, 10)), effects=(0.0, 0.1)) if args.quick else None
     start = time.perf_counter()
@@ -295,7 +295,7 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cli.analyze")
+    parser = argparse.ArgumentParser(prog="python -m cloudbench.cli.analyze")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)

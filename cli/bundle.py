@@ -8,15 +8,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from cli.kfp import register_export as register_export_kfp
-from cli.run import repetitions_arg
-from study.spec import load_study
+from cloudbench.cli.kfp import register_export as register_export_kfp
+from cloudbench.cli.run import repetitions_arg
+from cloudbench.study.spec import load_study
 
 console = Console()
 
 
 def cmd_export_colab(args: argparse.Namespace) -> int:
-    from runners.bundle import export_colab
+    from cloudbench.runners.bundle import export_colab
 
     study = load_study(args.spec)
     path = export_colab(study, args.environment, args.output, args.repetitions)
@@ -27,7 +27,7 @@ def cmd_export_colab(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from runners.bundle import import_archive
+    from cloudbench.runners.bundle import import_archive
 
     outcome = import_archive(args.archive, args.output, args.spec)
     console.print(f"[green]imported[/] {escape(str(args.archive))}: "

@@ -14,17 +14,17 @@ from typing import Any
 
 from rich.console import Console
 
-from cli.run import repetitions_arg
-from data.atomic import write_json_atomic
-from study.spec import Study, load_study
-from study.store import default_results_dir
+from cloudbench.cli.run import repetitions_arg
+from cloudbench.data.atomic import write_json_atomic
+from cloudbench.study.spec import Study, load_study
+from cloudbench.study.store import default_results_dir
 
 console = Console()
 
 
 def calibration_study(study: Study, environment: str, repetitions: int | None) -> Study:
     """The study reduced to one environment, duplicated into arms NAME-A and NAME-B."""
-    from analysis.calibration import ARMS
+    from cloudbench.analysis.calibration import ARMS
 
     env = study.environment(environment)
     arms = tuple(dataclasses.replace(env, name=f"{env.name}-{arm}") for arm in ARMS)
@@ -36,9 +36,9 @@ def run_calibration(study: Study, environment: str, repetitions: int | None = No
                     output: Path | None = None, console: Console | None = None
                     ) -> dict[str, Any]:
     """Run the A/A arms (resumably, like any study) and write calibration.json."""
-    from analysis.calibration import summarize
-    from analysis.compare import load_runs
-    from runners.scheduler import run_study
+    from cloudbench.analysis.calibration import summarize
+    from cloudbench.analysis.compare import load_runs
+    from cloudbench.runners.scheduler import run_study
 
     root = output or default_results_dir(study.name)
     aa = calibration_study(study, environment, repetitions)
@@ -53,7 +53,7 @@ def run_calibration(study: Study, environment: str, repetitions: int | None = No
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from analysis.calibration import ARMS
+    from cloudbench.analysis.calibration import ARMS
 
     study = load_study(args.spec)
     summary = run_calibration(study, args.environment, args.repetitions, args.output, console)

@@ -8,14 +8,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from cli.run import repetitions_arg
-from study.spec import load_study
+from cloudbench.cli.run import repetitions_arg
+from cloudbench.study.spec import load_study
 
 console = Console()
 
 
 def cmd_export_kfp(args: argparse.Namespace) -> int:
-    from runners.kfp import export_kfp
+    from cloudbench.runners.kfp import export_kfp
 
     study = load_study(args.spec)
     path = export_kfp(study, args.environment, args.output, args.repetitions)

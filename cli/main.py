@@ -17,9 +17,9 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
-from cli import analyze, bundle, calibrate, paper, run
-from study.spec import SpecError
-from study.store import StoreError
+from cloudbench.cli import analyze, bundle, calibrate, paper, run
+from cloudbench.study.spec import SpecError
+from cloudbench.study.store import StoreError
 
 err_console = Console(stderr=True)
 

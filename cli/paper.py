@@ -29,19 +29,19 @@ def paper_for(spec: Path | None, runs_csv: Path | None, output: Path = DEFAULT_O
     With `spec`, the runs default to data/results/<name>/runs.csv; with only `runs_csv`
     the study's name comes from the CSV and the methodology from the runs alone.
     """
-    from paper.build import PaperError, build_paper
-    from paper.cache import inputs_digest, up_to_date
-    from study.sysdeps import TEX_COMMANDS, ensure_commands
+    from cloudbench.paper.build import PaperError, build_paper
+    from cloudbench.paper.cache import inputs_digest, up_to_date
+    from cloudbench.study.sysdeps import TEX_COMMANDS, ensure_commands
 
     if spec is None and runs_csv is None:
         raise PaperError("give a study file or --runs RUNS.csv")
     if runs_csv is None:
         name = _study_name(spec) if spec else None
         if name is None:
-            from study.spec import load_study
+            from cloudbench.study.spec import load_study
 
             name = load_study(spec, check_data=False).name  # raises the precise SpecError
-        from study.store import default_results_dir
+        from cloudbench.study.store import default_results_dir
 
         runs_csv = default_results_dir(name) / "runs.csv"
     if not runs_csv.is_file():
@@ -56,15 +56,15 @@ def paper_for(spec: Path | None, runs_csv: Path | None, output: Path = DEFAULT_O
     ensure_commands(TEX_COMMANDS)
     study = None
     if spec is not None:
-        from study.spec import load_study
+        from cloudbench.study.spec import load_study
 
         study = load_study(spec, check_data=False)
     return build_paper(runs_csv, study, output)
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
-    from paper.build import PaperError
-    from study.sysdeps import MissingCommandError
+    from cloudbench.paper.build import PaperError
+    from cloudbench.study.sysdeps import MissingCommandError
 
     try:
         pdf = paper_for(args.spec, args.runs, args.output or DEFAULT_OUTPUT)

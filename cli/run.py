@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from study.plan import cells, plan
-from study.record import FINAL_STATUSES
-from study.spec import Study, load_study
-from study.store import ResultsStore, default_results_dir
+from cloudbench.study.plan import cells, plan
+from cloudbench.study.record import FINAL_STATUSES
+from cloudbench.study.spec import Study, load_study
+from cloudbench.study.store import ResultsStore, default_results_dir
 
 console = Console()
 
@@ -25,7 +25,7 @@ EXIT_OK, EXIT_INPUT, EXIT_RUNS_NOT_OK = 0, 2, 3
 
 def repetitions_arg(text: str) -> int:
     """--repetitions: a whole number within the study file's bounds, refused otherwise."""
-    from study.spec import MAX_REPETITIONS
+    from cloudbench.study.spec import MAX_REPETITIONS
 
     try:
         value = int(text)
@@ -42,7 +42,7 @@ def stop_rule(study: Study) -> Any:
         return None
 
     def rule(store: ResultsStore, block: int) -> dict[str, Any] | None:
-        from analysis.stopping import stopping_state
+        from cloudbench.analysis.stopping import stopping_state
 
         return stopping_state(store.frame(), [e.name for e in study.environments],
                               [d.name for d in study.datasets], block,
@@ -71,7 +71,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runners.scheduler import run_study
+    from cloudbench.runners.scheduler import run_study
 
     study = load_study(args.spec)
     result = run_study(study, output=args.output, repetitions=args.repetitions, console=console,
@@ -119,7 +119,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_all(args: argparse.Namespace) -> int:
-    from cli.paper import cmd_paper
+    from cloudbench.cli.paper import cmd_paper
 
     ran = cmd_run(args)
     study = load_study(args.spec, check_data=False)

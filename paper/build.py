@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data.atomic import atomic_path, write_text_atomic
-from paper.cache import (  # noqa: F401  (build_count: for tests and benchmarks)
+from cloudbench.data.atomic import atomic_path, write_text_atomic
+from cloudbench.paper.cache import (  # noqa: F401  (build_count: for tests and benchmarks)
     beside,
     build_count,
     inputs_digest,
@@ -24,7 +24,7 @@ from paper.cache import (  # noqa: F401  (build_count: for tests and benchmarks)
     up_to_date,
     write_stamp,
 )
-from paper.latex import (
+from cloudbench.paper.latex import (
     LABELS,
     check_language,
     escape,
@@ -33,9 +33,9 @@ from paper.latex import (
     metric_name,
     number_format,
 )
-from paper.latexmk import PaperError, jinja_env, run_latexmk
-from paper.methodology import dataset_rows, fingerprints, plain_value, short, summarise
-from paper.prose import (
+from cloudbench.paper.latexmk import PaperError, jinja_env, run_latexmk
+from cloudbench.paper.methodology import dataset_rows, fingerprints, plain_value, short, summarise
+from cloudbench.paper.prose import (
     conclusion,
     equivalence_conclusion,
     hypotheses,
@@ -46,16 +46,16 @@ from paper.prose import (
     stopping_text,
     the,
 )
-from study.manifest import toolkit_version
-from study.notebook import Protocol
-from study.notebook import inspect as inspect_notebook
-from study.record import BOOKKEEPING_FIELDS, FINGERPRINT_FIELDS, RUNNER_FIELDS
+from cloudbench.study.manifest import toolkit_version
+from cloudbench.study.notebook import Protocol
+from cloudbench.study.notebook import inspect as inspect_notebook
+from cloudbench.study.record import BOOKKEEPING_FIELDS, FINGERPRINT_FIELDS, RUNNER_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from analysis.results import Analysis
-    from study.spec import Study
+    from cloudbench.analysis.results import Analysis
+    from cloudbench.study.spec import Study
 
 __all__ = ["PaperError", "build_paper", "paper_context"]
 # The template's figures.
@@ -78,7 +78,7 @@ def _load_frames(runs_csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     import pandas as pd
 
-    from analysis.compare import AnalysisError, load_runs
+    from cloudbench.analysis.compare import AnalysisError, load_runs
 
     try:
         usable = load_runs(runs_csv)
@@ -110,7 +110,7 @@ def default_metrics(protocol: Protocol | None, usable: pd.DataFrame) -> list[str
     The built-in protocol: DEFAULT_METRICS. A tagged notebook: train_s (or its longest
     phase when it has no train phase), total_s and every metric of its metrics cell.
     """
-    from study.spec import DEFAULT_METRICS
+    from cloudbench.study.spec import DEFAULT_METRICS
 
     if protocol is None:
         return list(DEFAULT_METRICS)
@@ -125,7 +125,7 @@ def default_metrics(protocol: Protocol | None, usable: pd.DataFrame) -> list[str
 
 
 def _analyze(usable: pd.DataFrame, study: Study | None, protocol: Protocol | None) -> Analysis:
-    from analysis.compare import AnalysisError, analyze
+    from cloudbench.analysis.compare import AnalysisError, analyze
 
     wanted = (study.analysis.metrics if study else ()) or default_metrics(protocol, usable)
     # A CSV gathered elsewhere may hold none of the usual metrics: then every numeric one.
@@ -188,7 +188,7 @@ def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
     """
     from markupsafe import Markup
 
-    from paper import tables as T
+    from cloudbench.paper import tables as T
 
     sections = []
     for i, metric in enumerate(metrics):
@@ -220,7 +220,7 @@ def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
 def _simulated_error(analysis: Analysis, metric: str, alpha: float, lang: str) -> str:
     """The procedure's simulated type-I error for the study's own group sizes and observed
     variance ratios (the primary metric's comparisons; nearest simulated scenario)."""
-    from analysis.simulation import procedure_error
+    from cloudbench.analysis.simulation import procedure_error
 
     groups = []
     for c in analysis.of_metric(metric):
@@ -271,8 +271,8 @@ def _sweep_context(frame: pd.DataFrame, study: Study | None, envs: list[str], la
     Also writes factors.json beside the tables."""
     from markupsafe import Markup
 
-    from analysis.factors import factor_analysis
-    from paper import sweep as W
+    from cloudbench.analysis.factors import factor_analysis
+    from cloudbench.paper import sweep as W
 
     if not swept(frame):
         return None
@@ -317,8 +317,8 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
     """
     from markupsafe import Markup
 
-    from paper import figures as F
-    from paper import tables as T
+    from cloudbench.paper import figures as F
+    from cloudbench.paper import tables as T
 
     lang = check_language(study.analysis.language if study else "en")
     alternative = study.hypothesis if study else "two-sided"
@@ -346,7 +346,7 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
                                     list(protocol.phases) if protocol else None).items()})
     sections = _metric_sections(analysis, metrics, lang, alternative, table, made,
                                 swept=sweep is not None)
-    from analysis.compare import with_cells
+    from cloudbench.analysis.compare import with_cells
 
     cells, usable_cells = with_cells(frame), with_cells(usable)
     fps = fingerprints(frame, study, lang)

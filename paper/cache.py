@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from study.manifest import toolkit_version
+from cloudbench.study.manifest import toolkit_version
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The folders whose files shape the paper, and which of their files do.
@@ -86,7 +86,7 @@ def beside(runs_csv: Path) -> tuple[Path, Path]:
 
 
 def write_stamp(folder: Path, digest: str, built_at: str) -> None:
-    from data.atomic import write_text_atomic
+    from cloudbench.data.atomic import write_text_atomic
 
     stamp = _read_stamp(folder)
     write_text_atomic(folder / STAMP, json.dumps({

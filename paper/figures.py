@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.compare import usable_runs
-from data.atomic import atomic_path
-from paper.latex import metric_name, number_format
-from paper.tables import epoch_table, ordered
+from cloudbench.analysis.compare import usable_runs
+from cloudbench.data.atomic import atomic_path
+from cloudbench.paper.latex import metric_name, number_format
+from cloudbench.paper.tables import epoch_table, ordered
 
 # Axis labels come from paper.latex's LaTeX labels; these hold no TeX markup.
 _PLAIN = {"\\,": " ", "\\%": "%", "$\\alpha$": "alpha"}
@@ -47,14 +47,14 @@ def plain(text: str) -> str:
 
 
 def _label(key: str, lang: str) -> str:
-    from paper.latex import label
+    from cloudbench.paper.latex import label
 
     return plain(label(key, lang))
 
 
 def outlier_mask(values: np.ndarray) -> np.ndarray:
     """The points the analysis flags (modified z-score or Tukey's fences), as a mask."""
-    from analysis.stats import outlier_flags
+    from cloudbench.analysis.stats import outlier_flags
 
     mask = np.zeros(len(values), dtype=bool)
     mask[list(outlier_flags(values).flagged())] = True

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from paper.latex import escape
-from study.sysdeps import require_command
+from cloudbench.paper.latex import escape
+from cloudbench.study.sysdeps import require_command
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 LATEXMK = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error"]

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from paper.latex import label
+from cloudbench.paper.latex import label
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from study.spec import Study
+    from cloudbench.study.spec import Study
 
 FINGERPRINT_KEYS = (("runner", "runner"), ("accelerator", "accelerator"),
                     ("device_name", "device"), ("cpu_model", "cpu"), ("cpu_count", "cores"),

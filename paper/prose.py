@@ -11,9 +11,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from analysis.compare import lower as lower_than
-from analysis.results import Comparison
-from paper.latex import (
+from cloudbench.analysis.compare import lower as lower_than
+from cloudbench.analysis.results import Comparison
+from cloudbench.paper.latex import (
     METRIC_NAMES,
     escape,
     fmt_num,
@@ -53,7 +53,7 @@ def the(metric: str, lang: str, capital: bool = False, of: bool = False) -> str:
 
 def statistics_clause(c: Comparison, lang: str) -> str:
     """"U = 265, Z = -0.48, p = .633" (Spanish: separated by semicolons, decimal comma)."""
-    from paper.tables import test_statistic
+    from cloudbench.paper.tables import test_statistic
 
     parts = [test_statistic(c, lang)]
     if c.test_used == "mann_whitney":

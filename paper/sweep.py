@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from analysis.factors import REASONS, FactorAnalysis, LevelRatio
-from analysis.results import MedianRatio
-from data.atomic import atomic_path
-from paper.figures import STYLE, WIDTH_IN, plain
-from paper.latex import (
+from cloudbench.analysis.factors import REASONS, FactorAnalysis, LevelRatio
+from cloudbench.analysis.results import MedianRatio
+from cloudbench.data.atomic import atomic_path
+from cloudbench.paper.figures import STYLE, WIDTH_IN, plain
+from cloudbench.paper.latex import (
     MISSING,
     escape,
     fmt_num,
@@ -34,7 +34,7 @@ from paper.latex import (
     metric_name,
     number_format,
 )
-from paper.tables import Table, header_row, ratio_text, slug, stacked
+from cloudbench.paper.tables import Table, header_row, ratio_text, slug, stacked
 
 #: What each figure draws: the LevelRatio field and the y axis' label.
 RATIOS = {"time": ("time_ratio", "axis_time_ratio"),

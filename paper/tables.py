@@ -16,9 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.compare import usable_runs
-from analysis.results import Analysis, BrunnerMunzel, Comparison, MannWhitney, MedianRatio
-from paper.latex import (
+from cloudbench.analysis.compare import usable_runs
+from cloudbench.analysis.results import (
+    Analysis,
+    BrunnerMunzel,
+    Comparison,
+    MannWhitney,
+    MedianRatio,
+)
+from cloudbench.paper.latex import (
     MISSING,
     auto_digits,
     escape,

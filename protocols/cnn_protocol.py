@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any
 
-from data.atomic import write_json_atomic  # noqa: F401  (the notebook writes its record with it)
-from protocols.fingerprint import cpu_model, host_id, peak_rss_mb, ram_gb  # noqa: F401
+from cloudbench.data.atomic import write_json_atomic  # noqa: F401  (the notebook writes its record with it)
+from cloudbench.protocols.fingerprint import cpu_model, host_id, peak_rss_mb, ram_gb  # noqa: F401
 
 MODELS = ("shapes_cnn", "fashion_cnn", "simple_cnn", "fnn", "lstm", "vgg_small")
 #: Keras 3's backends; each is also the name of the module Keras runs on.

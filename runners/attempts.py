@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runners.base import Runner, utc_now
-from study.plan import RunJob
-from study.store import ResultsStore
+from cloudbench.runners.base import Runner, utc_now
+from cloudbench.study.plan import RunJob
+from cloudbench.study.store import ResultsStore
 
 
 def bill(record: dict[str, Any], runner: Runner, seconds: float) -> None:

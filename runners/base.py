@@ -17,13 +17,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from study.notebook import Protocol
-from study.notebook import inspect as inspect_notebook
-from study.plan import RunJob
-from study.record import RECORD_FORMAT_VERSION
-from study.registry import Option, load_runner
-from study.spec import Environment, Study
-from study.store import ResultsStore
+from cloudbench.study.notebook import Protocol
+from cloudbench.study.notebook import inspect as inspect_notebook
+from cloudbench.study.plan import RunJob
+from cloudbench.study.record import RECORD_FORMAT_VERSION
+from cloudbench.study.registry import Option, load_runner
+from cloudbench.study.spec import Environment, Study
+from cloudbench.study.store import ResultsStore
 
 
 def utc_now() -> str:

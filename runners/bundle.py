@@ -21,20 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from data.atomic import atomic_path
-from runners.staging import (
+from cloudbench.data.atomic import atomic_path
+from cloudbench.runners.staging import (
     ARCHIVE_DIRS,
     ARCHIVE_FORMAT,
     ARCHIVE_VERSION,
     EXPORT_FILE,
     UNPACK_SOURCE,
 )
-from study.imports import skip_slow_optional_imports
-from study.manifest import build_manifest, toolkit_version
-from study.plan import SEP, plan
-from study.record import STATUSES, record_problem
-from study.spec import MAX_REPETITIONS, PROJECT_ROOT, Environment, SpecError, Study, load_study
-from study.store import ResultsStore, StoreError, default_results_dir
+from cloudbench.study.imports import skip_slow_optional_imports
+from cloudbench.study.manifest import build_manifest, toolkit_version
+from cloudbench.study.plan import SEP, plan
+from cloudbench.study.record import STATUSES, record_problem
+from cloudbench.study.spec import (
+    MAX_REPETITIONS,
+    PROJECT_ROOT,
+    Environment,
+    SpecError,
+    Study,
+    load_study,
+)
+from cloudbench.study.store import ResultsStore, StoreError, default_results_dir
 
 MAX_ARCHIVE_BYTES = 1 << 30  # a study's records and notebooks are far smaller
 MAX_UNPACKED_BYTES = 4 << 30  # and no zip bomb gets past this
@@ -92,7 +99,7 @@ def export_colab(study: Study, env_name: str, output: Path,
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    from runners.vm import build_vm_stage
+    from cloudbench.runners.vm import build_vm_stage
 
     env = study.environment(env_name)
     if env.runner != "colab":
@@ -153,7 +160,7 @@ def export_colab(study: Study, env_name: str, output: Path,
             'print("toolkit", STAGE_VERSION, "in", root)'),
         new_code_cell(
             "# Run the repetitions: a fresh kernel each, through papermill, as on any machine\n"
-            "from runners.vm import run_environment\n\n"
+            "from cloudbench.runners.vm import run_environment\n\n"
             "archive_path = run_environment(root, ENVIRONMENT, repetitions, results_dir, "
             "archive_dir)"),
         new_code_cell(

@@ -32,12 +32,12 @@ from typing import Any
 
 import psutil
 
-from data.atomic import write_json_atomic
-from runners.base import base_record, utc_now
-from runners.session import SessionRunner, Transport, TransportError, tail
-from study.plan import RunJob
-from study.registry import OptionError
-from study.spec import Environment, SpecError
+from cloudbench.data.atomic import write_json_atomic
+from cloudbench.runners.base import base_record, utc_now
+from cloudbench.runners.session import SessionRunner, Transport, TransportError, tail
+from cloudbench.study.plan import RunJob
+from cloudbench.study.registry import OptionError
+from cloudbench.study.spec import Environment, SpecError
 
 #: Extra global options for the client, e.g. "--auth=adc" or "--config /path/sessions.json".
 OPTIONS_ENV = "STUDY_COLAB_OPTIONS"

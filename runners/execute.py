@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from data.atomic import write_json_atomic
-from study.imports import skip_slow_optional_imports
+from cloudbench.data.atomic import write_json_atomic
+from cloudbench.study.imports import skip_slow_optional_imports
 
 
 def execute(job: dict[str, Any]) -> dict[str, Any]:

@@ -34,9 +34,9 @@ from jupyter_server.gateway.managers import GatewayKernelClient, GatewayKernelMa
 from jupyter_server.utils import url_escape, url_path_join
 from traitlets import DottedObjectName, Type
 
-from data.atomic import write_json_atomic
-from runners.jupyter import SETTINGS_ENV
-from runners.staging import UNPACK_SOURCE
+from cloudbench.data.atomic import write_json_atomic
+from cloudbench.runners.jupyter import SETTINGS_ENV
+from cloudbench.runners.staging import UNPACK_SOURCE
 
 #: On the remote host: where staged versions and run records live (default ~/.cache/cloudbench).
 REMOTE_DIR_ENV = "CLOUDBENCH_REMOTE_DIR"
@@ -84,8 +84,8 @@ class StagedGatewayKernelManager(GatewayKernelManager):
     paths and a file to note the kernel id in (so the runner can stop a kernel it abandons).
     """
 
-    client_class = DottedObjectName("runners.gateway.TokenGatewayKernelClient")
-    client_factory = Type(klass="runners.gateway.TokenGatewayKernelClient")
+    client_class = DottedObjectName("cloudbench.runners.gateway.TokenGatewayKernelClient")
+    client_factory = Type(klass="cloudbench.runners.gateway.TokenGatewayKernelClient")
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from typing import IO, Any
 import psutil
 from jupyter_client.manager import AsyncKernelManager
 
-from runners.execute import execute
-from runners.processes import kill_tree
+from cloudbench.runners.execute import execute
+from cloudbench.runners.processes import kill_tree
 
 #: Set PR_SET_PDEATHSIG (1) to SIGKILL (9) and stop if the parent is gone already, then run
 #: the kernel's own module as `python -m` would. One Python, no extra exec.
@@ -134,7 +134,7 @@ class InProcessRun:
 def prepare() -> None:
     """Import papermill's stack once per process, before the first run is timed (and
     without its slow optional imports, study.imports); later calls do nothing."""
-    from study.imports import skip_slow_optional_imports
+    from cloudbench.study.imports import skip_slow_optional_imports
 
     skip_slow_optional_imports()
     import papermill  # noqa: F401

@@ -21,13 +21,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from runners.base import run_parameters
-from runners.local import LocalRunner
-from runners.secrets import scrub, scrub_file
-from runners.staging import KERNEL_PACKAGES, build_stage, dataset_dir
-from study.plan import RunJob
-from study.registry import Option, OptionError
-from study.spec import Environment, SpecError
+from cloudbench.runners.base import run_parameters
+from cloudbench.runners.local import LocalRunner
+from cloudbench.runners.secrets import scrub, scrub_file
+from cloudbench.runners.staging import KERNEL_PACKAGES, build_stage, dataset_dir
+from cloudbench.study.plan import RunJob
+from cloudbench.study.registry import Option, OptionError
+from cloudbench.study.spec import Environment, SpecError
 
 #: The papermill child reads its remote settings (never the token) from this variable.
 SETTINGS_ENV = "CLOUDBENCH_GATEWAY"
@@ -44,7 +44,7 @@ class JupyterRunner(LocalRunner):
 
     local_files = False
     runs_here = False
-    kernel_manager_class = "runners.gateway.StagedGatewayKernelManager"
+    kernel_manager_class = "cloudbench.runners.gateway.StagedGatewayKernelManager"
     options = (
         Option("url", str, required=True,
                doc="the Jupyter Kernel Gateway or Jupyter Server, http:// or https://"),

@@ -50,16 +50,16 @@ from typing import Any
 
 import psutil
 
-from runners.base import LOCAL_MACHINE, base_record, utc_now
-from runners.secrets import scrub
-from runners.session import SessionRunner, TransportError, tail
-from runners.staging import UNPACK_SOURCE, Stage
-from runners.vm import build_vm_stage
-from study.plan import RunJob, block_jobs, plan, warmup_jobs
-from study.record import FINAL_STATUSES, RECORD_FORMAT_VERSION, STATUSES
-from study.registry import Option, OptionError
-from study.spec import Environment, SpecError, Study
-from study.store import ResultsStore, default_results_dir
+from cloudbench.runners.base import LOCAL_MACHINE, base_record, utc_now
+from cloudbench.runners.secrets import scrub
+from cloudbench.runners.session import SessionRunner, TransportError, tail
+from cloudbench.runners.staging import UNPACK_SOURCE, Stage
+from cloudbench.runners.vm import build_vm_stage
+from cloudbench.study.plan import RunJob, block_jobs, plan, warmup_jobs
+from cloudbench.study.record import FINAL_STATUSES, RECORD_FORMAT_VERSION, STATUSES
+from cloudbench.study.registry import Option, OptionError
+from cloudbench.study.spec import Environment, SpecError, Study
+from cloudbench.study.store import ResultsStore, default_results_dir
 
 if typing.TYPE_CHECKING:  # the component's annotations, which kfp reads at run time
     from kfp.dsl import Artifact, Input, Output
@@ -114,7 +114,7 @@ def run_repetition(stage: Input[Artifact], job: str, attempt: int, version: str,
         root = helpers["_cloudbench_unpack"](stage.path, os.path.join(base, "stage", version))
         if root not in sys.path:
             sys.path.insert(0, root)
-        from runners.vm import run_job
+        from cloudbench.runners.vm import run_job
 
         out = tempfile.mkdtemp(prefix=f"{run['run_id']}.{attempt}.", dir=base)
         try:

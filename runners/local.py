@@ -18,13 +18,13 @@ from typing import Any
 
 import psutil
 
-from data.atomic import write_text_atomic
-from runners import phases
-from runners.base import Runner, base_record, run_parameters
-from runners.processes import TreeMemory, kill_tree
-from study.plan import RunJob
-from study.registry import Option, OptionError
-from study.spec import PROJECT_ROOT, Environment
+from cloudbench.data.atomic import write_text_atomic
+from cloudbench.runners import phases
+from cloudbench.runners.base import Runner, base_record, run_parameters
+from cloudbench.runners.processes import TreeMemory, kill_tree
+from cloudbench.study.plan import RunJob
+from cloudbench.study.registry import Option, OptionError
+from cloudbench.study.spec import IMPORT_ROOT, Environment
 
 SAMPLE_INTERVAL_S = 0.1
 #: Out-of-memory errors by name: Python's, TensorFlow's, torch's (torch.OutOfMemoryError).
@@ -89,7 +89,7 @@ class LocalRunner(Runner):
         """The child's (and so the kernel's) environment: ours, the study's, import paths,
         and the Keras backend, set before anything in the kernel imports Keras."""
         env = {**os.environ, **self.env.env}
-        paths = [str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        paths = [str(IMPORT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["KERAS_BACKEND"] = self.env.backend
@@ -172,7 +172,7 @@ class LocalRunner(Runner):
         return self._execute_child(work, record)
 
     def _execute_here(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        from runners import inprocess
+        from cloudbench.runners import inprocess
 
         inprocess.prepare()
         job = json.loads((work / "job.json").read_text(encoding="utf-8"))
@@ -226,9 +226,10 @@ class LocalRunner(Runner):
         start = time.perf_counter()
         # The child arranges its own death with ours (runners.execute); no preexec_fn,
         # which is unsafe while other threads (rich's progress refresh) run.
-        proc = subprocess.Popen([sys.executable, "-m", "runners.execute", str(work / "job.json"),
-                                 str(os.getpid())], env=self.kernel_env(), stdout=log,
-                                stderr=log, start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-m", "cloudbench.runners.execute",
+                                 str(work / "job.json"), str(os.getpid())],
+                                env=self.kernel_env(), stdout=log, stderr=log,
+                                start_new_session=True)
         self._proc = proc
         def running() -> bool:
             try:

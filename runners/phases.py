@@ -17,8 +17,8 @@ import json
 import math
 from typing import Any
 
-from study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first_line
-from study.spec import PROJECT_ROOT
+from cloudbench.study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first_line
+from cloudbench.study.spec import PROJECT_ROOT
 
 FINGERPRINT_TAG = "cloudbench-fingerprint"
 ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill.execute.ERROR_MARKER_TAG

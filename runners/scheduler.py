@@ -31,13 +31,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from runners.attempts import run_with_retries
-from runners.base import Runner, make_runner
-from study.manifest import check_manifest
-from study.plan import RunJob, block_jobs, plan
-from study.record import FINAL_STATUSES
-from study.spec import Study
-from study.store import ResultsStore, default_results_dir
+from cloudbench.runners.attempts import run_with_retries
+from cloudbench.runners.base import Runner, make_runner
+from cloudbench.study.manifest import check_manifest
+from cloudbench.study.plan import RunJob, block_jobs, plan
+from cloudbench.study.record import FINAL_STATUSES
+from cloudbench.study.spec import Study
+from cloudbench.study.store import ResultsStore, default_results_dir
 
 #: The rule of `repetitions = "auto"`: given the store and the last block run, None to go
 #: on, or a description of why the study stops (see analysis.stopping).

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from data.atomic import write_text_atomic
+from cloudbench.data.atomic import write_text_atomic
 
 MASK = "***"
 

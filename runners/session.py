@@ -24,11 +24,11 @@ import zipfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from data.atomic import write_bytes_atomic
-from runners.base import Runner, base_record
-from runners.staging import UNPACK_SOURCE
-from runners.vm import build_vm_stage
-from study.plan import RunJob
+from cloudbench.data.atomic import write_bytes_atomic
+from cloudbench.runners.base import Runner, base_record
+from cloudbench.runners.staging import UNPACK_SOURCE
+from cloudbench.runners.vm import build_vm_stage
+from cloudbench.study.plan import RunJob
 
 RESULT_TAG = "CLOUDBENCH-RESULT "
 
@@ -40,7 +40,7 @@ def _cloudbench_run():
     root = _cloudbench_unpack({archive!r}, {dest!r})
     if root not in sys.path:
         sys.path.insert(0, root)
-    from runners.vm import run_job
+    from cloudbench.runners.vm import run_job
     result = run_job(root, json.loads({job!r}), {attempt!r}, "cloudbench")
     print({tag!r} + json.dumps({{"path": result}}), flush=True)
 

@@ -14,9 +14,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.atomic import write_bytes_atomic
-from data.datasets import IMAGE_SUFFIXES
-from study.spec import PROJECT_ROOT, Dataset, Study
+import cloudbench
+from cloudbench.data.atomic import write_bytes_atomic
+from cloudbench.data.datasets import IMAGE_SUFFIXES
+from cloudbench.study.spec import PROJECT_ROOT, Dataset, Study
 
 #: The archive a VM packs of its runs (an exported notebook's, or a Colab session's).
 EXPORT_FILE = "export.json"
@@ -24,6 +25,7 @@ ARCHIVE_FORMAT = "cloudbench-archive"
 ARCHIVE_VERSION = 1
 ARCHIVE_DIRS = ("records", "attempts", "notebooks", "logs")
 
+IMPORT_NAME = "cloudbench"
 #: What the protocol notebook imports: enough for a remote kernel.
 KERNEL_PACKAGES = ("protocols", "data")
 #: What also runs the runs inside a VM (the local runner, the store, the study types).
@@ -94,14 +96,15 @@ class Stage:
 
 
 def toolkit_files(packages: tuple[str, ...]) -> dict[str, bytes]:
-    """The Python sources of our packages (never results, caches or notebooks' outputs)."""
-    files: dict[str, bytes] = {}
+    """The Python sources of our packages (never results, caches or notebooks' outputs),
+    laid out as installed: ``cloudbench/__init__.py`` and ``cloudbench/<package>/...``."""
+    files = {f"{IMPORT_NAME}/__init__.py": Path(cloudbench.__file__).read_bytes()}
     for package in packages:
         for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
             rel = path.relative_to(PROJECT_ROOT)
             if "__pycache__" in rel.parts or rel.parts[:2] == ("data", "results"):
                 continue
-            files[rel.as_posix()] = path.read_bytes()
+            files[f"{IMPORT_NAME}/{rel.as_posix()}"] = path.read_bytes()
     return files
 
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from rich.console import Console
 
-from data.atomic import atomic_path
-from runners.attempts import run_with_retries
-from runners.local import LocalRunner
-from runners.staging import (
+from cloudbench.data.atomic import atomic_path
+from cloudbench.runners.attempts import run_with_retries
+from cloudbench.runners.local import LocalRunner
+from cloudbench.runners.staging import (
     EXPORT_FILE,
     NOTEBOOK_DIR,
     VM_PACKAGES,
@@ -32,10 +32,10 @@ from runners.staging import (
     build_stage,
     dataset_dir,
 )
-from study.plan import RunJob, plan
-from study.record import FINAL_STATUSES
-from study.spec import Analysis, Dataset, Environment, Price, Study, Sweep
-from study.store import ResultsStore
+from cloudbench.study.plan import RunJob, plan
+from cloudbench.study.record import FINAL_STATUSES
+from cloudbench.study.spec import Analysis, Dataset, Environment, Price, Study, Sweep
+from cloudbench.study.store import ResultsStore
 
 STUDY_FILE = "study.json"
 #: What the VM must have besides the toolkit (Colab ships all but papermill).

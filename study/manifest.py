@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from study.spec import PROJECT_ROOT, Study
-from study.store import ResultsStore, StoreError
+from cloudbench.study.spec import PROJECT_ROOT, Study
+from cloudbench.study.store import ResultsStore, StoreError
 
 MANIFEST_FORMAT_VERSION = 1
 

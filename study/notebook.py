@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.imports import skip_slow_optional_imports
+from cloudbench.study.imports import skip_slow_optional_imports
 
 PHASE_PREFIX = "phase:"
 METRICS_TAG = "metrics"

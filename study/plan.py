@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from study.spec import Study
+from cloudbench.study.spec import Study
 
 SEP = "+"  # cannot occur in environment or dataset names, so run ids are unambiguous
 

@@ -17,19 +17,24 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from data.datasets import DatasetError, check_dataset
-from study.notebook import NotebookError, Protocol
-from study.notebook import inspect as inspect_notebook
-from study.record import (
+import cloudbench
+from cloudbench.data.datasets import DatasetError, check_dataset
+from cloudbench.study.notebook import NotebookError, Protocol
+from cloudbench.study.notebook import inspect as inspect_notebook
+from cloudbench.study.record import (
     BOOKKEEPING_FIELDS,
     FINGERPRINT_FIELDS,
     PROTOCOL_FIELDS,
     RUNNER_FIELDS,
     configuration_id,
 )
-from study.registry import OptionError, load_runner, runner_names
+from cloudbench.study.registry import OptionError, load_runner, runner_names
 
+#: The folder that holds the toolkit's subpackages (study/, runners/...): the repository
+#: in a checkout, the installed ``cloudbench`` package otherwise.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The folder a fresh interpreter needs on its path to ``import cloudbench``.
+IMPORT_ROOT = Path(cloudbench.__file__).resolve().parent.parent
 
 SOURCES = ("shapes", "folder", "keras")
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")

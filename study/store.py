@@ -22,8 +22,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data.atomic import atomic_path, write_json_atomic
-from study.record import COLUMNS, STATUSES
+from cloudbench.data.atomic import atomic_path, write_json_atomic
+from cloudbench.study.record import COLUMNS, STATUSES
 
 __all__ = ["COLUMNS", "STATUSES", "ResultsStore", "StoreError", "default_results_dir"]
 MIN_FREE_MB = 50

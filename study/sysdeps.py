@@ -4,7 +4,7 @@
 on a fresh Debian machine: as root with apt-get, missing packages are installed; without
 root the error names the exact packages, rather than failing later inside latexmk.
 
-    python -m study.sysdeps tex|r|all     # used by tox and .ci/run
+    python -m cloudbench.study.sysdeps tex|r|all     # used by tox and .ci/run
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def require_command(command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study.sysdeps",
+    parser = argparse.ArgumentParser(prog="python -m cloudbench.study.sysdeps",
                                      description="install the Debian packages the toolkit needs")
     parser.add_argument("group", choices=sorted(GROUPS), help="tex: latexmk, pdflatex and "
                         "pdftotext; r: Rscript; all: both")

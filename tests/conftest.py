@@ -13,9 +13,10 @@ failure handling all included), so
 
 The quick notebooks have the real protocol's parameters: `write_quick_notebook` (the
 scheduler's tests) the runner's ones, and `write_quick_protocol` all of them; the latter also
-imports the protocol's helper code (`data.datasets`, `protocols.cnn_protocol`), loads the
-dataset and writes the fingerprint fields without TensorFlow, so a remote kernel that cannot
-see this repository runs it only if the runner staged that code.
+imports the protocol's helper code (`cloudbench.data.datasets`,
+`cloudbench.protocols.cnn_protocol`), loads the dataset and writes the fingerprint fields
+without TensorFlow, so a remote kernel that cannot see this repository runs it only if the
+runner staged that code.
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ fail_on = ""
 QUICK_PROTOCOL_BODY = """\
 import json, os, platform, time
 start = time.perf_counter()
-from data.datasets import load_dataset
-from protocols import cnn_protocol as protocol
+from cloudbench.data.datasets import load_dataset
+from cloudbench.protocols import cnn_protocol as protocol
 if fail_on and fail_on in record_path + json.dumps(dataset) + str(seed):
     raise RuntimeError(f"deliberate failure for {fail_on}")
 if accelerator != "cpu":

@@ -28,8 +28,8 @@ import psutil
 import pytest
 from rich.console import Console
 
-from runners.scheduler import StudyResult, run_study
-from study.spec import PROJECT_ROOT, load_study
+from cloudbench.runners.scheduler import StudyResult, run_study
+from cloudbench.study.spec import PROJECT_ROOT, load_study
 
 REAL_PROTOCOL = "protocols/cnn_train.ipynb"
 STANDIN = PROJECT_ROOT / "tests" / "standin"

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import power as P
-from analysis import results as R
-from analysis import stats as S
-from analysis.compare import AnalysisError, analyze, decide, load_runs
-from analysis.summary import summary_text
-from cli.analyze import register
+from cloudbench.analysis import power as P
+from cloudbench.analysis import results as R
+from cloudbench.analysis import stats as S
+from cloudbench.analysis.compare import AnalysisError, analyze, decide, load_runs
+from cloudbench.analysis.summary import summary_text
+from cloudbench.cli.analyze import register
 
 ENTRY_KEYS = {"metric", "dataset", "a", "b", "n_a", "n_b", "descriptives", "shapiro", "ranks",
               "mann_whitney", "hodges_lehmann", "levene", "student_t", "welch_t", "test_used",
@@ -419,7 +419,7 @@ def run_cli(argv: list[str]) -> int:
 
 
 def test_cli_alternatives_are_the_analysis_s() -> None:
-    from cli import analyze as cli
+    from cloudbench.cli import analyze as cli
 
     assert cli.ALTERNATIVES == S.ALTERNATIVES
 

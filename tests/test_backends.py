@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from protocols import cnn_protocol
+from cloudbench.protocols import cnn_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "protocols" / "cnn_train.ipynb"
@@ -134,7 +134,7 @@ def test_the_protocol_runs_on_each_backend(tmp_path: Path, backend: str, model: 
 STRUCTURE = """
 import json, sys
 import keras
-from protocols import cnn_protocol as p
+from cloudbench.protocols import cnn_protocol as p
 
 def kinds(model):
     return [type(layer).__name__ for layer in model.layers]
@@ -291,7 +291,7 @@ def test_peak_gpu_nvml_reads_this_process_only(monkeypatch: pytest.MonkeyPatch) 
 
 def test_the_helpers_load_no_framework() -> None:
     """The notebook imports them first, before it has chosen Keras's backend."""
-    code = ("import sys, protocols.cnn_protocol\n"
+    code = ("import sys, cloudbench.protocols.cnn_protocol\n"
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from remote_support import HIDE_REPO, records, write_study
 
-import runners.bundle as bundle
-from cli.main import main
+import cloudbench.runners.bundle as bundle
+from cloudbench.cli.main import main
 
 COLAB = {"name": "vm", "runner": "colab"}
 

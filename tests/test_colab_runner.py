@@ -18,12 +18,12 @@ from remote_support import (  # noqa: F401 - pytest fixtures
     write_study,
 )
 
-from protocols import cnn_protocol
-from runners.base import TPU_TRIM_MULTIPLE, make_runner, run_parameters
-from runners.colab import ColabRunner
-from study.plan import plan
-from study.spec import SpecError, load_study
-from study.store import ResultsStore
+from cloudbench.protocols import cnn_protocol
+from cloudbench.runners.base import TPU_TRIM_MULTIPLE, make_runner, run_parameters
+from cloudbench.runners.colab import ColabRunner
+from cloudbench.study.plan import plan
+from cloudbench.study.spec import SpecError, load_study
+from cloudbench.study.store import ResultsStore
 
 STANDIN_PATH = Path(__file__).resolve().parent / "standin" / "colab"
 COLAB = {"name": "vm", "runner": "colab"}
@@ -61,13 +61,13 @@ def test_the_standin_behaves_like_the_real_client(colab: ColabStandIn, tmp_path:
     tracebacks in colour on stderr with exit 0, install exit 0 on failure, a stop that
     cannot find a session it has no local entry of."""
     probe, slow = tmp_path / "probe.py", tmp_path / "slow.py"
-    probe.write_text("x = globals().get('x', 0) + 1\nprint('x', x)\nimport protocols\n")
+    probe.write_text("x = globals().get('x', 0) + 1\nprint('x', x)\nimport cloudbench.protocols\n")
     slow.write_text("import time\ntime.sleep(1.5)\nprint('done')\n")
     assert client("new", "-s", "probe").returncode == 0
     try:
         first, second = (client("exec", "-s", "probe", "-f", str(probe)) for _ in range(2))
         assert first.returncode == 0 and "x 1" in first.stdout and "x 2" in second.stdout
-        assert "No module named 'protocols'" in first.stderr and "\x1b[" in first.stderr
+        assert "No module named 'cloudbench'" in first.stderr and "\x1b[" in first.stderr
         late = client("exec", "-s", "probe", "-f", str(slow), "--timeout", "0.2")
         assert late.returncode == 0 and "done" in late.stdout  # --timeout is not enforced
         (tmp_path / "req.txt").write_text("no-such-package==1\n")
@@ -122,7 +122,7 @@ def test_no_state_leaks_between_repetitions_in_one_kernel(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Two repetitions in one session (one block of two datasets): the exec kernel persists,
     but each driver runs in a child Python, so neither sees what the other imported."""
-    from runners import colab as colab_module
+    from cloudbench.runners import colab as colab_module
 
     leak = ("import sys\nprint('LEAK-MODULES', sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('runners', 'study')))\n"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data.datasets import SHAPE_CLASSES, DatasetError, generate_shapes, load_dataset
+from cloudbench.data.datasets import SHAPE_CLASSES, DatasetError, generate_shapes, load_dataset
 
 
 def test_shapes_are_deterministic_balanced_and_split_two_to_one() -> None:
@@ -93,7 +93,7 @@ def test_keras_dataset_offline_gives_a_clear_error(tmp_path: Path) -> None:
     env = {**os.environ, "KERAS_HOME": str(tmp_path), "HOME": str(tmp_path),
            "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    code = ("from data.datasets import load_dataset, DatasetError\n"
+    code = ("from cloudbench.data.datasets import load_dataset, DatasetError\n"
             "try:\n    load_dataset({'source': 'keras', 'keras_name': 'mnist'}, 0)\n"
             "except DatasetError as exc:\n    print('ERROR', exc)\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

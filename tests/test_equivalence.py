@@ -24,12 +24,12 @@ import pytest
 from test_analysis import make_runs, write
 from test_report import tex  # noqa: F401  (the TeX Live fixture)
 
-from analysis import equivalence as E
-from analysis import power as P
-from analysis import results as R
-from analysis import stats as S
-from analysis.compare import AnalysisError, analyze, decide, load_runs
-from cli.analyze import register
+from cloudbench.analysis import equivalence as E
+from cloudbench.analysis import power as P
+from cloudbench.analysis import results as R
+from cloudbench.analysis import stats as S
+from cloudbench.analysis.compare import AnalysisError, analyze, decide, load_runs
+from cloudbench.cli.analyze import register
 
 
 def run_cli(argv: list[str]) -> int:
@@ -164,8 +164,8 @@ def test_an_older_version_2_json_reads_as_spss() -> None:
 
 def test_cli_analyze_procedure_and_equivalence(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from cli import analyze as cli
-    from study import spec
+    from cloudbench.cli import analyze as cli
+    from cloudbench.study import spec
 
     assert cli.PROCEDURES == R.PROCEDURES == spec.PROCEDURES
     runs = write(make_runs(n=10), tmp_path / "runs.csv")
@@ -188,7 +188,7 @@ def test_cli_analyze_procedure_and_equivalence(tmp_path: Path,
 
 
 def test_study_file_procedure_and_equivalence(quick_study) -> None:
-    from study.spec import SpecError, load_study
+    from cloudbench.study.spec import SpecError, load_study
 
     spec = quick_study(environments="""
         [[environments]]
@@ -283,7 +283,7 @@ def test_cli_plan_gives_the_repetitions_for_equivalence(
 
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_four_wordings_in_both_languages(lang: str) -> None:
-    from paper.prose import equivalence_conclusion
+    from cloudbench.paper.prose import equivalence_conclusion
 
     frame = pd.concat([equal_runs(30, datasets=("same",)),
                        equal_runs(30, ratio=1.3, datasets=("slower",)),
@@ -312,8 +312,8 @@ def test_four_wordings_in_both_languages(lang: str) -> None:
 
 
 def test_simulated_error_sentence_names_the_nearest_scenario() -> None:
-    from analysis.simulation import procedure_error
-    from paper.prose import simulated_error_text
+    from cloudbench.analysis.simulation import procedure_error
+    from cloudbench.paper.prose import simulated_error_text
 
     error = procedure_error([(24, 24, 1.1), (23, 24, 0.9)], "spss", 0.05)
     assert error.scenarios == ((24, 24, 1.0),) and 0 < error.low <= error.high < 0.2
@@ -333,8 +333,8 @@ def test_paper_names_the_procedure_and_the_equivalence(tmp_path: Path, quick_stu
     from fixtures.synthetic import synthetic_runs
     from test_report import pdf_text, plain
 
-    from cli.main import main
-    from paper.prose import equivalence_conclusion
+    from cloudbench.cli.main import main
+    from cloudbench.paper.prose import equivalence_conclusion
 
     monkeypatch.chdir(tmp_path)
     for lang, words in (("en", ("robust procedure", "Brunner-Munzel",

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.compare import AnalysisError, analyze
-from analysis.factors import (
+from cloudbench.analysis.compare import AnalysisError, analyze
+from cloudbench.analysis.factors import (
     NO_RESIDUAL,
     TOO_FEW_LEVELS,
     FactorAnalysis,
@@ -30,8 +30,13 @@ from analysis.factors import (
     interaction_test,
     ordered_levels,
 )
-from paper.sweep import factor_table, interaction_table, memory_ratio_figure, speedup_figure
-from study.record import configuration_id
+from cloudbench.paper.sweep import (
+    factor_table,
+    interaction_table,
+    memory_ratio_figure,
+    speedup_figure,
+)
+from cloudbench.study.record import configuration_id
 
 ENVS = ("tensorflow", "jax", "a_b")
 BATCHES = (32, 64, 128)
@@ -291,7 +296,7 @@ def test_interaction_matches_r(fa: FactorAnalysis, runs: pd.DataFrame, tmp_path:
     rscript = shutil.which("Rscript")
     if rscript is None:
         pytest.skip("Rscript not found: R's anova(lm()) is the reference for the interaction "
-                    "test (python -m study.sysdeps r installs r-base-core as root)")
+                    "test (python -m cloudbench.study.sysdeps r installs r-base-core as root)")
     cases = _cases(fa, runs)
     lines = []
     for name, (y, env, level) in cases.items():

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from cli.run import EXIT_RUNS_NOT_OK
-from study.spec import SpecError, load_study
+from cloudbench.cli.main import main
+from cloudbench.cli.run import EXIT_RUNS_NOT_OK
+from cloudbench.study.spec import SpecError, load_study
 
 from conftest import write_quick_notebook
 
@@ -74,7 +74,7 @@ def test_a_minimum_above_the_maximum_is_refused(quick_study) -> None:
 
 def test_a_study_name_from_data_never_becomes_a_path(tmp_path: Path) -> None:
     """The CSV's `study` column names the paper's folder: it is made a plain name."""
-    from paper.cache import safe_name, study_name_from_csv
+    from cloudbench.paper.cache import safe_name, study_name_from_csv
 
     csv_path = tmp_path / "in" / "runs.csv"
     csv_path.parent.mkdir()
@@ -90,7 +90,7 @@ def test_analyze_edge_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     one run a side prints no statistic as if it meant something."""
     import json as _json
 
-    from cli.main import main as cli_main
+    from cloudbench.cli.main import main as cli_main
 
     big = tmp_path / "big.csv"
     big.write_text("environment,dataset,train_s\na,d,1e300\na,d,2\na,d,3\nb,d,1\nb,d,2\nb,d,4\n")

@@ -21,16 +21,20 @@ from remote_support import (  # noqa: F401 - pytest fixtures
     write_study,
 )
 
-from cli.main import main
-from runners import gateway as gateway_module
-from runners.base import make_runner
-from runners.gateway import RemoteCodeError, StagedGatewayKernelManager, TokenGatewayKernelClient
-from runners.jupyter import SETTINGS_ENV, JupyterRunner
-from runners.secrets import scrub, scrub_file
-from runners.staging import KERNEL_PACKAGES, Stage, toolkit_files
-from study.plan import plan
-from study.spec import SpecError, load_study
-from study.store import ResultsStore
+from cloudbench.cli.main import main
+from cloudbench.runners import gateway as gateway_module
+from cloudbench.runners.base import make_runner
+from cloudbench.runners.gateway import (
+    RemoteCodeError,
+    StagedGatewayKernelManager,
+    TokenGatewayKernelClient,
+)
+from cloudbench.runners.jupyter import SETTINGS_ENV, JupyterRunner
+from cloudbench.runners.secrets import scrub, scrub_file
+from cloudbench.runners.staging import KERNEL_PACKAGES, Stage, toolkit_files
+from cloudbench.study.plan import plan
+from cloudbench.study.spec import SpecError, load_study
+from cloudbench.study.store import ResultsStore
 
 #: Long enough for a loaded machine to start the remote kernel and reach the protocol's cell.
 TIMEOUT_S = 8
@@ -76,10 +80,10 @@ def in_kernel(server: Gateway, monkeypatch: pytest.MonkeyPatch, code: str,
 
 def test_websocket_carries_the_token_and_kernels_cannot_see_the_repo(
         gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    out, connected = in_kernel(gateway, monkeypatch, "import protocols")
+    out, connected = in_kernel(gateway, monkeypatch, "import cloudbench.protocols")
     assert "401" in connected["GatewayKernelClient"]  # jupyter_server's own client
     assert connected["TokenGatewayKernelClient"] == "connected"
-    assert "No module named 'protocols'" in out  # only staging can make it importable
+    assert "No module named 'cloudbench'" in out  # only staging can make it importable
 
 
 def test_staging_in_pieces_makes_the_helper_code_importable(
@@ -88,12 +92,12 @@ def test_staging_in_pieces_makes_the_helper_code_importable(
     stage = Stage({**toolkit_files(KERNEL_PACKAGES), "probe.txt": tmp_path.name.encode()})
     archive = stage.write_zip(tmp_path / "stage.zip")
     assert archive.stat().st_size > 3 * 2048
-    out, _ = in_kernel(gateway, monkeypatch, "import os, protocols.cnn_protocol as p\n"
+    out, _ = in_kernel(gateway, monkeypatch, "import os, cloudbench.protocols.cnn_protocol as p\n"
                        "print(p.__file__, os.getcwd(), os.environ['PROBE_VAR'])", settings={
                            "stage_zip": str(archive), "stage_version": stage.version,
                            "study": "probe", "env": {"PROBE_VAR": "set"}})
     staged = gateway.remote_dir / "stage" / stage.version
-    assert out.split() == [str(staged / "protocols" / "cnn_protocol.py"),
+    assert out.split() == [str(staged / "cloudbench" / "protocols" / "cnn_protocol.py"),
                            str(gateway.remote_dir), "set"]
     assert (staged / "probe.txt").read_text() == tmp_path.name
 
@@ -121,7 +125,8 @@ def test_runs_through_the_gateway_with_staged_code_and_data(
     # and the kernel imported the helpers from there (it cannot see this repository).
     [staged] = [v for v in (gateway.remote_dir / "stage").iterdir()
                 if (v / "datasets" / "tones").is_dir()]
-    assert first["helpers"] == second["helpers"] == str(staged / "protocols" / "cnn_protocol.py")
+    helpers = staged / "cloudbench" / "protocols" / "cnn_protocol.py"
+    assert first["helpers"] == second["helpers"] == str(helpers)
     assert len(list((staged / "datasets" / "tones").rglob("*.png"))) == 36
     complete = dt.datetime.fromtimestamp((staged / ".complete").stat().st_mtime, dt.UTC)
     assert complete < dt.datetime.fromisoformat(second["started_at"])

@@ -29,11 +29,11 @@ import kfp_server_api  # noqa: E402 - installed with kfp
 import yaml  # noqa: E402 - installed with kfp
 from remote_support import HIDE_REPO, attempts, records, run, write_study  # noqa: E402
 
-from cli.main import main  # noqa: E402
-from runners.base import LOCAL_MACHINE, make_runner  # noqa: E402
-from runners.kfp import KfpRunner  # noqa: E402
-from study.spec import SpecError, load_study  # noqa: E402
-from study.store import ResultsStore  # noqa: E402
+from cloudbench.cli.main import main  # noqa: E402
+from cloudbench.runners.base import LOCAL_MACHINE, make_runner  # noqa: E402
+from cloudbench.runners.kfp import KfpRunner  # noqa: E402
+from cloudbench.study.spec import SpecError, load_study  # noqa: E402
+from cloudbench.study.store import ResultsStore  # noqa: E402
 
 KFP = {"name": "kf", "runner": "kfp"}
 PC = {"name": "pc", "runner": "local"}
@@ -655,6 +655,6 @@ def test_a_record_of_another_study_is_refused(tmp_path: Path, quick_protocol: Pa
 
 
 def test_the_runner_class_is_registered() -> None:
-    from study.registry import load_runner
+    from cloudbench.study.registry import load_runner
 
     assert load_runner("kfp") is KfpRunner

@@ -17,6 +17,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+IMPORT_NAME = "cloudbench"  # the one top-level package; the folders are its subpackages
 PACKAGES = ("data", "protocols", "study", "runners", "analysis", "paper", "cli")
 #: package -> the project modules (or packages) it may import besides its own.
 ALLOWED = {
@@ -43,7 +44,7 @@ def modules() -> dict[str, Path]:
 
 
 def imports(path: Path, known: set[str]) -> set[str]:
-    """The project modules a file imports, anywhere in it."""
+    """The project modules a file imports, anywhere in it (named by folder: study.spec)."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         names: list[str] = []
@@ -52,6 +53,7 @@ def imports(path: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
         for name in names:
+            name = name.removeprefix(f"{IMPORT_NAME}.")
             while name and name not in known:
                 name = name.rpartition(".")[0]
             if name:

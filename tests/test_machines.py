@@ -23,10 +23,10 @@ from remote_support import (  # noqa: F401 - pytest fixtures
     toml_value,
 )
 
-from paper.build import _machines_text, build_paper
-from runners.base import LOCAL_MACHINE
-from study import sysdeps
-from study.spec import SpecError, list_prices, load_study
+from cloudbench.paper.build import _machines_text, build_paper
+from cloudbench.runners.base import LOCAL_MACHINE
+from cloudbench.study import sysdeps
+from cloudbench.study.spec import SpecError, list_prices, load_study
 
 TOKEN_A, TOKEN_B = "CLOUDBENCH_TEST_MACHINE_A_TOKEN", "CLOUDBENCH_TEST_MACHINE_B_TOKEN"
 

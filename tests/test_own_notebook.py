@@ -15,12 +15,12 @@ from nbformat.v4 import new_code_cell, new_notebook
 from remote_support import ColabStandIn, Gateway, colab, gateway  # noqa: F401 - fixtures
 from rich.console import Console
 
-from paper.build import build_paper
-from runners.phases import kernel_seconds
-from runners.scheduler import run_study
-from study import sysdeps
-from study.notebook import NotebookError, inspect
-from study.spec import SpecError, load_study
+from cloudbench.paper.build import build_paper
+from cloudbench.runners.phases import kernel_seconds
+from cloudbench.runners.scheduler import run_study
+from cloudbench.study import sysdeps
+from cloudbench.study.notebook import NotebookError, inspect
+from cloudbench.study.spec import SpecError, load_study
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "study" / "examples" / "own_notebook"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from study.plan import plan
-from study.spec import load_study
+from cloudbench.study.plan import plan
+from cloudbench.study.spec import load_study
 
 from conftest import PROTOCOL, write_study
 

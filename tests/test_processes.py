@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import psutil
 
-from runners.processes import TreeMemory, kill_tree
+from cloudbench.runners.processes import TreeMemory, kill_tree
 
 # A parent that holds ~64 MB itself and, after a moment, starts a child holding ~64 MB more.
 PARENT = """

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fixtures.analysis import fixture_analysis
 
-from paper import prose
-from paper.latex import LANGUAGES
+from cloudbench.paper import prose
+from cloudbench.paper.latex import LANGUAGES
 
 LANG_DIR = Path(__file__).resolve().parent.parent / "paper" / "lang"
 

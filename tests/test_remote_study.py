@@ -19,8 +19,8 @@ from remote_support import (  # noqa: F401 - pytest fixtures
     write_study,
 )
 
-from paper.build import build_paper
-from study.spec import load_study
+from cloudbench.paper.build import build_paper
+from cloudbench.study.spec import load_study
 
 
 def test_local_jupyter_and_colab_environments_make_one_runs_csv_and_one_paper(

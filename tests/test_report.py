@@ -21,15 +21,15 @@ import pytest
 from fixtures.analysis import fixture_analysis
 from fixtures.synthetic import synthetic_runs
 
-from analysis.results import Analysis, Comparison, KruskalWallis
-from paper import tables as T
-from paper.build import build_paper
-from paper.cache import build_count, inputs_digest, study_name_from_csv
-from paper.figures import make_figures
-from paper.latex import escape, fmt_num, fmt_p, label, p_clause
-from paper.latexmk import PaperError, run_latexmk
-from paper.prose import conclusion
-from study import sysdeps
+from cloudbench.analysis.results import Analysis, Comparison, KruskalWallis
+from cloudbench.paper import tables as T
+from cloudbench.paper.build import build_paper
+from cloudbench.paper.cache import build_count, inputs_digest, study_name_from_csv
+from cloudbench.paper.figures import make_figures
+from cloudbench.paper.latex import escape, fmt_num, fmt_p, label, p_clause
+from cloudbench.paper.latexmk import PaperError, run_latexmk
+from cloudbench.paper.prose import conclusion
+from cloudbench.study import sysdeps
 
 HOSTILE = "a&b_%#$~^\\{}"
 HOSTILE_DS = "d&s_%#$~^\\{}"
@@ -323,8 +323,8 @@ def test_paper_with_hostile_names_builds_once(tmp_path: Path) -> None:
 @needs_tex
 def test_study_paper_command_in_spanish(tmp_path: Path, quick_study, monkeypatch) -> None:
     """`study paper SPEC`: runs from data/results/<name>/, Spanish labels, decimal comma."""
-    from cli.main import main
-    from cli.paper import paper_for
+    from cloudbench.cli.main import main
+    from cloudbench.cli.paper import paper_for
 
     monkeypatch.chdir(tmp_path)
     spec = quick_study(name="quick", environments="""

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runners.scheduler import run_study
-from study.registry import load_runner, register_runner, runner_names
-from study.spec import SpecError, load_study
+from cloudbench.runners.scheduler import run_study
+from cloudbench.study.registry import load_runner, register_runner, runner_names
+from cloudbench.study.spec import SpecError, load_study
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import simulation as M
-from analysis import stats as S
-from analysis.compare import decide
-from cli.analyze import register
+from cloudbench.analysis import simulation as M
+from cloudbench.analysis import stats as S
+from cloudbench.analysis.compare import decide
+from cloudbench.cli.analyze import register
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL = 1e-9

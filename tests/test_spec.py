@@ -9,8 +9,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from PIL import Image
 
-from cli.main import main
-from study.spec import SpecError, load_study
+from cloudbench.cli.main import main
+from cloudbench.study.spec import SpecError, load_study
 
 from conftest import PROTOCOL, write_study
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from analysis import stats as S
-from analysis.results import ShapiroWilk
+from cloudbench.analysis import stats as S
+from cloudbench.analysis.results import ShapiroWilk
 
 TOL = 1e-6
 ALTERNATIVES = ("two-sided", "less", "greater")
@@ -516,7 +516,7 @@ def test_brunner_munzel_separation_and_monte_carlo() -> None:
 @pytest.mark.parametrize("case", sorted(TOST_CASES))
 def test_tost_is_the_hand_formulas_and_t_test(case: str, margin: float,
                                              r_new: dict[str, dict[str, float]]) -> None:
-    from analysis.equivalence import tost_log
+    from cloudbench.analysis.equivalence import tost_log
 
     r, key = r_new[f"tost_{case}"], f"{margin:g}:"
     ours = tost_log(*TOST_CASES[case], margin, alpha=0.05)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data.atomic import atomic_path, write_json_atomic
-from study.record import COLUMNS, RunRecord
-from study.store import ResultsStore, StoreError
+from cloudbench.data.atomic import atomic_path, write_json_atomic
+from cloudbench.study.record import COLUMNS, RunRecord
+from cloudbench.study.store import ResultsStore, StoreError
 
 
 def record(run_id: str, block: int, status: str = "ok", **extra: object) -> RunRecord:
@@ -74,7 +74,7 @@ def test_an_interrupted_atomic_write_leaves_the_old_file(tmp_path: Path) -> None
 def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path: Path) -> None:
     import os
 
-    from data.atomic import write_text_atomic
+    from cloudbench.data.atomic import write_text_atomic
 
     plain = tmp_path / "plain.txt"
     plain.write_text("x", encoding="utf-8")
@@ -120,9 +120,9 @@ def test_a_full_disk_stops_the_study_cleanly_and_loses_no_finished_run(
     restores it instead of running it again."""
     import errno
 
-    from runners.scheduler import run_study
-    from study import store as store_module
-    from study.spec import load_study
+    from cloudbench.runners.scheduler import run_study
+    from cloudbench.study import store as store_module
+    from cloudbench.study.spec import load_study
 
     study = load_study(quick_study(repetitions=2))
     out = tmp_path / "out"

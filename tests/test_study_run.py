@@ -15,12 +15,12 @@ import pandas as pd
 import psutil
 import pytest
 
-from cli.main import main
-from cli.run import EXIT_RUNS_NOT_OK, stop_rule
-from runners.scheduler import run_study
-from study.plan import plan
-from study.spec import load_study
-from study.store import COLUMNS, ResultsStore, StoreError
+from cloudbench.cli.main import main
+from cloudbench.cli.run import EXIT_RUNS_NOT_OK, stop_rule
+from cloudbench.runners.scheduler import run_study
+from cloudbench.study.plan import plan
+from cloudbench.study.spec import load_study
+from cloudbench.study.store import COLUMNS, ResultsStore, StoreError
 
 from conftest import PROTOCOL, write_study
 
@@ -124,7 +124,7 @@ def test_kill_minus_nine_then_resume_loses_and_doubles_nothing(
         tmp_path: Path, quick_study) -> None:
     spec = quick_study(repetitions=1, parameters="sleep_s = 1.0")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", str(spec),
+    proc = subprocess.Popen([sys.executable, "-m", "cloudbench.cli.main", "run", str(spec),
                              "--output", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     # Kill the study in the middle of a run: one run done, the second one's kernel busy.
@@ -221,7 +221,7 @@ def test_out_of_memory_is_recorded_as_oom(tmp_path: Path, quick_study,
 
 
 def test_aa_calibration(tmp_path: Path, quick_study) -> None:
-    from cli.calibrate import run_calibration
+    from cloudbench.cli.calibrate import run_calibration
 
     spec = quick_study(parameters="sleep_s = 0.05")
     summary = run_calibration(load_study(spec), "a", repetitions=3, output=tmp_path / "out")

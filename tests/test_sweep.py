@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cli.main import main
-from runners.scheduler import run_study
-from study.plan import cells, plan, run_id
-from study.record import configuration_id, parse_configuration
-from study.spec import SpecError, load_study
+from cloudbench.cli.main import main
+from cloudbench.runners.scheduler import run_study
+from cloudbench.study.plan import cells, plan, run_id
+from cloudbench.study.record import configuration_id, parse_configuration
+from cloudbench.study.spec import SpecError, load_study
 
 from conftest import QUICK_BODY, QUICK_PARAMETERS, write_quick_notebook, write_study
 

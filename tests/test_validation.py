@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from study.notebook import Rule
-from study.spec import SpecError, load_study
+from cloudbench.study.notebook import Rule
+from cloudbench.study.spec import SpecError, load_study
 
 BASE = {
     "study": {"name": "v", "repetitions": 2},

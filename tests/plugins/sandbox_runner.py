@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runners.session import SessionRunner, Transport, TransportError, tail
-from study.registry import Option, OptionError
+from cloudbench.runners.session import SessionRunner, Transport, TransportError, tail
+from cloudbench.study.registry import Option, OptionError
 
 #: Makes the "machine's" Python blind to this checkout, like a remote host.
 HIDE_REPO = Path(__file__).resolve().parent.parent / "standin" / "hide_repo"
