@@ -31,6 +31,8 @@ RESERVED_PHASES = ("other", "total", "wall", "first_epoch", "train_nowarm")
 KNOWN_PHASES = ("import", "load", "build", "train", "eval")
 #: The parameter that marks a notebook writing its own record (the built-in protocol).
 RECORD_PARAMETER = "record_path"
+#: The kernel of a notebook that names none (Colab saves notebooks without a kernelspec).
+DEFAULT_KERNEL = "python3"
 
 
 class NotebookError(ValueError):
@@ -90,6 +92,8 @@ class Protocol:
     parameters: frozenset[str]
     cells: tuple[Cell, ...]  # the code cells
     rules: dict[str, Rule] = field(default_factory=dict)  # declared in its metadata
+    language: str = "python"  # inferred when the notebook names none (Colab's notebooks)
+    kernel_name: str | None = None  # its kernelspec's; None when it names no kernel
 
     @property
     def writes_record(self) -> bool:
@@ -138,10 +142,15 @@ def _phase_of(path: Path, index: int, line: str, tags: list[str]) -> str | None:
     return name
 
 
-def _rules(path: Path, metadata: Any, parameters: frozenset[str]) -> dict[str, Rule]:
+def _rules(path: Path, metadata: dict[str, Any],
+           parameters: frozenset[str]) -> dict[str, Rule]:
     """The notebook's declared parameter rules: metadata {"cloudbench": {"parameters": {NAME:
     {"kind": int|float|str|bool, "min", "max", "choices", "nullable"}}}}."""
-    declared = (metadata or {}).get("cloudbench", {}).get("parameters", {})
+    own = metadata.get("cloudbench", {})
+    if not isinstance(own, dict):
+        raise NotebookError(f"{path}: metadata.cloudbench must be an object, got "
+                            f"{_kind(own)}")
+    declared = own.get("parameters", {})
     if not isinstance(declared, dict):
         raise NotebookError(f"{path}: metadata cloudbench.parameters must be an object")
     rules = {}
@@ -149,27 +158,148 @@ def _rules(path: Path, metadata: Any, parameters: frozenset[str]) -> dict[str, R
         where = f"{path}: metadata cloudbench.parameters.{name}"
         if name not in parameters:
             raise NotebookError(f"{where}: not a parameter of the notebook's parameters cell")
-        if not isinstance(raw, dict) or raw.get("kind") not in KINDS or set(raw) - {
+        if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str) \
+                or raw["kind"] not in KINDS or set(raw) - {
                 "kind", "min", "max", "choices", "nullable"}:
             raise NotebookError(f"{where}: expected {{\"kind\": {' | '.join(KINDS)}, \"min\", "
                                 "\"max\", \"choices\", \"nullable\"}")
+        for bound in ("min", "max"):
+            value = raw.get(bound)
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, int | float) or not math.isfinite(value)):
+                raise NotebookError(f"{where}.{bound}: must be a finite number, got {value!r}")
         choices = raw.get("choices")
+        if choices is not None and (not isinstance(choices, list) or not choices or any(
+                isinstance(c, dict | list) for c in choices)):
+            raise NotebookError(f"{where}.choices: must be a non-empty list of values, got "
+                                f"{choices!r}")
+        if not isinstance(raw.get("nullable", False), bool):
+            raise NotebookError(f"{where}.nullable: must be true or false, got "
+                                f"{raw['nullable']!r}")
         rules[name] = Rule(kind=raw["kind"], minimum=raw.get("min"), maximum=raw.get("max"),
-                           choices=tuple(choices) if isinstance(choices, list) else None,
-                           nullable=bool(raw.get("nullable", False)))
+                           choices=tuple(choices) if choices is not None else None,
+                           nullable=raw.get("nullable", False))
     return rules
 
 
+def _kind(value: Any) -> str:
+    """How an error names what it found instead: "a string", "null"..."""
+    if value is None:
+        return "null"
+    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The notebook file as JSON, or an error that says where it stops being JSON."""
+    import json
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise NotebookError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    try:
+        nb = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise NotebookError(f"{path} is not a notebook: not UTF-8 text ({exc.reason} at byte "
+                            f"{exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise NotebookError(f"{path} is not a notebook: invalid JSON at line {exc.lineno}, "
+                            f"column {exc.colno}: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise NotebookError(f"{path} is not a notebook: its JSON is nested too deep") from exc
+    if not isinstance(nb, dict):
+        raise NotebookError(f"{path} is not a notebook: expected a JSON object, got "
+                            f"{_kind(nb)}")
+    return nb
+
+
+def _check_structure(path: Path, nb: dict[str, Any]) -> None:
+    """The keys of nbformat 4 that the toolkit, papermill and nbclient read, with their
+    types: what would otherwise surface as a traceback deep inside one of them."""
+    version = nb.get("nbformat")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise NotebookError(f"{path}: key nbformat must be an integer (4), got {_kind(version)}")
+    if version != 4:
+        raise NotebookError(f"{path}: nbformat {version} is not supported; save it as nbformat "
+                            "4 (Jupyter does so on save; or: jupyter nbconvert --to notebook "
+                            "--nbformat 4 --output NEW.ipynb OLD.ipynb)")
+    metadata = nb.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise NotebookError(f"{path}: key metadata must be an object, got {_kind(metadata)}")
+    for key in ("kernelspec", "language_info"):
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise NotebookError(f"{path}: key metadata.{key} must be an object, got "
+                                f"{_kind(value)}")
+    cells = nb.get("cells")
+    if not isinstance(cells, list):
+        raise NotebookError(f"{path}: key cells must be a list, got {_kind(cells)}")
+    for index, cell in enumerate(cells):
+        where = f"{path}: cell {index}"
+        if not isinstance(cell, dict):
+            raise NotebookError(f"{where} must be an object, got {_kind(cell)}")
+        if cell.get("cell_type") not in ("code", "markdown", "raw"):
+            raise NotebookError(f"{where}: key cell_type must be code, markdown or raw, got "
+                                f"{cell.get('cell_type')!r}")
+        source = cell.get("source", "")
+        if not isinstance(source, str) and not (
+                isinstance(source, list) and all(isinstance(s, str) for s in source)):
+            raise NotebookError(f"{where}: key source must be a string or a list of strings, "
+                                f"got {_kind(source)}")
+        where = f"{path}: {describe(index, first_line(source))}"
+        cell_metadata = cell.get("metadata", {})
+        if not isinstance(cell_metadata, dict):
+            raise NotebookError(f"{where}: key metadata must be an object, got "
+                                f"{_kind(cell_metadata)}")
+        tags = cell_metadata.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            found = _kind(tags) if not isinstance(tags, list) else "a list with " + _kind(
+                next(t for t in tags if not isinstance(t, str)))
+            raise NotebookError(f"{where}: key metadata.tags must be a list of strings (such "
+                                f"as [\"phase:train\"]), got {found}")
+
+
+def language(path: Path, metadata: dict[str, Any]) -> str:
+    """The notebook's language: language_info, else the kernelspec's, else Python for a
+    notebook that names no language at all (Colab and the tensorflow/docs tooling save
+    such notebooks, and every kernel the toolkit starts is a Python one)."""
+    for key, field_name in (("language_info", "name"), ("kernelspec", "language")):
+        name = (metadata.get(key) or {}).get(field_name)
+        if name is None:
+            continue
+        if not isinstance(name, str):
+            raise NotebookError(f"{path}: key metadata.{key}.{field_name} must be a string, "
+                                f"got {_kind(name)}")
+        if name.lower() != "python":
+            raise NotebookError(f"{path}: metadata.{key}.{field_name} says the notebook is "
+                                f"{name!r}; the toolkit runs Python notebooks")
+        return "python"
+    return "python"
+
+
 def inspect(path: Path) -> Protocol:
-    """Read and check a notebook; NotebookError names what is wrong and where."""
+    """Read and check a notebook; NotebookError names what is wrong and where.
+
+    Every key the toolkit reads is checked for its type first, so a malformed notebook
+    is refused with the notebook, the cell and the key, never a traceback.
+    """
     skip_slow_optional_imports()
     import nbformat
     import papermill
 
     if not path.is_file():
         raise NotebookError(f"notebook not found: {path}")
+    raw = _read_json(path)
+    _check_structure(path, raw)
+    metadata = raw.get("metadata", {})
+    kernel = (metadata.get("kernelspec") or {}).get("name")
+    if kernel is not None and not isinstance(kernel, str):
+        raise NotebookError(f"{path}: key metadata.kernelspec.name must be a string, got "
+                            f"{_kind(kernel)}")
+    lang = language(path, metadata)
     try:
-        nb = nbformat.read(path, as_version=4)
+        nb = nbformat.from_dict(raw)
     except Exception as exc:  # nbformat raises several unrelated types
         raise NotebookError(f"{path} is not a readable notebook: {exc}") from exc
     cells: list[Cell] = []
@@ -182,7 +312,9 @@ def inspect(path: Path) -> Protocol:
                 raise NotebookError(f"{path}: {describe(index, line)} is a "
                                     f"{cell.get('cell_type')} cell; only code cells are timed")
             continue
-        has_parameters |= "parameters" in tags
+        if "parameters" in tags:
+            _check_syntax(path, index, cell.get("source", ""))
+            has_parameters = True
         cells.append(Cell(index, line, _phase_of(path, index, line, tags), METRICS_TAG in tags))
     if not has_parameters:
         raise NotebookError(f"{path} has no cell tagged 'parameters'; papermill needs one to "
@@ -191,9 +323,16 @@ def inspect(path: Path) -> Protocol:
     if len(metrics) > 1:
         raise NotebookError(f"{path}: {describe(metrics[1])} is a second cell tagged "
                             f"'metrics' (the first is {describe(metrics[0])}); keep one")
-    parameters = frozenset(papermill.inspect_notebook(str(path)))
+    parameters = frozenset(_parameters(path, raw, papermill))
     protocol = Protocol(path, parameters, tuple(cells),
-                        _rules(path, nb.metadata, parameters))
+                        _rules(path, metadata, parameters), language=lang,
+                        kernel_name=kernel)
+    if protocol.writes_record and protocol.phases:
+        raise NotebookError(
+            f"{path}: the parameters cell declares {RECORD_PARAMETER!r}, the built-in "
+            "protocol's way of writing its own record, and the notebook also has phase tags, "
+            "the way of a notebook timed by the toolkit. Rename the parameter (the toolkit "
+            f"would pass its own path in {RECORD_PARAMETER!r}), or remove the phase tags")
     if not protocol.writes_record and not protocol.phases:
         raise NotebookError(
             f"{path} has no cell tagged phase:NAME, so nothing in it would be timed. Tag the "
@@ -201,3 +340,45 @@ def inspect(path: Path) -> Protocol:
             "and phase:eval, and the cell whose last expression is a dict of the results "
             "(such as {'test_accuracy': acc}) 'metrics'")
     return protocol
+
+
+def _check_syntax(path: Path, index: int, source: str | list[str]) -> None:
+    """The parameters cell must compile (after IPython's own rewriting of magics): papermill
+    reads it line by line and would take a broken one, and every run would then fail."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    text = "".join(source) if isinstance(source, list) else source
+    try:
+        compile(TransformerManager().transform_cell(text), f"cell {index}", "exec")
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        raise NotebookError(f"{path}: {describe(index, first_line(text))}: the cell tagged "
+                            f"'parameters' is not valid Python: {getattr(exc, 'msg', exc)}"
+                            + (f" (line {line})" if line else "")) from exc
+
+
+def _parameters(path: Path, nb: dict[str, Any], papermill: Any) -> dict[str, Any]:
+    """The parameters cell's names, as papermill reads them. papermill wants the notebook's
+    language and kernel in its metadata; one that names none is inspected as the Python it
+    is (and runs in the DEFAULT_KERNEL unless the study names another)."""
+    import json
+    import tempfile
+
+    source = path
+    metadata = nb.get("metadata", {})
+    kernelspec = metadata.get("kernelspec") or {}
+    if not (metadata.get("language_info") or {}).get("name") and not kernelspec.get(
+            "language") or not kernelspec.get("name"):
+        copy = {**nb, "metadata": {**metadata, "language_info": {"name": "python"},
+                                   "kernelspec": {"name": DEFAULT_KERNEL, **kernelspec}}}
+        with tempfile.NamedTemporaryFile("w", suffix=".ipynb", delete=False,
+                                         encoding="utf-8") as fh:
+            json.dump(copy, fh)
+        source = Path(fh.name)
+    try:
+        return papermill.inspect_notebook(str(source))
+    except Exception as exc:  # papermill's own errors have no common base
+        raise NotebookError(f"{path}: papermill cannot read its parameters: {exc}") from exc
+    finally:
+        if source != path:
+            source.unlink(missing_ok=True)
