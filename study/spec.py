@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudbench
-from cloudbench.data.datasets import DatasetError, check_dataset
+from cloudbench.data.datasets import IMAGE_SUFFIXES, DatasetError, check_dataset
 from cloudbench.study.notebook import NotebookError, Protocol
 from cloudbench.study.notebook import inspect as inspect_notebook
 from cloudbench.study.record import (
@@ -27,6 +27,7 @@ from cloudbench.study.record import (
     PROTOCOL_FIELDS,
     RUNNER_FIELDS,
     configuration_id,
+    level_text,
 )
 from cloudbench.study.registry import OptionError, load_runner, runner_names
 
@@ -53,8 +54,8 @@ MAX_RUNS = 1_000_000
 #: a typo, and would only make planning slow.
 MAX_REPETITIONS = 10_000
 DEFAULT_METRICS = ("train_s", "total_s", "test_accuracy", "test_loss", "peak_rss_mb")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # \Z: "$" would take a final "\n"
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Names become parts of file names (run ids, folders), which file systems cap at 255 bytes.
 MAX_NAME = 64
 #: The protocol's seeds (study seed + repetition - 1) feed numpy, which takes 0 to 2**32 - 1.
@@ -432,6 +433,10 @@ def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Data
             check_dataset(dataset.protocol_config())
     except DatasetError as exc:
         raise SpecError(path, t.key("path" if source == "folder" else "source"), str(exc)) from exc
+    if images is None and source == "folder" and check_data and ds_path is not None:
+        # Every image of the folder is loaded: count them, at the size they are resized to.
+        found = sum(1 for p in ds_path.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        _check_fits_in_memory(path, t.key("size"), replace(dataset, images=found))
     return dataset
 
 
@@ -522,6 +527,9 @@ def _load_environment(path: Path, i: int, raw: Any) -> Environment:
         raise SpecError(path, t.key("tpu"), "ask for a gpu or a tpu, not both")
     options = {o.name: t.get(o.name, o.kind, ... if o.required else o.default,
                              choices=o.choices) for o in plugin.options}
+    for option, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(path, t.key(option), f"must be a finite number, got {value}")
     params = _check_parameters(path, t.key("parameters"), t.get("parameters", dict, {}))
     backend = t.get("backend", str, "tensorflow", choices=BACKENDS)
     if env.get("KERAS_BACKEND", backend) != backend:
@@ -549,8 +557,12 @@ def _load_environment(path: Path, i: int, raw: Any) -> Environment:
 def _sweep_level(path: Path, key: str, value: Any) -> Any:
     """A level must survive the configuration id (study.record) and runs.csv unchanged."""
     if isinstance(value, bool | int | float):
-        if isinstance(value, float) and value != value:
-            raise SpecError(path, key, "nan is not a level")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(path, key, f"{value} is not a level; levels are finite numbers")
+        if "+" in level_text(value):
+            raise SpecError(path, key, f"{value!r} is written {level_text(value)} in run ids, "
+                            "where '+' separates their parts; write it as an integer or a "
+                            "name")
         return value
     if isinstance(value, str) and NAME_RE.match(value):
         return value

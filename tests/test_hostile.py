@@ -3,6 +3,7 @@ exit codes that tell a script whether every planned run is ok."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -105,3 +106,47 @@ def test_analyze_edge_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert cli_main(["analyze", str(one), "--json", str(out)]) == 0
     [c] = _json.loads(out.read_text())["comparisons"]
     assert c["mann_whitney"]["U"] is None and c["p"] is None and not c["significant"]
+
+
+@pytest.mark.parametrize(("edit", "key", "message"), [
+    ('name = "x\\n"', "study.name", "letters"),
+    ("[sweep]\nsleep_s = [1e20, 2]", "sweep.sleep_s[0]", "'+' separates"),
+    ("[sweep]\nsleep_s = [1e300]", "sweep.sleep_s[0]", "'+' separates"),
+    ("[sweep]\nsleep_s = [inf]", "sweep.sleep_s[0]", "finite numbers"),
+])
+def test_names_and_levels_that_would_break_run_ids_are_refused(tmp_path: Path, quick_study,
+                                                               edit: str, key: str,
+                                                               message: str) -> None:
+    if edit.startswith("name"):
+        spec = quick_study(name="ok")
+        text = spec.read_text().replace('name = "ok"', edit, 1)
+    else:
+        spec = quick_study(name="ok", parameters="")
+        text = spec.read_text() + "\n" + edit + "\n"
+    spec.write_text(text)
+    with pytest.raises(SpecError, match=re.escape(key) + ".*" + re.escape(message)):
+        load_study(spec)
+
+
+def test_a_float_runner_option_must_be_finite(tmp_path: Path, quick_study) -> None:
+    spec = quick_study(name="mem", environments='[[environments]]\nname = "a"\n'
+                                                 'memory_limit_mb = nan\n')
+    with pytest.raises(SpecError, match=r"environments\[0\]\.memory_limit_mb: must be a finite"):
+        load_study(spec)
+
+
+def test_a_folder_of_huge_images_is_checked_without_an_image_count(tmp_path: Path,
+                                                                   quick_study) -> None:
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (4, 4)).save(tmp_path / "imgs" / label / f"{i}.png")
+    spec = quick_study(name="huge")
+    text = re.sub(r'source = "shapes"\s+images = 60', f'source = "folder"\npath = '
+                  f'"{tmp_path / "imgs"}"\nsize = [100000, 100000]', spec.read_text())
+    assert "100000" in text
+    spec.write_text(text)
+    with pytest.raises(SpecError, match=r"datasets\[0\]\.size: 6 images of 100000x100000"):
+        load_study(spec)
