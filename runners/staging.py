@@ -31,6 +31,8 @@ KERNEL_PACKAGES = ("protocols", "data")
 #: What also runs the runs inside a VM (the local runner, the store, the study types).
 VM_PACKAGES = ("study", "runners", "protocols", "data")
 DATASETS_DIR = "datasets"
+#: Where the notebook's own files (study.files) land, relative to the staged root.
+FILES_DIR = "files"
 NOTEBOOK_DIR = "notebook"
 COMPLETE_MARKER = ".complete"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -127,8 +129,15 @@ def dataset_files(study: Study) -> dict[str, bytes]:
     return files
 
 
+def protocol_files(study: Study) -> dict[str, bytes]:
+    """The files the notebook reads beside it (study.files), under FILES_DIR."""
+    return {f"{FILES_DIR}/{f.name}": f.path.read_bytes() for f in study.files}
+
+
 def build_stage(study: Study, packages: tuple[str, ...] = KERNEL_PACKAGES,
                 extra: dict[str, bytes] | None = None) -> Stage:
-    """Helper code, folder datasets and any extra files (the notebook, the study) in one."""
-    return Stage({**toolkit_files(packages), **dataset_files(study), **(extra or {})})
+    """Helper code, folder datasets, the notebook's own files and any extra files (the
+    notebook, the study) in one."""
+    return Stage({**toolkit_files(packages), **dataset_files(study), **protocol_files(study),
+                  **(extra or {})})
 

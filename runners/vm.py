@@ -26,12 +26,14 @@ from cloudbench.runners.attempts import run_with_retries
 from cloudbench.runners.local import LocalRunner
 from cloudbench.runners.staging import (
     EXPORT_FILE,
+    FILES_DIR,
     NOTEBOOK_DIR,
     VM_PACKAGES,
     Stage,
     build_stage,
     dataset_dir,
 )
+from cloudbench.study.files import ProtocolFile
 from cloudbench.study.plan import RunJob, plan
 from cloudbench.study.record import FINAL_STATUSES
 from cloudbench.study.spec import Analysis, Dataset, Environment, Price, Study, Sweep
@@ -49,6 +51,8 @@ def study_to_dict(study: Study) -> dict[str, Any]:
     data["notebook"] = f"{NOTEBOOK_DIR}/{study.notebook.name}"
     for raw, ds in zip(data["datasets"], study.datasets, strict=True):
         raw["path"] = dataset_dir(ds) if ds.path is not None else None
+    data["files"] = [{"name": f.name, "path": f"{FILES_DIR}/{f.name}", "size": f.size}
+                     for f in study.files]
     return json.loads(json.dumps(data))
 
 
@@ -63,6 +67,9 @@ def study_from_dict(data: dict[str, Any], root: Path) -> Study:
     raw["environments"] = tuple(
         Environment(**{**e, "price": Price(**e["price"]) if e.get("price") else None})
         for e in raw["environments"])
+    raw["files"] = tuple(ProtocolFile(f["name"], root / f["path"], f["size"])
+                         for f in raw.get("files", ()))
+    raw["files_left_out"] = tuple(raw.get("files_left_out", ()))
     raw["analysis"] = Analysis(**{**raw["analysis"],
                                   "metrics": tuple(raw["analysis"]["metrics"])})
     sweep = raw.get("sweep") or {}

@@ -70,6 +70,8 @@ def build_manifest(study: Study) -> dict[str, Any]:
         "machines": machines(study),
         "sweep": {k: list(v) for k, v in study.sweep.parameters.items()} or None,
         "datasets": [d.protocol_config() for d in study.datasets],
+        # The files the notebook reads beside it, as every run's working folder held them.
+        "files": [{"name": f.name, "bytes": f.size, "sha256": f.sha256()} for f in study.files],
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 

@@ -5,7 +5,9 @@ Any parameterised notebook can be a protocol, unchanged but for cell tags:
 * ``parameters`` (papermill's tag): the cell the study's parameters override;
 * ``phase:NAME``: the cell's kernel-side execution time counts towards the record's
   ``NAME_s`` (several cells may share a name; untagged cells go to ``other_s``);
-* ``metrics``: the cell's last expression is a dict of numbers, whose keys become columns.
+* ``metrics``: the cell's last expression is a dict of numbers, whose keys become columns;
+* ``colab-only``: the cell runs only on Colab runners (``drive.mount``, ``files.upload``);
+* ``skip``: the cell never runs in a study (a download replaced by a file beside it).
 
 The toolkit's own protocol (cnn_train.ipynb) needs no tags: it declares ``record_path`` and
 writes its own record with the toolkit's helper. Everything is checked here before a run,
@@ -24,6 +26,10 @@ from cloudbench.study.imports import skip_slow_optional_imports
 
 PHASE_PREFIX = "phase:"
 METRICS_TAG = "metrics"
+#: Cells that run only on a Colab runner (drive.mount, files.upload, google.colab imports).
+COLAB_ONLY_TAG = "colab-only"
+#: Cells that never run in a study (a download the study replaced by a file, a plot).
+SKIP_TAG = "skip"
 PHASE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 #: Names a phase may not take: they are the record's other timing columns.
 RESERVED_PHASES = ("other", "total", "wall", "first_epoch", "train_nowarm")
@@ -45,6 +51,7 @@ class Cell:
     first_line: str
     phase: str | None
     metrics: bool
+    runs_on: str = "all"  # all | colab (tagged colab-only) | never (tagged skip)
 
 
 #: The kinds a notebook may declare for a parameter, and the Python types they accept.
@@ -109,6 +116,11 @@ class Protocol:
     def metrics_cell(self) -> Cell | None:
         return next((c for c in self.cells if c.metrics), None)
 
+    def dropped_cells(self, on_colab: bool) -> frozenset[int]:
+        """The indices of the cells a run leaves out: `skip` always, `colab-only` off Colab."""
+        return frozenset(c.index for c in self.cells
+                         if c.runs_on == "never" or (c.runs_on == "colab" and not on_colab))
+
 
 def describe(cell: Cell | int, first_line: str = "") -> str:
     """"cell 4 (`model.fit(x, y)`)": how errors point at a cell."""
@@ -140,6 +152,23 @@ def _phase_of(path: Path, index: int, line: str, tags: list[str]) -> str | None:
         raise NotebookError(f"{path}: {describe(index, line)}: tag {phases[0]!r} names a "
                             f"column the toolkit computes itself ({name}_s); choose another")
     return name
+
+
+def _runs_on(path: Path, index: int, line: str, tags: list[str]) -> str:
+    """Where a cell runs. A cell that some runs leave out cannot be timed, hold the
+    parameters or the metrics: the runs would then differ in what they measure."""
+    where = [t for t in (COLAB_ONLY_TAG, SKIP_TAG) if t in tags]
+    if len(where) > 1:
+        raise NotebookError(f"{path}: {describe(index, line)} is tagged both 'colab-only' and "
+                            "'skip'; keep one")
+    if not where:
+        return "all"
+    clash = [t for t in tags if t.startswith(PHASE_PREFIX) or t in (METRICS_TAG, "parameters")]
+    if clash:
+        raise NotebookError(f"{path}: {describe(index, line)} is tagged {where[0]!r} and "
+                            f"{clash[0]!r}: a cell some runs leave out cannot be timed or hold "
+                            "the parameters or metrics; move that code to a cell of its own")
+    return "colab" if where[0] == COLAB_ONLY_TAG else "never"
 
 
 def _rules(path: Path, metadata: dict[str, Any],
@@ -312,10 +341,12 @@ def inspect(path: Path) -> Protocol:
                 raise NotebookError(f"{path}: {describe(index, line)} is a "
                                     f"{cell.get('cell_type')} cell; only code cells are timed")
             continue
+        runs_on = _runs_on(path, index, line, tags)
         if "parameters" in tags:
             _check_syntax(path, index, cell.get("source", ""))
             has_parameters = True
-        cells.append(Cell(index, line, _phase_of(path, index, line, tags), METRICS_TAG in tags))
+        cells.append(Cell(index, line, _phase_of(path, index, line, tags), METRICS_TAG in tags,
+                          runs_on))
     if not has_parameters:
         raise NotebookError(f"{path} has no cell tagged 'parameters'; papermill needs one to "
                             "inject the study's parameters")

@@ -19,6 +19,13 @@ from typing import Any
 
 import cloudbench
 from cloudbench.data.datasets import IMAGE_SUFFIXES, DatasetError, check_dataset
+from cloudbench.study.files import (
+    DEFAULT_KEEP_ARTIFACTS,
+    FilesError,
+    ProtocolFile,
+    choose_files,
+    parse_size,
+)
 from cloudbench.study.notebook import NotebookError, Protocol
 from cloudbench.study.notebook import inspect as inspect_notebook
 from cloudbench.study.record import (
@@ -38,6 +45,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMPORT_ROOT = Path(cloudbench.__file__).resolve().parent.parent
 
 SOURCES = ("shapes", "folder", "keras")
+#: The source of the implicit dataset of a notebook that loads its own data.
+OWN_DATA = "notebook"
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 HYPOTHESES = ("two-sided", "less", "greater")
 ORDERS = ("interleaved", "sequential")
@@ -207,6 +216,12 @@ class Study:
     min_repetitions: int = 5
     target_halfwidth: float = 0.05
     description: str = ""
+    #: The files the notebook reads beside it, copied into every run's working folder.
+    files: tuple[ProtocolFile, ...] = ()
+    #: Files of the notebook's folder left out by default for their size (names).
+    files_left_out: tuple[str, ...] = ()
+    #: Bytes of what a run writes in its working folder kept under artifacts/<run_id>/.
+    keep_artifacts: int = DEFAULT_KEEP_ARTIFACTS
 
     @property
     def planned_repetitions(self) -> int:
@@ -350,6 +365,37 @@ def _check_parameters(path: Path, key: str, params: dict[str, Any]) -> dict[str,
             raise SpecError(path, f"{key}.{name}",
                             f"set by the runner for every run; reserved: {RESERVED_PARAMETERS}")
     return dict(params)
+
+
+#: Where the toolkit's own protocol lives: its folder is the toolkit's code, not its input.
+BUILT_IN_PROTOCOLS = PROJECT_ROOT / "protocols"
+
+
+def own_data(notebook: Path) -> Dataset:
+    """The one "dataset" of a study without [[datasets]]: whatever the notebook loads itself,
+    named after the notebook so that run ids and tables read naturally."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", notebook.stem).strip("-.") or "notebook"
+    if not name[0].isalnum():
+        name = "nb" + name
+    return Dataset(name=name[:64], source=OWN_DATA)
+
+
+def _protocol_files(path: Path, notebook: Path, globs: list[str] | None,
+                    check_data: bool) -> tuple[tuple[ProtocolFile, ...], tuple[str, ...]]:
+    """[protocol] files, or the notebook's folder by default (none for the built-in
+    protocol, whose folder is the toolkit's own code), with what the default left out."""
+    folder = notebook.parent
+    if globs is None and (not check_data or folder.resolve() == BUILT_IN_PROTOCOLS.resolve()
+                          or not notebook.is_file()):
+        return (), ()
+    try:
+        return choose_files(folder, notebook, None if globs is None else tuple(globs),
+                            also_not=(path,))
+    except FilesError as exc:
+        raise SpecError(path, "protocol.files", str(exc)) from exc
+    except OSError as exc:
+        raise SpecError(path, "protocol.files", f"cannot read {folder}: "
+                        f"{exc.strerror or exc}") from exc
 
 
 def read_protocol(path: Path, notebook: Path, key: str = "protocol.notebook") -> Protocol:
@@ -625,12 +671,19 @@ def _load_sweep(path: Path, raw: Any, known: set[str], parameters: dict[str, Any
 def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
     """Read and validate a study file. `check_data=False` skips opening the images."""
     path = Path(spec_path)
-    if not path.is_file():
-        raise SpecError(path, "", "study file not found")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SpecError(path, "", "study file not found") from exc
+    except (OSError, ValueError) as exc:  # a folder, no permission, a NUL, a name too long
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpecError(path, "", f"cannot be read: {why}") from exc
+    try:
+        raw = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(path, "", f"not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise SpecError(path, "", "not valid TOML: arrays or tables nested too deep") from exc
     top = _Table(path, "", raw, ("study", "protocol", "datasets", "environments", "sweep",
                                  "analysis"))
 
@@ -664,14 +717,29 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
     if not 0 < target < 1:
         raise SpecError(path, "study.target_halfwidth", f"a fraction such as 0.05, got {target}")
 
-    p = _Table(path, "protocol", top.get("protocol", dict, {}), ("notebook", "parameters"))
+    p = _Table(path, "protocol", top.get("protocol", dict, {}),
+               ("notebook", "parameters", "files", "keep_artifacts"))
     notebook = resolve_path(p.get("notebook", str, "protocols/cnn_train.ipynb"), path)
     parameters = _check_parameters(path, "protocol.parameters", p.get("parameters", dict, {}))
+    try:
+        keep_artifacts = parse_size(p.get("keep_artifacts", (str, int), DEFAULT_KEEP_ARTIFACTS))
+    except ValueError as exc:
+        raise SpecError(path, "protocol.keep_artifacts", str(exc)) from exc
+    globs = p.get("files", list, None)
+    if globs is not None and not all(isinstance(g, str) and g.strip() for g in globs):
+        raise SpecError(path, "protocol.files", "expected a list of globs relative to the "
+                        f"notebook's folder, such as [\"*.npz\", \"data/*.csv\"]; got {globs!r}")
 
     datasets = tuple(_load_dataset(path, i, d, check_data)
-                     for i, d in enumerate(top.get("datasets", list)))
+                     for i, d in enumerate(top.get("datasets", list, [])))
     environments = tuple(_load_environment(path, i, e)
                          for i, e in enumerate(top.get("environments", list)))
+    protocol = read_protocol(path, notebook)
+    if not datasets:
+        if protocol.writes_record:
+            raise SpecError(path, "datasets", f"at least one is needed: {notebook.name} loads "
+                            "the dataset the study names")
+        datasets = (own_data(notebook),)
     for what, items in (("datasets", datasets), ("environments", environments)):
         if not items:
             raise SpecError(path, what, "at least one is needed")
@@ -679,8 +747,7 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
             raise SpecError(path, what, f"the name {dup!r} is used twice")
-
-    protocol = read_protocol(path, notebook)
+    files, left_out = _protocol_files(path, notebook, globs, check_data)
     known = set(protocol.parameters)
     for where, params in [("protocol.parameters", parameters)] + [
             (f"environments[{i}].parameters", e.parameters) for i, e in enumerate(environments)]:
@@ -739,5 +806,6 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         max_repetitions=s.positive("max_repetitions", int, 30, minimum=2),
         min_repetitions=s.positive("min_repetitions", int, 5, minimum=2),
         target_halfwidth=float(target), description=s.get("description", str, ""),
+        files=files, files_left_out=left_out, keep_artifacts=keep_artifacts,
     )
 

@@ -163,3 +163,24 @@ def test_validate_names_the_notebook_and_exits_2(tmp_path: Path, capsys) -> None
     assert main(["validate", str(spec)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "nb.ipynb" in err and "metadata.tags" in err
+
+
+def test_colab_only_and_skip_cells_are_left_out_where_they_do_not_run(tmp_path: Path) -> None:
+    nb = mutate("nb['cells'] += [" + repr(code("from google.colab import drive", "colab-only"))
+                + ", " + repr(code("!wget https://example.org/data.npz", "skip")) + "]")
+    protocol = check(write(tmp_path, nb))
+    assert isinstance(protocol, Protocol)
+    assert protocol.dropped_cells(on_colab=False) == {5, 6}
+    assert protocol.dropped_cells(on_colab=True) == {6}
+
+
+@pytest.mark.parametrize(("tags", "message"), [
+    (["colab-only", "phase:train"], "cannot be timed"),
+    (["skip", "metrics"], "cannot be timed"),
+    (["skip", "colab-only"], "both 'colab-only' and 'skip'"),
+])
+def test_cells_left_out_cannot_be_measured(tmp_path: Path, tags: list[str], message: str
+                                           ) -> None:
+    nb = mutate("nb['cells'].append(" + repr(code("x = 1", *tags)) + ")")
+    result = check(write(tmp_path, nb))
+    assert isinstance(result, NotebookError) and message in str(result)
