@@ -2,7 +2,8 @@
 
 Any parameterised notebook can be a protocol, unchanged but for cell tags:
 
-* ``parameters`` (papermill's tag): the cell the study's parameters override;
+* ``parameters`` (papermill's tag): the cell the study's parameters override (a notebook
+  without one runs as it is, and takes no parameters);
 * ``phase:NAME``: the cell's kernel-side execution time counts towards the record's
   ``NAME_s`` (several cells may share a name; untagged cells go to ``other_s``);
 * ``metrics``: the cell's last expression is a dict of numbers, whose keys become columns;
@@ -347,14 +348,11 @@ def inspect(path: Path) -> Protocol:
             has_parameters = True
         cells.append(Cell(index, line, _phase_of(path, index, line, tags), METRICS_TAG in tags,
                           runs_on))
-    if not has_parameters:
-        raise NotebookError(f"{path} has no cell tagged 'parameters'; papermill needs one to "
-                            "inject the study's parameters")
     metrics = [c for c in cells if c.metrics]
     if len(metrics) > 1:
         raise NotebookError(f"{path}: {describe(metrics[1])} is a second cell tagged "
                             f"'metrics' (the first is {describe(metrics[0])}); keep one")
-    parameters = frozenset(_parameters(path, raw, papermill))
+    parameters = frozenset(_parameters(path, raw, papermill) if has_parameters else ())
     protocol = Protocol(path, parameters, tuple(cells),
                         _rules(path, metadata, parameters), language=lang,
                         kernel_name=kernel)
@@ -365,8 +363,9 @@ def inspect(path: Path) -> Protocol:
             "the way of a notebook timed by the toolkit. Rename the parameter (the toolkit "
             f"would pass its own path in {RECORD_PARAMETER!r}), or remove the phase tags")
     if not protocol.writes_record and not protocol.phases:
+        also = "" if has_parameters else " and no cell tagged 'parameters'"
         raise NotebookError(
-            f"{path} has no cell tagged phase:NAME, so nothing in it would be timed. Tag the "
+            f"{path} has no cell tagged phase:NAME{also}, so nothing in it would be timed. Tag the "
             "cells that do the work, e.g. phase:import, phase:load, phase:build, phase:train "
             "and phase:eval, and the cell whose last expression is a dict of the results "
             "(such as {'test_accuracy': acc}) 'metrics'")

@@ -752,6 +752,9 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
     for where, params in [("protocol.parameters", parameters)] + [
             (f"environments[{i}].parameters", e.parameters) for i, e in enumerate(environments)]:
         for pname in params:
+            if not known:
+                raise SpecError(path, f"{where}.{pname}", f"{notebook.name} has no cell tagged "
+                                "'parameters' to take it: tag the cell that sets it")
             if pname not in known:
                 raise SpecError(path, f"{where}.{pname}", f"not a parameter of {notebook.name}; "
                                 f"it defines: {', '.join(sorted(known))}")

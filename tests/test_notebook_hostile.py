@@ -184,3 +184,17 @@ def test_cells_left_out_cannot_be_measured(tmp_path: Path, tags: list[str], mess
     nb = mutate("nb['cells'].append(" + repr(code("x = 1", *tags)) + ")")
     result = check(write(tmp_path, nb))
     assert isinstance(result, NotebookError) and message in str(result)
+
+
+def test_a_notebook_without_a_parameters_cell_runs_as_it_is(tmp_path: Path) -> None:
+    """A tutorial as it comes, with phase tags only: nothing to inject, nothing refused."""
+    protocol = check(write(tmp_path, mutate("nb['cells'][1]['metadata']['tags'] = []")))
+    assert isinstance(protocol, Protocol) and protocol.parameters == frozenset()
+    spec = tmp_path / "study.toml"
+    spec.write_text(f'[study]\nname = "x"\n[protocol]\nnotebook = "{tmp_path / "nb.ipynb"}"\n'
+                    '[protocol.parameters]\nepochs = 3\n[[environments]]\nname = "pc"\n',
+                    encoding="utf-8")
+    from cloudbench.study.spec import SpecError, load_study
+    with pytest.raises(SpecError, match="protocol.parameters.epochs: nb.ipynb has no cell "
+                                        "tagged 'parameters' to take it"):
+        load_study(spec)
