@@ -188,7 +188,8 @@ def test_cells_left_out_cannot_be_measured(tmp_path: Path, tags: list[str], mess
 
 def test_a_notebook_without_a_parameters_cell_runs_as_it_is(tmp_path: Path) -> None:
     """A tutorial as it comes, with phase tags only: nothing to inject, nothing refused."""
-    protocol = check(write(tmp_path, mutate("nb['cells'][1]['metadata']['tags'] = []")))
+    protocol = check(write(tmp_path, mutate("nb['cells'][1]['metadata']['tags'] = []; "
+                                            "del nb['metadata']['cloudbench']")))
     assert isinstance(protocol, Protocol) and protocol.parameters == frozenset()
     spec = tmp_path / "study.toml"
     spec.write_text(f'[study]\nname = "x"\n[protocol]\nnotebook = "{tmp_path / "nb.ipynb"}"\n'
