@@ -64,7 +64,7 @@ from scipy.special import stdtr
 
 from cloudbench.analysis import stats as S
 from cloudbench.analysis.procedures import load_procedure
-from cloudbench.analysis.procedures.spss import SPSS_TESTS, spss_choice
+from cloudbench.analysis.procedures import spss as spss_rule
 from cloudbench.data.procedures import UnknownProcedureError, procedure_names
 
 SHAPES = ("normal", "lognormal", "heavy", "outliers")
@@ -317,8 +317,8 @@ def p_values(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
 def spss_p(p: dict[str, np.ndarray], alpha: float) -> np.ndarray:
     """SPSS's procedure's p per row: the test that the analysis' own rule
     (analysis.procedures.spss.spss_choice) chooses from the pre-tests' p."""
-    choice = spss_choice(p["shapiro_a"], p["shapiro_b"], p["levene"], alpha)
-    return np.choose(choice, [p[test] for test in SPSS_TESTS])
+    choice = spss_rule.spss_choice(p["shapiro_a"], p["shapiro_b"], p["levene"], alpha)
+    return np.choose(choice, [p[test] for test in spss_rule.SPSS_TESTS])
 
 
 # --------------------------------------------------------------------------- one scenario
