@@ -1,12 +1,12 @@
-"""From a runs table to the analysis of DESIGN.md: every metric, dataset and pair.
+"""From a runs table to the analysis of docs/design.md: every metric, dataset and pair.
 
 ``load_runs`` reads any CSV with the columns environment, dataset, an optional status and
 numeric metrics (timings gathered by other means too); ``analyze`` runs a procedure on it,
 with Holm's correction across the datasets of a metric and pair:
 
-- ``procedure="spss"`` (the default), the reference study's: Shapiro-Wilk per group, then
-  Student's t (or Welch's when Levene rejects equal variances) if both groups look normal,
-  Mann-Whitney otherwise;
+- ``procedure="spss"`` (the default), the reference study's: Shapiro-Wilk per group at
+  alpha, then Student's t (or Welch's when Levene's test rejects equal variances at alpha)
+  if both groups look normal, Mann-Whitney otherwise (analysis.procedures.spss);
 - ``procedure="robust"``: Brunner-Munzel's studentized permutation test (Neubert and
   Brunner 2007) for every comparison, the one test that kept its type-I error best across
   the simulated scenarios (analysis.simulation, docs/statistics.md) while losing least
@@ -19,14 +19,15 @@ With an equivalence margin each comparison also carries a TOST and its four-way 
 (analysis.equivalence). The result is an :class:`analysis.results.Analysis`; its
 ``to_dict()`` is the analysis JSON.
 
-Extra keys beyond DESIGN.md, in each comparison: ``p_method`` ("exact", "asymptotic" or
-"t"), ``median_ratio`` {estimate, ci_low, ci_high} (a / b, percentile bootstrap),
-``outliers`` {env: {modified_z, tukey[, run_ids]}}, ``warnings``, ``alternative`` and
-``alpha``; the t-tests also carry ``mean_difference``, ``ci_low``, ``ci_high`` and the
-Hodges-Lehmann shift its ``method``; ``brunner_munzel`` under the robust procedure and
-``equivalence`` with a margin. At the top level, ``procedure``, and ``kruskal_wallis`` when
-there are more than two environments. The JSON carries ``"format": "cloudbench-analysis"`` and
-``"format_version"`` (analysis.results).
+Keys beyond the reference study's tables (docs/design.md), in each comparison:
+``p_method`` ("exact", "asymptotic", "t" or "permutation"), ``median_ratio`` {estimate,
+ci_low, ci_high} (a / b, percentile bootstrap), ``outliers`` {env: {modified_z, tukey[,
+run_ids]}}, ``warnings``, ``alternative`` and ``alpha``; the t-tests also carry
+``mean_difference``, ``ci_low``, ``ci_high`` and the Hodges-Lehmann shift its ``method``;
+``brunner_munzel`` under the robust procedure, ``equivalence`` with a margin and
+``configuration`` with a sweep. At the top level, ``procedure``, and ``kruskal_wallis`` when
+there are more than two environments. The JSON carries ``"format": "cloudbench-analysis"``
+and ``"format_version"`` (analysis.results: version 3).
 """
 
 from __future__ import annotations
@@ -405,7 +406,7 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
             alternative: str = "two-sided", alpha: float = 0.05, seed: int = 0,
             environments: Sequence[str] | None = None, procedure: str = DEFAULT_PROCEDURE,
             equivalence: float | None = None) -> Analysis:
-    """The analysis (DESIGN.md) of a runs frame; ``to_dict()`` is its JSON, strictly
+    """The analysis (docs/design.md) of a runs frame; ``to_dict()`` is its JSON, strictly
     serialisable (no NaN).
 
     Pairs (a, b) follow `environments` (the study file's order, which a one-sided H1 is

@@ -4,7 +4,7 @@ The functions of :mod:`analysis.stats` return these (as scipy.stats returns name
 results), :func:`analysis.compare.analyze` returns an :class:`Analysis`, and the report
 reads them directly. Field names are the JSON's keys (``U``, ``W``, ``Z``,
 ``p_asymptotic``...), in the JSON's order, so ``to_dict()`` is the analysis JSON of
-DESIGN.md ("The analysis JSON") and docs/design.md, key for key: Python floats, ints,
+docs/design.md ("The analysis JSON"), key for key: Python floats, ints,
 strings, lists and ``None`` (never NaN). :meth:`Analysis.to_dict` adds ``"format":
 "cloudbench-analysis"`` and ``"format_version"``; :meth:`Analysis.from_dict` reads such a
 JSON back and refuses another format or version with a message that says so.
