@@ -10,9 +10,9 @@ like the rest of this package, so reading the names costs no scipy import.
 
 A new procedure is one module plus one registration: a line of :data:`BUILT_IN` for the
 toolkit's own; an entry point in the group ``cloudbench.procedures`` for another package's
-(``[project.entry-points."cloudbench.procedures"]``, ``name = "module:attribute"``; its
-description is then the implementation's ``description`` attribute, read when the analysis
-loads it); or :func:`register_procedure` at run time (a test, a notebook).
+(``[project.entry-points."cloudbench.procedures"]``, ``name = "module:attribute"``; an entry
+point names no description, so help texts show none for it); or :func:`register_procedure`
+at run time (a test, a notebook), with a description or the implementation's own.
 """
 
 from __future__ import annotations
