@@ -1,29 +1,33 @@
-"""From a runs table to the analysis of DESIGN.md: every metric, dataset and pair.
+"""From a runs table to the analysis of docs/design.md: every metric, dataset and pair.
 
 ``load_runs`` reads any CSV with the columns environment, dataset, an optional status and
 numeric metrics (timings gathered by other means too); ``analyze`` runs a procedure on it,
 with Holm's correction across the datasets of a metric and pair:
 
-- ``procedure="spss"`` (the default), the reference study's: Shapiro-Wilk per group, then
-  Student's t (or Welch's when Levene rejects equal variances) if both groups look normal,
-  Mann-Whitney otherwise;
+- ``procedure="spss"`` (the default), the reference study's: Shapiro-Wilk per group at
+  alpha, then Student's t (or Welch's when Levene's test rejects equal variances at alpha)
+  if both groups look normal, Mann-Whitney otherwise (analysis.procedures.spss);
 - ``procedure="robust"``: Brunner-Munzel's studentized permutation test (Neubert and
   Brunner 2007) for every comparison, the one test that kept its type-I error best across
   the simulated scenarios (analysis.simulation, docs/statistics.md) while losing least
   power; its relabellings are drawn from the analysis seed, so it is reproducible.
 
+Each procedure is a module of analysis.procedures, named in the catalogue data.procedures
+(where another package or a test registers more).
+
 With an equivalence margin each comparison also carries a TOST and its four-way conclusion
 (analysis.equivalence). The result is an :class:`analysis.results.Analysis`; its
 ``to_dict()`` is the analysis JSON.
 
-Extra keys beyond DESIGN.md, in each comparison: ``p_method`` ("exact", "asymptotic" or
-"t"), ``median_ratio`` {estimate, ci_low, ci_high} (a / b, percentile bootstrap),
-``outliers`` {env: {modified_z, tukey[, run_ids]}}, ``warnings``, ``alternative`` and
-``alpha``; the t-tests also carry ``mean_difference``, ``ci_low``, ``ci_high`` and the
-Hodges-Lehmann shift its ``method``; ``brunner_munzel`` under the robust procedure and
-``equivalence`` with a margin. At the top level, ``procedure``, and ``kruskal_wallis`` when
-there are more than two environments. The JSON carries ``"format": "cloudbench-analysis"`` and
-``"format_version"`` (analysis.results).
+Keys beyond the reference study's tables (docs/design.md), in each comparison:
+``p_method`` ("exact", "asymptotic", "t" or "permutation"), ``median_ratio`` {estimate,
+ci_low, ci_high} (a / b, percentile bootstrap), ``outliers`` {env: {modified_z, tukey[,
+run_ids]}}, ``warnings``, ``alternative`` and ``alpha``; the t-tests also carry
+``mean_difference``, ``ci_low``, ``ci_high`` and the Hodges-Lehmann shift its ``method``;
+``brunner_munzel`` under the robust procedure, ``equivalence`` with a margin and
+``configuration`` with a sweep. At the top level, ``procedure``, and ``kruskal_wallis`` when
+there are more than two environments. The JSON carries ``"format": "cloudbench-analysis"``
+and ``"format_version"`` (analysis.results: version 3).
 """
 
 from __future__ import annotations
@@ -40,14 +44,13 @@ import pandas as pd
 
 from cloudbench.analysis import equivalence as E
 from cloudbench.analysis import stats as S
+from cloudbench.analysis.procedures import Pair, Procedure, load_procedure
 from cloudbench.analysis.results import (
-    PROCEDURES,
     Analysis,
     BrunnerMunzel,
     Comparison,
     Descriptives,
     KruskalWallis,
-    Levene,
     MannWhitney,
     OutlierRunIds,
     Outliers,
@@ -55,6 +58,7 @@ from cloudbench.analysis.results import (
     StudentT,
     WelchT,
 )
+from cloudbench.data.procedures import DEFAULT_PROCEDURE, UnknownProcedureError
 
 REQUIRED = ("environment", "dataset")
 # Numeric columns that describe a run rather than measure it.
@@ -224,6 +228,7 @@ class _Context:
     alpha: float
     seed: int
     procedure: str
+    rule: Procedure  # the procedure's implementation
     margin: float | None
     indices: dict[tuple[Stratum, str], np.ndarray]  # (stratum, env) -> positions, input order
     rank_in_order: np.ndarray  # position -> place in run order
@@ -266,19 +271,6 @@ class _Context:
                      notes, draws)
 
 
-def _normal(shapiro: Iterable[ShapiroWilk], alpha: float) -> bool:
-    """Every group normal at alpha (Shapiro-Wilk p > alpha); not when it cannot be checked."""
-    return all(sw.p is not None and sw.p > alpha for sw in shapiro)
-
-
-def _test_used(normal: bool, levene: Levene | None, alpha: float) -> str:
-    """Normal groups get a t-test, Welch's when Levene rejects equal variances; otherwise
-    Mann-Whitney (the reference study's procedure)."""
-    if not normal:
-        return "mann_whitney"
-    return "welch_t" if levene and levene.p is not None and levene.p < alpha else "student_t"
-
-
 def _test_p(test: MannWhitney | StudentT | WelchT | BrunnerMunzel
             ) -> tuple[float | None, str | None]:
     """The p of the test used and how it was obtained: Mann-Whitney's exact p where it
@@ -292,30 +284,25 @@ def _test_p(test: MannWhitney | StudentT | WelchT | BrunnerMunzel
     return test.p, None if test.p is None else "t"
 
 
-TESTS = {"mann_whitney": S.mann_whitney, "student_t": S.student_t, "welch_t": S.welch_t}
-
-
-def check_procedure(procedure: str) -> str:
-    if procedure not in PROCEDURES:
-        raise AnalysisError(f"procedure must be one of {', '.join(PROCEDURES)}, "
-                            f"got {procedure!r}")
-    return procedure
+def check_procedure(procedure: str) -> Procedure:
+    """The implementation of a procedure named in the catalogue (data.procedures)."""
+    try:
+        return load_procedure(procedure)
+    except UnknownProcedureError as exc:
+        raise AnalysisError(str(exc)) from None
 
 
 def decide(a: S.Values, b: S.Values, alternative: str = "two-sided",
-           alpha: float = 0.05, procedure: str = "spss", seed: int = 0
+           alpha: float = 0.05, procedure: str = DEFAULT_PROCEDURE, seed: int = 0
            ) -> tuple[str, float | None]:
     """The procedure's test and p for two samples, without the rest of the report.
 
     The same choice as :func:`analyze`, computing only what it needs, for callers that run
     it many times (the A/A calibration's random splits).
     """
-    x, y = S.clean(a), S.clean(b)
-    if check_procedure(procedure) == "robust":
-        return "brunner_munzel", _test_p(S.brunner_munzel(x, y, alternative, seed=seed))[0]
-    normal = _normal((S.shapiro_wilk(x), S.shapiro_wilk(y)), alpha)
-    used = _test_used(normal, S.levene(x, y) if normal else None, alpha)
-    return used, _test_p(TESTS[used](x, y, alternative))[0]
+    pair = Pair(S.clean(a), S.clean(b), alternative, alpha, seed)
+    used = check_procedure(procedure).choose(pair)
+    return used, _test_p(pair[used])[0]
 
 
 def _lower(c: Comparison) -> bool | None:
@@ -350,19 +337,16 @@ def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
         "mann_whitney": S.mann_whitney(x, y, ctx.alternative) if testable else MannWhitney(),
         "student_t": S.student_t(x, y, ctx.alternative) if testable else StudentT(),
         "welch_t": S.welch_t(x, y, ctx.alternative) if testable else WelchT()}
-    levene = S.levene(x, y)
-    bm = None
+    # The procedure chooses from what is reported; a test of its own (the robust one's
+    # Brunner-Munzel) is computed on its first use, from this comparison's own seed.
+    pair = Pair(x, y, ctx.alternative, ctx.alpha,
+                seed=[ctx.seed, zlib.crc32("\x00".join((metric, *_stream_names(stratum), a, b,
+                                                        "brunner-munzel")).encode())],
+                known={"shapiro_a": ga.shapiro, "shapiro_b": gb.shapiro,
+                       "levene": S.levene(x, y), **tests})
+    used = ctx.rule.choose(pair)
     warnings = ga.warnings + gb.warnings
-    if ctx.procedure == "robust":
-        bm = tests["brunner_munzel"] = S.brunner_munzel(
-            x, y, ctx.alternative,
-            seed=[ctx.seed, zlib.crc32("\x00".join((metric, *_stream_names(stratum), a, b,
-                                                     "brunner-munzel")).encode())]
-        ) if testable else BrunnerMunzel()
-        used = "brunner_munzel"
-    else:
-        used = _test_used(_normal((ga.shapiro, gb.shapiro), ctx.alpha), levene, ctx.alpha)
-    p, method = _test_p(tests[used])
+    p, method = _test_p(pair[used])
     if p is None:
         warnings.append(f"{metric}, {_where(stratum)}, {a} vs {b}: no test could be computed")
     equivalence = None
@@ -378,14 +362,15 @@ def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
         ranks={a: ranks[0], b: ranks[1]},
         mann_whitney=tests["mann_whitney"],
         hodges_lehmann=S.hodges_lehmann(x, y),
-        levene=levene,
+        levene=pair["levene"],
         student_t=tests["student_t"],
         welch_t=tests["welch_t"],
         test_used=used, p=p, p_holm=None, significant=False, p_method=method,
         median_ratio=S.ratio_from_draws(ga.median, gb.median, ga.draws, gb.draws),
         outliers={a: ga.outliers, b: gb.outliers},
         warnings=tuple(warnings), alternative=ctx.alternative, alpha=ctx.alpha,
-        configuration=configuration, brunner_munzel=bm, equivalence=equivalence)
+        configuration=configuration, equivalence=equivalence,
+        brunner_munzel=pair[used] if used == "brunner_munzel" else None)
 
 
 def _first_seen(values: Iterable[Any]) -> list[Any]:
@@ -419,9 +404,9 @@ def timing(metric: str) -> bool:
 
 def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
             alternative: str = "two-sided", alpha: float = 0.05, seed: int = 0,
-            environments: Sequence[str] | None = None, procedure: str = "spss",
+            environments: Sequence[str] | None = None, procedure: str = DEFAULT_PROCEDURE,
             equivalence: float | None = None) -> Analysis:
-    """The analysis (DESIGN.md) of a runs frame; ``to_dict()`` is its JSON, strictly
+    """The analysis (docs/design.md) of a runs frame; ``to_dict()`` is its JSON, strictly
     serialisable (no NaN).
 
     Pairs (a, b) follow `environments` (the study file's order, which a one-sided H1 is
@@ -429,13 +414,14 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     by metric, dataset (and sweep configuration), pair. ``p_holm`` adjusts over the datasets
     and configurations of one metric and pair (a sweep's levels are one family);
     ``significant`` is p_holm < alpha. ``seed`` drives the bootstrap of the median ratio.
-    ``procedure``: "spss" or "robust" (the module's docstring); ``equivalence``: a relative
+    ``procedure``: a name of the procedure catalogue, data.procedures ("spss" or "robust",
+    the module's docstring, unless more are registered); ``equivalence``: a relative
     margin (0.05: +-5 %) for the TOST and the four-way conclusion of each comparison.
     """
     S.check_alternative(alternative)
     if not 0 < alpha < 1:
         raise AnalysisError(f"alpha must be between 0 and 1, got {alpha}")
-    check_procedure(procedure)
+    rule = check_procedure(procedure)
     if equivalence is not None:
         try:
             equivalence = E.check_margin(equivalence)
@@ -460,7 +446,8 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     order = _run_order(frame)
     rank_in_order = np.empty(len(frame), dtype=np.int64)
     rank_in_order[order] = np.arange(len(frame))
-    ctx = _Context(alternative, alpha, seed, procedure, equivalence, indices, rank_in_order,
+    ctx = _Context(alternative, alpha, seed, procedure, rule, equivalence, indices,
+                   rank_in_order,
                    frame["run_id"].astype(str).to_numpy() if "run_id" in frame else None)
     pairs = list(itertools.combinations(envs, 2))
     comparisons: list[Comparison] = []

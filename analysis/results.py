@@ -4,7 +4,7 @@ The functions of :mod:`analysis.stats` return these (as scipy.stats returns name
 results), :func:`analysis.compare.analyze` returns an :class:`Analysis`, and the report
 reads them directly. Field names are the JSON's keys (``U``, ``W``, ``Z``,
 ``p_asymptotic``...), in the JSON's order, so ``to_dict()`` is the analysis JSON of
-DESIGN.md ("The analysis JSON") and docs/design.md, key for key: Python floats, ints,
+docs/design.md ("The analysis JSON"), key for key: Python floats, ints,
 strings, lists and ``None`` (never NaN). :meth:`Analysis.to_dict` adds ``"format":
 "cloudbench-analysis"`` and ``"format_version"``; :meth:`Analysis.from_dict` reads such a
 JSON back and refuses another format or version with a message that says so.
@@ -14,7 +14,8 @@ same layout with ``format`` and ``format_version`` at the top; 3 (this one) adds
 ``procedure`` at the top, and per comparison ``brunner_munzel`` (the robust procedure's
 test), ``equivalence`` (with a margin) and ``configuration`` (a sweep's cell), the last
 three only where they apply. Version 2 is still read (as procedure "spss"); a toolkit that
-reads only 2 refuses a 3 with a message, rather than misreading it.
+reads only 2 refuses a 3 with a message, rather than misreading it. A procedure is read if
+the procedure catalogue (data.procedures) knows its name.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from cloudbench.data.procedures import procedure_names
+
 FORMAT = "cloudbench-analysis"
 FORMAT_VERSION = 3
 #: The versions this toolkit reads: the current one, and 2 (no procedure: SPSS's).
@@ -32,9 +35,15 @@ READABLE_VERSIONS = (2, 3)
 
 T = TypeVar("T", bound="Result")
 TESTS = ("mann_whitney", "student_t", "welch_t", "brunner_munzel")
-PROCEDURES = ("spss", "robust")
 CONCLUSIONS = ("faster", "slower", "lower", "higher", "equivalent", "inconclusive")
 P_METHODS = ("exact", "asymptotic", "t", "permutation")
+
+
+def __getattr__(name: str) -> Any:
+    """``PROCEDURES``: the procedures' names, as the catalogue (data.procedures) has them now."""
+    if name == "PROCEDURES":
+        return procedure_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class AnalysisFormatError(ValueError):
@@ -73,6 +82,11 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
                                       f"got {value!r}")
         return value
     return check
+
+
+def _procedure(value: Any, where: str) -> str:
+    """A procedure's name that the catalogue knows (data.procedures), when the JSON is read."""
+    return _one_of(procedure_names())(value, where)
 
 
 def _items(read: Callable[[Any, str], Any]) -> Callable[[Any, str], tuple[Any, ...]]:
@@ -459,14 +473,15 @@ class Analysis(Result):
     format: ClassVar[str] = FORMAT
     format_version: ClassVar[int] = FORMAT_VERSION
 
-    #: "spss" (Shapiro-Wilk, Levene, then Student's or Welch's t, else Mann-Whitney) or
-    #: "robust" (Brunner-Munzel's permutation test for every comparison); "spss" when absent
-    #: (a JSON written before the key existed).
+    #: A name of the procedure catalogue (data.procedures): "spss" (Shapiro-Wilk, Levene,
+    #: then Student's or Welch's t, else Mann-Whitney) or "robust" (Brunner-Munzel's
+    #: studentized permutation test for every comparison) built in; "spss" when absent (a
+    #: version-2 JSON, written before the key existed).
     procedure: str = "spss"
     comparisons: tuple[Comparison, ...] = ()
     kruskal_wallis: tuple[KruskalWallis, ...] | None = None
 
-    _readers = {"procedure": _one_of(PROCEDURES), "comparisons": _read_list(Comparison),
+    _readers = {"procedure": _procedure, "comparisons": _read_list(Comparison),
                 "kruskal_wallis": _optional(_read_list(KruskalWallis))}
     _omitted = frozenset({"kruskal_wallis"})
 
@@ -498,7 +513,7 @@ class Analysis(Result):
                    and version < FORMAT_VERSION else " (a newer toolkit wrote it)"
                    if isinstance(version, int) else ""))
         body = {k: v for k, v in data.items() if k not in ("format", "format_version")}
-        body.setdefault("procedure", "spss")
+        body.setdefault("procedure", "spss")  # version 2: always SPSS's
         return super().from_dict(body, where)
 
     # ---- convenience for readers of the analysis (the report, the summary)

@@ -63,6 +63,9 @@ from scipy import stats as sps
 from scipy.special import stdtr
 
 from cloudbench.analysis import stats as S
+from cloudbench.analysis.procedures import load_procedure
+from cloudbench.analysis.procedures import spss as spss_rule
+from cloudbench.data.procedures import UnknownProcedureError, procedure_names
 
 SHAPES = ("normal", "lognormal", "heavy", "outliers")
 #: (n_a, n_b): balanced from 5 to 30 runs, and unequal in both directions (b is the noisier
@@ -79,9 +82,6 @@ METHOD_NAMES = {"spss": "SPSS procedure", "student_t": "Student's t", "welch_t":
                 "brunner_munzel": "Brunner-Munzel",
                 "brunner_munzel_perm": "Brunner-Munzel, permutation",
                 "median_permutation": "permutation, ratio of medians"}
-#: The method whose rates are each procedure's (analysis.compare): the robust procedure is
-#: Brunner-Munzel's studentized permutation test, chosen from these results.
-PROCEDURE_METHOD = {"spss": "spss", "robust": "brunner_munzel_perm"}
 SPREAD = 0.08
 OUTLIER_SHARE = 0.10
 OUTLIER_FACTOR = 1.5
@@ -315,11 +315,10 @@ def p_values(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
 
 
 def spss_p(p: dict[str, np.ndarray], alpha: float) -> np.ndarray:
-    """The procedure's p: Student's t, or Welch's when Levene rejects, if both groups pass
-    Shapiro-Wilk at alpha; Mann-Whitney otherwise (analysis.compare's choice)."""
-    normal = (p["shapiro_a"] > alpha) & (p["shapiro_b"] > alpha)
-    t = np.where(p["levene"] < alpha, p["welch_t"], p["student_t"])
-    return np.where(normal, t, p["mann_whitney"])
+    """SPSS's procedure's p per row: the test that the analysis' own rule
+    (analysis.procedures.spss.spss_choice) chooses from the pre-tests' p."""
+    choice = spss_rule.spss_choice(p["shapiro_a"], p["shapiro_b"], p["levene"], alpha)
+    return np.choose(choice, [p[test] for test in spss_rule.SPSS_TESTS])
 
 
 # --------------------------------------------------------------------------- one scenario
@@ -517,6 +516,23 @@ def summary(data: dict[str, Any], alpha: float = 0.05) -> list[str]:
 # --------------------------------------------------------------------------- for the paper
 
 
+def procedure_method(procedure: str) -> str | None:
+    """The method whose simulated rates are a procedure's (its ``simulated``: "spss" for
+    SPSS's, "brunner_munzel_perm" for the robust one); None for a procedure that is not
+    simulated or not known."""
+    try:
+        return getattr(load_procedure(procedure), "simulated", None)
+    except UnknownProcedureError:
+        return None
+
+
+def __getattr__(name: str) -> Any:
+    """``PROCEDURE_METHOD``: {procedure: :func:`procedure_method`} over the catalogue now."""
+    if name == "PROCEDURE_METHOD":
+        return {p: procedure_method(p) for p in procedure_names()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @dataclass(frozen=True)
 class ProcedureError:
     """The simulated type-I error of a procedure for a study's comparisons: the range over
@@ -541,7 +557,7 @@ def procedure_error(groups: Iterable[tuple[int, int, float]], procedure: str,
     groups of at least two runs with some spread.
     """
     data = data if data is not None else load()
-    method = PROCEDURE_METHOD.get(procedure)
+    method = procedure_method(procedure)
     if method not in data["settings"]["methods"] or \
             not any(math.isclose(alpha, a) for a in data["settings"]["alphas"]):
         return None

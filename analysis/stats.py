@@ -11,7 +11,7 @@ Only scipy's public API is used. The exact null distribution of Mann-Whitney's U
 exact Hodges-Lehmann interval needs and scipy keeps private, is this module's own
 (:class:`ExactU`), computed as R's ``pwilcox`` and ``qwilcox`` compute it.
 
-The conventions are the ones of ``shared/DESIGN.md`` ("The analysis JSON"): SPSS's for
+The conventions are the ones of docs/design.md ("The analysis JSON"): SPSS's for
 what is reported (U is the smaller U, W the rank sum of the smaller group, Z without
 continuity correction and never positive), R's ``stats`` package for the values, which
 ``tests/test_stats_parity.py`` checks to 1e-6. ``alternative`` follows R's for ``x=a,
@@ -51,7 +51,7 @@ from cloudbench.analysis.results import (
 
 ALTERNATIVES = ("two-sided", "less", "greater")
 # The exact Mann-Whitney p and the exact Hodges-Lehmann interval need no ties and
-# n_a + n_b below this (DESIGN.md); above it the normal approximation is accurate.
+# n_a + n_b below this (docs/design.md); above it the normal approximation is accurate.
 EXACT_LIMIT = 50
 CV_LIMIT = 0.10  # pyperf warns when the standard deviation exceeds 10 % of the mean
 MODIFIED_Z_LIMIT = 3.5  # Iglewicz and Hoaglin's cut-off

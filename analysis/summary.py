@@ -16,13 +16,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from cloudbench.analysis.results import Analysis, BrunnerMunzel, Comparison, MannWhitney
+from cloudbench.data.procedures import DEFAULT_PROCEDURE, procedure_descriptions
 
 MAX_WARNINGS = 20
 WIDE = 140
 TEST_NAMES = {"mann_whitney": "Mann-Whitney", "student_t": "Student t", "welch_t": "Welch t",
               "brunner_munzel": "Brunner-Munzel"}
-PROCEDURE_NAMES = {"spss": "SPSS's procedure (Shapiro-Wilk, then t-test or Mann-Whitney)",
-                   "robust": "robust procedure (Brunner-Munzel, permutation)"}
 
 
 def fmt(value: float | None, digits: int = 4, zeros: bool = False) -> str:
@@ -127,8 +126,9 @@ def make_console() -> Console:
 def print_summary(analysis: Analysis, console: Console | None = None) -> None:
     """Print the summary tables and warnings of an analysis to the console."""
     console = console or make_console()
-    if analysis.procedure != "spss":
-        console.print(f"procedure: {PROCEDURE_NAMES[analysis.procedure]}")
+    if analysis.procedure != DEFAULT_PROCEDURE:  # the catalogue's words (data.procedures)
+        text = procedure_descriptions().get(analysis.procedure)
+        console.print(escape(f"{analysis.procedure} procedure" + (f": {text}" if text else "")))
     if not analysis.comparisons:
         console.print("no comparisons: the runs hold fewer than two environments "
                       "or no numeric metric")

@@ -1,7 +1,7 @@
 """`study analyze` and `study plan`: registered into the study command by :func:`register`.
 
     study analyze RUNS.csv [--json OUT] [--metric M]... [--alternative ...] [--alpha A]
-                           [--procedure spss|robust] [--equivalence 0.05]
+                           [--procedure NAME] [--equivalence 0.05]
     study plan SPEC --pilot RUNS.csv --effect 5% [--metric train_s] [--alpha A] [--power 0.8]
                     [--equivalence 0.05]
     study simulate [--replicates N] [--jobs J] [--json OUT] [--markdown OUT]
@@ -21,12 +21,31 @@ from pathlib import Path
 from typing import Any
 
 from cloudbench.data.atomic import write_text_atomic
+from cloudbench.data.procedures import (
+    DEFAULT_PROCEDURE,
+    procedure_descriptions,
+    procedure_names,
+)
 
 EXIT_INPUT = 2
 # analysis.stats.ALTERNATIVES, spelled out so that registering the subcommands does not
 # import scipy.stats (half a second) into every `study` command (a test keeps them equal)
 ALTERNATIVES = ("two-sided", "less", "greater")
-PROCEDURES = ("spss", "robust")  # analysis.results.PROCEDURES, likewise
+
+
+def __getattr__(name: str) -> Any:
+    """``PROCEDURES``: the procedures' names, from their catalogue (data.procedures, which
+    imports no scipy either), as it is now."""
+    if name == "PROCEDURES":
+        return procedure_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _procedure_help() -> str:
+    """Each procedure and its one-line description, the default marked (argparse's % escaped)."""
+    return "; ".join(f"{name}{' (default)' if name == DEFAULT_PROCEDURE else ''}"
+                     + (f": {text}" if text else "")
+                     for name, text in procedure_descriptions().items()).replace("%", "%%")
 
 
 def _fail(message: object) -> int:
@@ -241,8 +260,10 @@ def _n(value: int | None) -> str:
 def register(subparsers: Any) -> None:
     """Add `analyze` and `plan` to an argparse subparsers object (each sets `func`)."""
     p = subparsers.add_parser("analyze", help="hypothesis tests on a runs CSV",
-                              description="Shapiro-Wilk, then t-test or Mann-Whitney, per "
-                                          "metric, dataset and pair of environments.")
+                              description="The procedure's test (--procedure) per metric, "
+                                          "dataset (and sweep configuration) and pair of "
+                                          "environments, Holm-adjusted within each metric "
+                                          "and pair.")
     p.add_argument("runs", type=Path, metavar="RUNS.csv")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the analysis JSON here")
     p.add_argument("--metric", action="append", metavar="M",
@@ -253,9 +274,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--order", metavar="ENV,ENV,...",
                    help="the environments' order, so a is the first of each pair (default: "
                         "as they first appear in the CSV)")
-    p.add_argument("--procedure", choices=PROCEDURES, default="spss",
-                   help="spss: Shapiro-Wilk, then t-test or Mann-Whitney (default); robust: "
-                        "Welch's t on log values for every comparison")
+    p.add_argument("--procedure", choices=procedure_names(), default=DEFAULT_PROCEDURE,
+                   help=_procedure_help())
     p.add_argument("--equivalence", type=_margin, default=None, metavar="MARGIN",
                    help="a relative margin (0.05 or 5%%) for two one-sided tests of "
                         "equivalence; each comparison then concludes faster, slower, "
@@ -279,8 +299,10 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_plan)
 
     p = subparsers.add_parser("simulate", help="error rates and power of the procedures",
-                              description="Type-I error and power of SPSS's procedure and of "
-                                          "single tests, by simulation (docs/statistics.md).")
+                              description="Type-I error and power of SPSS's procedure, of the "
+                                          "robust one (Brunner-Munzel's permutation test) "
+                                          "and of other single tests, by simulation "
+                                          "(docs/statistics.md).")
     p.add_argument("--replicates", type=_positive_int, default=40_000,
                    help="per scenario (default 40000: every rate's standard error <= 0.0025)")
     p.add_argument("--permutations", type=_positive_int, default=999,

@@ -330,7 +330,7 @@ def _device_name(accelerator: str, backend: str) -> str:
 
 
 def fingerprint(accelerator: str, backend: str = "tensorflow") -> dict[str, Any]:
-    """Hardware and software of the kernel that ran the protocol (DESIGN.md's fields).
+    """Hardware and software of the kernel that ran the protocol (docs/design.md's fields).
 
     The record's `backend` is the one Keras really runs on (keras.backend.backend()), read
     from Keras rather than taken from the `backend` asked for (import_backend has refused

@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudbench
 from cloudbench.data.datasets import IMAGE_SUFFIXES, DatasetError, check_dataset
+from cloudbench.data.procedures import DEFAULT_PROCEDURE, procedure_names
 from cloudbench.study.files import (
     DEFAULT_KEEP_ARTIFACTS,
     FilesError,
@@ -177,8 +178,12 @@ class Sweep:
         return out
 
 
-#: The analysis' procedures (analysis.results.PROCEDURES): SPSS's, or the robust one.
-PROCEDURES = ("spss", "robust")
+def __getattr__(name: str) -> Any:
+    """``PROCEDURES``: the analysis' procedures, as their catalogue (data.procedures) has
+    them now (SPSS's and the robust one built in, and any registered)."""
+    if name == "PROCEDURES":
+        return procedure_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -187,9 +192,10 @@ class Analysis:
     metrics: tuple[str, ...] = ()
     alpha: float = 0.05
     language: str = "en"
-    #: "spss": Shapiro-Wilk, Levene, Student's or Welch's t, else Mann-Whitney; "robust":
-    #: Welch's t on log values for every comparison (docs/statistics.md).
-    procedure: str = "spss"
+    #: A name of the procedure catalogue (data.procedures). Built in: "spss", Shapiro-Wilk,
+    #: Levene, Student's or Welch's t, else Mann-Whitney; "robust", Brunner-Munzel's
+    #: studentized permutation test for every comparison (docs/statistics.md).
+    procedure: str = DEFAULT_PROCEDURE
     #: A relative equivalence margin (0.05: +-5 %) for the TOST; None: no equivalence test.
     equivalence: float | None = None
 
@@ -800,7 +806,8 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         sweep=sweep,
         analysis=Analysis(metrics=tuple(metrics or ()), alpha=alpha,
                           language=a.get("language", str, "en", choices=LANGUAGES),
-                          procedure=a.get("procedure", str, "spss", choices=PROCEDURES),
+                          procedure=a.get("procedure", str, DEFAULT_PROCEDURE,
+                                          choices=procedure_names()),
                           equivalence=None if margin is None else float(margin)),
         kernel=s.get("kernel", str, "python3"),
         timeout_s=s.positive("timeout_s", float, 1800.0),
