@@ -38,6 +38,7 @@ from cloudbench.study.record import (
     level_text,
 )
 from cloudbench.study.registry import OptionError, load_runner, runner_names
+from cloudbench.study.schedule import Schedule, ScheduleError, parse_schedule
 
 #: The folder that holds the toolkit's subpackages (study/, runners/...): the repository
 #: in a checkout, the installed ``cloudbench`` package otherwise.
@@ -228,6 +229,8 @@ class Study:
     files_left_out: tuple[str, ...] = ()
     #: Bytes of what a run writes in its working folder kept under artifacts/<run_id>/.
     keep_artifacts: int = DEFAULT_KEEP_ARTIFACTS
+    #: When the blocks run ([schedule]); None: all in one sitting, as soon as possible.
+    schedule: Schedule | None = None
 
     @property
     def planned_repetitions(self) -> int:
@@ -691,7 +694,11 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
     except RecursionError as exc:
         raise SpecError(path, "", "not valid TOML: arrays or tables nested too deep") from exc
     top = _Table(path, "", raw, ("study", "protocol", "datasets", "environments", "sweep",
-                                 "analysis"))
+                                 "analysis", "schedule"))
+    try:
+        schedule = parse_schedule(top.get("schedule", dict)) if "schedule" in raw else None
+    except ScheduleError as exc:
+        raise SpecError(path, f"schedule.{exc.key}", str(exc)) from exc
 
     s = _Table(path, "study", top.get("study", dict), (
         "name", "repetitions", "seed", "order", "hypothesis", "timeout_s", "retries", "warmup",
@@ -817,5 +824,6 @@ def load_study(spec_path: str | Path, check_data: bool = True) -> Study:
         min_repetitions=s.positive("min_repetitions", int, 5, minimum=2),
         target_halfwidth=float(target), description=s.get("description", str, ""),
         files=files, files_left_out=left_out, keep_artifacts=keep_artifacts,
+        schedule=schedule,
     )
 
