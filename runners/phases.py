@@ -18,22 +18,36 @@ import math
 from typing import Any
 
 from cloudbench.study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first_line
+from cloudbench.study.record import BOOKKEEPING_FIELDS, FINGERPRINT_FIELDS, RUNNER_FIELDS
 from cloudbench.study.spec import PROJECT_ROOT
 
 FINGERPRINT_TAG = "cloudbench-fingerprint"
 ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill.execute.ERROR_MARKER_TAG
 FINGERPRINT_MARK = "CLOUDBENCH-FINGERPRINT "
+METRICS_MARK = "CLOUDBENCH-METRICS "
+#: Columns the toolkit measures or writes itself, which no metrics key may take.
+MEASURED = frozenset(RUNNER_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS) - {
+    "model", "n_params"} | {"peak_rss_mb", "peak_gpu_mb", "peak_gpu_nvml_mb", "other_s",
+                            "total_s", "total_client_s"}
+#: The id of the toolkit's own last cell: a cell of the notebook with its tag is not it.
+FINGERPRINT_CELL_ID = "cloudbench-fingerprint"
 
 
 
-def fingerprint_cell_source() -> str:
+def fingerprint_cell_source(metric_names: tuple[str, ...] = ()) -> str:
     """The last cell added to the executed copy (never to the researcher's notebook): the
     kernel describes itself after the protocol ran, with the frameworks the notebook
-    imported, in a cell that is not timed and needs no toolkit import."""
+    imported, in a cell that is not timed and needs no toolkit import. With `metric_names`
+    (a metrics cell that assigns its results) it also prints their values."""
     body = (PROJECT_ROOT / "protocols" / "fingerprint.py").read_text(encoding="utf-8")
+    values = ""
+    if metric_names:
+        values = ("import json as _cbj\n"
+                  f"print({METRICS_MARK!r} + _cbj.dumps({{_n: repr(globals().get(_n)) for _n "
+                  f"in {list(metric_names)!r}}}), flush=True)\ndel _cbj\n")
     return ("# cloudbench: the kernel's fingerprint (added by the toolkit; not timed)\n"
             f"_cb = {{}}\nexec(compile({body!r}, 'cloudbench-fingerprint', 'exec'), _cb)\n"
-            f"_cb['print_fingerprint']({FINGERPRINT_MARK!r})\ndel _cb\n")
+            f"_cb['print_fingerprint']({FINGERPRINT_MARK!r})\ndel _cb\n{values}")
 
 
 class RecordError(ValueError):
@@ -97,12 +111,54 @@ def _literal(node: ast.AST) -> Any:
     return ast.literal_eval(node)
 
 
-def metrics(nb: dict[str, Any]) -> dict[str, float]:
-    """The metrics cell's dict of numbers ({} when the notebook has no metrics cell)."""
+def _value(text: str) -> Any:
+    """A printed value as data, without evaluating code (numpy/torch scalars as numbers)."""
+    return _literal(ast.parse(text.strip(), mode="eval").body)
+
+
+def _numbers(where: str, value: dict[Any, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key, number in value.items():
+        ok = isinstance(key, str) and key.isidentifier()
+        if not ok or isinstance(number, bool) or not isinstance(number, int | float):
+            raise RecordError(f"the metrics {where}: {key!r}: {number!r} is not a number "
+                              "under a name that can be a column")
+        try:
+            out[key] = float(number) if math.isfinite(number) else None
+        except OverflowError:  # an int beyond float range (10**400)
+            out[key] = None
+    return out
+
+
+def _assigned(nb: dict[str, Any], where: str) -> dict[str, float | None]:
+    """The values of the names a metrics cell assigned, printed by the toolkit's last cell:
+    a number under its name, a dict of numbers under its keys, a pair (loss, accuracy...)
+    refused unless it is a number."""
+    for line in _fingerprint_output(nb):
+        if line.startswith(METRICS_MARK):
+            printed = json.loads(line[len(METRICS_MARK):])
+            out: dict[str, float | None] = {}
+            for name, text in printed.items():
+                try:
+                    value = _value(text)
+                except (SyntaxError, ValueError, TypeError, RecursionError) as exc:
+                    raise RecordError(f"the metrics {where}: {name} = {text[:60]} is not a "
+                                      "number or a dict of numbers") from exc
+                out.update(_numbers(where, value if isinstance(value, dict) else {name: value}))
+            return out
+    raise RecordError(f"the metrics {where} assigned its results, but the run ended before "
+                      "they could be read")
+
+
+def metrics(nb: dict[str, Any], assigned: bool = False) -> dict[str, float | None]:
+    """The metrics cell's dict of numbers, or (`assigned`) the values of the names it
+    assigned; {} when the notebook has no metrics cell."""
     for index, cell in enumerate(nb.get("cells", [])):
-        if METRICS_TAG not in cell.get("metadata", {}).get("tags", []):
+        if METRICS_TAG not in cell.get("metadata", {}).get("tags", []) or _is_ours(nb, cell):
             continue
         where = describe(index, first_line(cell.get("source", "")))
+        if assigned:
+            return _assigned(nb, where)
         texts = [o.get("data", {}).get("text/plain") for o in cell.get("outputs", [])
                  if o.get("output_type") == "execute_result"]
         if not texts:
@@ -110,30 +166,39 @@ def metrics(nb: dict[str, Any]) -> dict[str, float]:
                               "expression such as {'test_accuracy': acc}")
         text = "".join(texts[-1]) if isinstance(texts[-1], list) else str(texts[-1])
         try:
-            value = _literal(ast.parse(text, mode="eval").body)
-        except (SyntaxError, ValueError, TypeError) as exc:
+            value = _value(text)
+        except (SyntaxError, ValueError, TypeError, RecursionError) as exc:
             raise RecordError(f"the metrics {where} gave {text[:80]!r}, not a dict of "
                               f"numbers ({type(exc).__name__})") from exc
         if not isinstance(value, dict) or not value:
             raise RecordError(f"the metrics {where} gave {text[:80]!r}, not a dict of numbers")
-        out = {}
-        for key, number in value.items():
-            ok = isinstance(key, str) and key.isidentifier()
-            if not ok or isinstance(number, bool) or not isinstance(number, int | float):
-                raise RecordError(f"the metrics {where}: {key!r}: {number!r} is not a number "
-                                  "under a name that can be a column")
-            out[key] = float(number) if math.isfinite(number) else None
-        return out
+        return _numbers(where, value)
     return {}
 
 
-def fingerprint(nb: dict[str, Any]) -> dict[str, Any]:
+def _is_ours(nb: dict[str, Any], cell: dict[str, Any]) -> bool:
+    """The toolkit's fingerprint cell is the last cell, with its id: a notebook's own cell
+    tagged like it (to fake a host id) is neither."""
+    cells = [c for c in nb.get("cells", [])
+             if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
+    return bool(cells) and cell is cells[-1] and cell.get("id") == FINGERPRINT_CELL_ID \
+        and FINGERPRINT_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def _fingerprint_output(nb: dict[str, Any]) -> list[str]:
     for cell in nb.get("cells", []):
-        if FINGERPRINT_TAG in cell.get("metadata", {}).get("tags", []):
-            for output in cell.get("outputs", []):
-                for line in "".join(output.get("text", "")).splitlines():
-                    if line.startswith(FINGERPRINT_MARK):
-                        return json.loads(line[len(FINGERPRINT_MARK):])
+        if _is_ours(nb, cell):
+            text = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
+                           if o.get("output_type") == "stream" and o.get("name") == "stdout")
+            return text.splitlines()
+    return []
+
+
+def fingerprint(nb: dict[str, Any]) -> dict[str, Any]:
+    for line in _fingerprint_output(nb):
+        if line.startswith(FINGERPRINT_MARK):
+            found = json.loads(line[len(FINGERPRINT_MARK):])
+            return found if isinstance(found, dict) else {}
     return {}
 
 
@@ -157,6 +222,15 @@ def failed_cell(nb: dict[str, Any], index: int | None) -> str:
     return f"cell {shown}" + (f" ({inside})" if inside else "")
 
 
-def record(nb: dict[str, Any]) -> dict[str, Any]:
-    """Everything a tagged notebook's run records beside the runner's fields."""
-    return {**fingerprint(nb), **phase_times(nb), **metrics(nb)}
+def record(nb: dict[str, Any], assigned: bool = False) -> dict[str, Any]:
+    """Everything a tagged notebook's run records beside the runner's fields. A metrics
+    key may not take the name of a column the toolkit measures (a phase time, the
+    fingerprint): the run fails with the key named rather than report a number it did
+    not measure."""
+    measured = {**fingerprint(nb), **phase_times(nb)}
+    found = metrics(nb, assigned)
+    clash = sorted((set(found) & set(measured)) | (set(found) & MEASURED))
+    if clash:
+        raise RecordError(f"the metrics cell reports {clash[0]!r}, a column the toolkit "
+                          "measures itself; rename it in the notebook")
+    return {**measured, **found}

@@ -7,6 +7,8 @@ Any parameterised notebook can be a protocol, unchanged but for cell tags:
 * ``phase:NAME``: the cell's kernel-side execution time counts towards the record's
   ``NAME_s`` (several cells may share a name; untagged cells go to ``other_s``);
 * ``metrics``: the cell's last expression is a dict of numbers, whose keys become columns;
+  or, when it ends in a statement, the numbers it assigns (``test_loss, test_acc =
+  model.evaluate(...)``; a dict of numbers assigned gives its keys), read after the run;
 * ``colab-only``: the cell runs only on Colab runners (``drive.mount``, ``files.upload``);
 * ``skip``: the cell never runs in a study (a download replaced by a file beside it).
 
@@ -53,6 +55,9 @@ class Cell:
     phase: str | None
     metrics: bool
     runs_on: str = "all"  # all | colab (tagged colab-only) | never (tagged skip)
+    #: A metrics cell that ends in a statement, not an expression: the names it assigns
+    #: (``test_loss, test_acc = model.evaluate(...)``), read when the notebook has run.
+    assigns: tuple[str, ...] = ()
 
 
 #: The kinds a notebook may declare for a parameter, and the Python types they accept.
@@ -116,6 +121,13 @@ class Protocol:
     @property
     def metrics_cell(self) -> Cell | None:
         return next((c for c in self.cells if c.metrics), None)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The names whose values are the run's results, when the metrics cell assigns
+        them rather than ending in a dict (read after the last cell has run)."""
+        cell = self.metrics_cell
+        return cell.assigns if cell is not None else ()
 
     def dropped_cells(self, on_colab: bool) -> frozenset[int]:
         """The indices of the cells a run leaves out: `skip` always, `colab-only` off Colab."""
@@ -346,8 +358,10 @@ def inspect(path: Path) -> Protocol:
         if "parameters" in tags:
             _check_syntax(path, index, cell.get("source", ""))
             has_parameters = True
+        assigns = _assigned_names(path, index, cell.get("source", "")) \
+            if METRICS_TAG in tags else ()
         cells.append(Cell(index, line, _phase_of(path, index, line, tags), METRICS_TAG in tags,
-                          runs_on))
+                          runs_on, assigns))
     metrics = [c for c in cells if c.metrics]
     if len(metrics) > 1:
         raise NotebookError(f"{path}: {describe(metrics[1])} is a second cell tagged "
@@ -372,14 +386,54 @@ def inspect(path: Path) -> Protocol:
     return protocol
 
 
-def _check_syntax(path: Path, index: int, source: str | list[str]) -> None:
-    """The parameters cell must compile (after IPython's own rewriting of magics): papermill
-    reads it line by line and would take a broken one, and every run would then fail."""
+def _python(source: str | list[str]) -> str:
+    """A cell's code as Python: IPython's own rewriting of magics and `!` commands."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     text = "".join(source) if isinstance(source, list) else source
+    return TransformerManager().transform_cell(text)
+
+
+def _assigned_names(path: Path, index: int, source: str | list[str]) -> tuple[str, ...]:
+    """For a metrics cell ending in a statement: the plain names its top-level statements
+    assign, in order (its results); () when it ends in an expression (the dict form)."""
+    import ast
+
     try:
-        compile(TransformerManager().transform_cell(text), f"cell {index}", "exec")
+        body = ast.parse(_python(source)).body
+    except (SyntaxError, ValueError):
+        return ()  # the run reports the cell's own error
+    if not body or isinstance(body[-1], ast.Expr) and not _is_print(body[-1]):
+        return ()
+    names: dict[str, None] = {}
+    for node in body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign | ast.AugAssign) else [])
+        for target in targets:
+            for leaf in ast.walk(target):
+                if isinstance(leaf, ast.Name):
+                    names[leaf.id] = None
+    if not names:
+        text = first_line(source)
+        raise NotebookError(f"{path}: {describe(index, text)} is tagged 'metrics' but neither "
+                            "ends in a dict of numbers nor assigns a result (such as "
+                            "test_loss, test_acc = model.evaluate(...))")
+    return tuple(n for n in names if not n.startswith("_"))
+
+
+def _is_print(node: Any) -> bool:
+    import ast
+
+    return isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) \
+        and node.value.func.id == "print"
+
+
+def _check_syntax(path: Path, index: int, source: str | list[str]) -> None:
+    """The parameters cell must compile (after IPython's own rewriting of magics): papermill
+    reads it line by line and would take a broken one, and every run would then fail."""
+    text = "".join(source) if isinstance(source, list) else source
+    try:
+        compile(_python(text), f"cell {index}", "exec")
     except (SyntaxError, ValueError) as exc:
         line = getattr(exc, "lineno", None)
         raise NotebookError(f"{path}: {describe(index, first_line(text))}: the cell tagged "
