@@ -55,6 +55,7 @@ from cloudbench.analysis.results import (
     StudentT,
     WelchT,
 )
+from cloudbench.errors import InputError
 
 REQUIRED = ("environment", "dataset")
 # Numeric columns that describe a run rather than measure it.
@@ -67,7 +68,7 @@ _NA_TOKENS = ("", "nan", "NaN", "NA", "N/A", "n/a", "null", "None", "none")
 _TRUE_TOKENS = ("true", "1", "1.0", "yes")
 
 
-class AnalysisError(ValueError):
+class AnalysisError(InputError, ValueError):
     """Input the analysis cannot use, with the file and column at fault."""
 
 

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from cloudbench.errors import InputError
+
 FORMAT = "cloudbench-analysis"
 FORMAT_VERSION = 3
 #: The versions this toolkit reads: the current one, and 2 (no procedure: SPSS's).
@@ -37,7 +39,7 @@ CONCLUSIONS = ("faster", "slower", "lower", "higher", "equivalent", "inconclusiv
 P_METHODS = ("exact", "asymptotic", "t", "permutation")
 
 
-class AnalysisFormatError(ValueError):
+class AnalysisFormatError(InputError, ValueError):
     """A JSON that is not an analysis of this format and version, or not a well-formed one."""
 
 

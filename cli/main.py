@@ -7,42 +7,108 @@ imports what it drives only when it runs, so `study --help` and `study validate`
     study analyze | plan                     cli.analyze
     study paper                              cli.paper
     study export colab | import              cli.bundle
+
+It is also the one place where errors become exit codes (:func:`run_command`): a command
+returns 0 or 3 (cloudbench.errors.EXIT_CODES) and raises for anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import signal
 import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 from rich.console import Console
 from rich.text import Text
 
-from cloudbench.cli import analyze, bundle, calibrate, paper, run
-from cloudbench.study.spec import SpecError
-from cloudbench.study.store import StoreError
+from cloudbench.errors import EXIT_CODES, CloudbenchError, Interrupted, Terminated
 
 err_console = Console(stderr=True)
 
+Command = Callable[[argparse.Namespace], int]
+
 
 def build_parser() -> argparse.ArgumentParser:
+    from cloudbench.cli import analyze, bundle, calibrate, paper, run
+
+    codes = "\n".join(textwrap.fill(text.replace("`", ""), 79, initial_indent=f"  {code:>3}  ",
+                                     subsequent_indent=" " * 7)
+                       for code, text in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
-        prog="study", description="Statistically rigorous cloud-vs-local studies of CNN training.")
+        prog="study", description="Statistically rigorous cloud-vs-local studies of CNN training.",
+        epilog=f"exit codes:\n{codes}", formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (run, calibrate, analyze, paper, bundle):
         module.register(sub)
     return parser
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM stops the study as Ctrl-C does, so the same cleanup runs (the run in flight
+    and its kernel killed, completed records kept). A second SIGTERM is not caught: it
+    kills at once, for a cleanup that hangs."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (in the main thread, where
+    signals are delivered; a SIGTERM that the caller ignores stays ignored)."""
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+    except ValueError:  # not the main thread
+        before = None
+    if before is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def run_command(func: Command, args: argparse.Namespace) -> int:
+    """Run a subcommand and give its exit code: the one place where errors become codes.
+
+    An error the toolkit expects (cloudbench.errors.CloudbenchError) prints one line,
+    `error: ...`, and exits with its class's code, never with a traceback; Ctrl-C exits 130
+    and SIGTERM 143, each with a line saying that completed runs are kept. Anything else is
+    a bug: Python prints its traceback and exits 1.
+    """
+    try:
+        with _sigterm_raises():
+            return func(args)
+    except CloudbenchError as exc:
+        err_console.print(Text.assemble(("error", "red"), f": {exc}"), highlight=False,
+                          soft_wrap=True)
+        return exc.code
+    except KeyboardInterrupt as exc:
+        stop = exc if isinstance(exc, Interrupted) else Interrupted()
+        err_console.print(stop.message, highlight=False, soft_wrap=True, markup=False)
+        return stop.code
+
+
+def guarded(func: Command) -> Command:
+    """`func` with the `study` command's error handling, for a subcommand that is also
+    called on its own (``python -m cloudbench.cli.analyze``, a test's parser)."""
+
+    @functools.wraps(func)
+    def command(args: argparse.Namespace) -> int:
+        return run_command(func, args)
+
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (SpecError, StoreError) as exc:
-        err_console.print(Text.assemble(("error", "red"), f": {exc}"), highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        err_console.print("interrupted: completed runs are kept; run the same command to resume")
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

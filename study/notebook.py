@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloudbench.errors import InputError
 from cloudbench.study.imports import skip_slow_optional_imports
 
 PHASE_PREFIX = "phase:"
@@ -33,7 +34,7 @@ KNOWN_PHASES = ("import", "load", "build", "train", "eval")
 RECORD_PARAMETER = "record_path"
 
 
-class NotebookError(ValueError):
+class NotebookError(InputError, ValueError):
     """A notebook that cannot be a protocol; the message names the cell and the tag."""
 
 

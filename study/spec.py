@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudbench
 from cloudbench.data.datasets import DatasetError, check_dataset
+from cloudbench.errors import InputError
 from cloudbench.study.notebook import NotebookError, Protocol
 from cloudbench.study.notebook import inspect as inspect_notebook
 from cloudbench.study.record import (
@@ -61,12 +62,11 @@ MAX_NAME = 64
 MAX_SEED = 2**32 - 1
 
 
-class SpecError(ValueError):
+class SpecError(InputError, ValueError):
     """A study file that cannot be run, with the place and the reason."""
 
     def __init__(self, path: Path | str, key: str, message: str):
-        self.path, self.key = str(path), key
-        super().__init__(f"{path}: {key}: {message}" if key else f"{path}: {message}")
+        super().__init__(message, path=path, key=key)  # "path: key: message"
 
 
 @dataclass(frozen=True)
