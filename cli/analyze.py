@@ -8,7 +8,7 @@
 
 Errors in the input (a missing or malformed CSV, an unknown metric, a bad study file) print
 one line to stderr and return 2, so scripts can tell them from a crash: each command raises
-cloudbench.errors.InputError, and cli.main's one mapping makes it the exit code. ``python -m
+cloudbench.errors.InputError, and cli.exits's one mapping makes it the exit code. ``python -m
 cli.analyze`` runs the two subcommands without the rest of the toolkit.
 """
 
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cloudbench.cli.main import guarded
+from cloudbench.cli.exits import guarded
 from cloudbench.data.atomic import write_text_atomic
 from cloudbench.errors import CloudbenchError, InputError
 

@@ -3,7 +3,7 @@
 Every layer imports this module, the kernel's side too (``protocols``, ``data``: a remote
 kernel gets it staged beside them), so it uses the standard library only. An error class
 of the toolkit derives from one of the classes here by what it means, and the `study`
-command turns it into its exit code in one place (cli.main); :data:`EXIT_CODES` is the
+command turns it into its exit code in one place (cli.exits); :data:`EXIT_CODES` is the
 table that the README's "Exit codes" shows (a test keeps the two equal).
 """
 

@@ -19,7 +19,8 @@ import pytest
 from test_study_run import _kernels
 
 from cloudbench import errors
-from cloudbench.cli.main import main, run_command
+from cloudbench.cli.exits import run_command
+from cloudbench.cli.main import main
 from cloudbench.errors import (
     EXIT_CODES,
     BuildError,
