@@ -59,6 +59,7 @@ from cloudbench.analysis.results import (
     WelchT,
 )
 from cloudbench.data.procedures import DEFAULT_PROCEDURE, UnknownProcedureError
+from cloudbench.errors import InputError
 
 REQUIRED = ("environment", "dataset")
 # Numeric columns that describe a run rather than measure it.
@@ -71,7 +72,7 @@ _NA_TOKENS = ("", "nan", "NaN", "NA", "N/A", "n/a", "null", "None", "none")
 _TRUE_TOKENS = ("true", "1", "1.0", "yes")
 
 
-class AnalysisError(ValueError):
+class AnalysisError(InputError, ValueError):
     """Input the analysis cannot use, with the file and column at fault."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from cloudbench.data.procedures import procedure_names
+from cloudbench.errors import InputError
 
 FORMAT = "cloudbench-analysis"
 FORMAT_VERSION = 3
@@ -46,7 +47,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class AnalysisFormatError(ValueError):
+class AnalysisFormatError(InputError, ValueError):
     """A JSON that is not an analysis of this format and version, or not a well-formed one."""
 
 

@@ -7,7 +7,8 @@
     study simulate [--replicates N] [--jobs J] [--json OUT] [--markdown OUT]
 
 Errors in the input (a missing or malformed CSV, an unknown metric, a bad study file) print
-one line to stderr and return 2, so scripts can tell them from a crash. ``python -m
+one line to stderr and return 2, so scripts can tell them from a crash: each command raises
+cloudbench.errors.InputError, and cli.exits's one mapping makes it the exit code. ``python -m
 cli.analyze`` runs the two subcommands without the rest of the toolkit.
 """
 
@@ -20,14 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cloudbench.cli.exits import guarded
 from cloudbench.data.atomic import write_text_atomic
 from cloudbench.data.procedures import (
     DEFAULT_PROCEDURE,
     procedure_descriptions,
     procedure_names,
 )
+from cloudbench.errors import CloudbenchError, InputError
 
-EXIT_INPUT = 2
 # analysis.stats.ALTERNATIVES, spelled out so that registering the subcommands does not
 # import scipy.stats (half a second) into every `study` command (a test keeps them equal)
 ALTERNATIVES = ("two-sided", "less", "greater")
@@ -46,11 +48,6 @@ def _procedure_help() -> str:
     return "; ".join(f"{name}{' (default)' if name == DEFAULT_PROCEDURE else ''}"
                      + (f": {text}" if text else "")
                      for name, text in procedure_descriptions().items()).replace("%", "%%")
-
-
-def _fail(message: object) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_INPUT
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -80,6 +77,7 @@ def _margin(text: str) -> float:
     return value
 
 
+@guarded
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Analyse a runs CSV, print the summary, write the JSON when asked."""
     from cloudbench.analysis.compare import AnalysisError, analyze, load_runs
@@ -97,14 +95,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                          equivalence=args.equivalence)
         if args.json is not None:
             _write_json(args.json, result.to_dict())
-    except (AnalysisError, OSError) as exc:
-        return _fail(exc)
+    except OSError as exc:  # the CSV cannot be read, the JSON cannot be written
+        raise InputError(str(exc)) from exc
     print_summary(result)
     if args.json is not None:
         print(f"analysis written to {args.json}")
     return 0
 
 
+@guarded
 def cmd_plan(args: argparse.Namespace) -> int:
     """Repetitions per environment for the power asked, from a pilot, per pair and dataset."""
     from rich import box
@@ -113,7 +112,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from cloudbench.analysis.compare import AnalysisError, load_runs, with_cells
     from cloudbench.analysis.power import parse_effect, plan_repetitions
     from cloudbench.analysis.summary import make_console
-    from cloudbench.study.spec import SpecError, load_study
+    from cloudbench.study.spec import load_study
 
     try:
         effect = parse_effect(args.effect)
@@ -138,10 +137,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
                  for a, b in itertools.combinations(envs, 2)]
         if args.json is not None:
             _write_json(args.json, {"plans": plans})
-    except (AnalysisError, SpecError, OSError) as exc:
-        return _fail(exc)
-    except ValueError as exc:  # the effect
-        return _fail(exc)
+    except CloudbenchError:
+        raise
+    except (OSError, ValueError) as exc:  # a file that cannot be read or written, the effect
+        raise InputError(str(exc)) from exc
 
     console = make_console()
     table = Table(title=f"{study.name}: repetitions per environment for a {effect:.1%} "
@@ -214,6 +213,7 @@ def plan_cost(study: Any, pilot: Any, repetitions: int) -> list[str]:
             f"  in all: [bold]{spent}[/]"]
 
 
+@guarded
 def cmd_simulate(args: argparse.Namespace) -> int:
     """The error rates and power of the procedures by simulation (analysis.simulation)."""
     import time
@@ -238,7 +238,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(args.markdown, M.markdown_tables(data))
     except OSError as exc:
-        return _fail(exc)
+        raise InputError(str(exc)) from exc
     for line in M.summary(data):
         print(line)
     print(f"{len(data['scenarios'])} scenarios x {args.replicates} replicates in "

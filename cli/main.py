@@ -7,26 +7,29 @@ imports what it drives only when it runs, so `study --help` and `study validate`
     study analyze | plan                     cli.analyze
     study paper                              cli.paper
     study export colab | import              cli.bundle
+
+A command returns 0 or 3 (cloudbench.errors.EXIT_CODES) and raises for anything else;
+`main` runs it through cli.exits.run_command, the one place where errors become exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-from rich.console import Console
-from rich.text import Text
+import textwrap
 
 from cloudbench.cli import analyze, bundle, calibrate, paper, run
-from cloudbench.study.spec import SpecError
-from cloudbench.study.store import StoreError
-
-err_console = Console(stderr=True)
+from cloudbench.cli.exits import run_command
+from cloudbench.errors import EXIT_CODES
 
 
 def build_parser() -> argparse.ArgumentParser:
+    codes = "\n".join(textwrap.fill(text.replace("`", ""), 79, initial_indent=f"  {code:>3}  ",
+                                     subsequent_indent=" " * 7)
+                       for code, text in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
-        prog="study", description="Statistically rigorous cloud-vs-local studies of CNN training.")
+        prog="study", description="Statistically rigorous cloud-vs-local studies of CNN training.",
+        epilog=f"exit codes:\n{codes}", formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (run, calibrate, analyze, paper, bundle):
         module.register(sub)
@@ -35,14 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (SpecError, StoreError) as exc:
-        err_console.print(Text.assemble(("error", "red"), f": {exc}"), highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        err_console.print("interrupted: completed runs are kept; run the same command to resume")
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ notebook) runs only when the paper must be rebuilt.
 from __future__ import annotations
 
 import argparse
-import sys
 import tomllib
 from pathlib import Path
+
+from cloudbench.errors import InputError
 
 DEFAULT_OUTPUT = Path("paper/build")
 
@@ -29,12 +30,12 @@ def paper_for(spec: Path | None, runs_csv: Path | None, output: Path = DEFAULT_O
     With `spec`, the runs default to data/results/<name>/runs.csv; with only `runs_csv`
     the study's name comes from the CSV and the methodology from the runs alone.
     """
+    if spec is None and runs_csv is None:  # refused input, as argparse refuses an argument
+        raise InputError("give a study file or --runs RUNS.csv")
     from cloudbench.paper.build import PaperError, build_paper
     from cloudbench.paper.cache import inputs_digest, up_to_date
     from cloudbench.study.sysdeps import TEX_COMMANDS, ensure_commands
 
-    if spec is None and runs_csv is None:
-        raise PaperError("give a study file or --runs RUNS.csv")
     if runs_csv is None:
         name = _study_name(spec) if spec else None
         if name is None:
@@ -63,15 +64,8 @@ def paper_for(spec: Path | None, runs_csv: Path | None, output: Path = DEFAULT_O
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
-    from cloudbench.paper.build import PaperError
-    from cloudbench.study.sysdeps import MissingCommandError
-
-    try:
-        pdf = paper_for(args.spec, args.runs, args.output or DEFAULT_OUTPUT)
-    except (PaperError, MissingCommandError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(pdf)
+    """Print the PDF's path; a paper that cannot be built raises (cli.main: exit 1)."""
+    print(paper_for(args.spec, args.runs, args.output or DEFAULT_OUTPUT))
     return 0
 
 

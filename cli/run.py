@@ -11,16 +11,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cloudbench.errors import EXIT_OK, EXIT_RUNS_NOT_OK
 from cloudbench.study.plan import cells, plan
 from cloudbench.study.record import FINAL_STATUSES
 from cloudbench.study.spec import Study, load_study
 from cloudbench.study.store import ResultsStore, default_results_dir
 
 console = Console()
-
-
-#: Exit codes of the `study` command (README, "Exit codes").
-EXIT_OK, EXIT_INPUT, EXIT_RUNS_NOT_OK = 0, 2, 3
 
 
 def repetitions_arg(text: str) -> int:
@@ -124,7 +121,8 @@ def cmd_all(args: argparse.Namespace) -> int:
     ran = cmd_run(args)
     study = load_study(args.spec, check_data=False)
     runs = (args.output or default_results_dir(study.name)) / "runs.csv"
-    return cmd_paper(argparse.Namespace(spec=args.spec, runs=runs, output=None)) or ran
+    cmd_paper(argparse.Namespace(spec=args.spec, runs=runs, output=None))  # or raises: exit 1
+    return ran
 
 
 def register(subparsers: Any) -> None:

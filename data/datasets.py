@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from cloudbench.errors import InputError
+
 SHAPE_CLASSES = ("triangle", "rectangle", "ellipse")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """A dataset that cannot be loaded, with the file or folder that is at fault."""
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from cloudbench.errors import InputError
+
 ENTRY_POINT_GROUP = "cloudbench.procedures"
 #: The procedure of a study file, a command or a JSON that names none: the reference study's.
 DEFAULT_PROCEDURE = "spss"
@@ -37,7 +39,7 @@ class Procedure:
     target: Any
 
 
-class UnknownProcedureError(ValueError):
+class UnknownProcedureError(InputError, ValueError):
     """A procedure name the catalogue does not have; the message names the known ones."""
 
 

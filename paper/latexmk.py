@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from cloudbench.errors import BuildError
 from cloudbench.paper.latex import escape
 from cloudbench.study.sysdeps import require_command
 
@@ -14,7 +15,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 LATEXMK = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error"]
 
 
-class PaperError(RuntimeError):
+class PaperError(BuildError, RuntimeError):
     """The paper could not be built; the message quotes the LaTeX log where it helps."""
 
 

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from cloudbench.data.atomic import write_json_atomic  # noqa: F401  (the notebook writes its record with it)
+from cloudbench.errors import InfrastructureError
 from cloudbench.protocols.fingerprint import cpu_model, host_id, peak_rss_mb, ram_gb  # noqa: F401
 
 MODELS = ("shapes_cnn", "fashion_cnn", "simple_cnn", "fnn", "lstm", "vgg_small")
@@ -41,11 +42,11 @@ ALLOCATOR_VARIABLES: dict[str, tuple[str, ...]] = {
 DEFAULT_LAYERS = {"simple_cnn": 2, "fnn": 6, "lstm": 1, "vgg_small": 3}
 
 
-class DeviceError(RuntimeError):
+class DeviceError(InfrastructureError, RuntimeError):
     """The environment asked for an accelerator that the kernel does not have."""
 
 
-class BackendError(RuntimeError):
+class BackendError(InfrastructureError, RuntimeError):
     """The kernel cannot run the asked-for Keras backend (another one is set or loaded)."""
 
 

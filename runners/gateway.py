@@ -35,6 +35,7 @@ from jupyter_server.utils import url_escape, url_path_join
 from traitlets import DottedObjectName, Type
 
 from cloudbench.data.atomic import write_json_atomic
+from cloudbench.errors import InfrastructureError
 from cloudbench.runners.jupyter import SETTINGS_ENV
 from cloudbench.runners.staging import UNPACK_SOURCE
 
@@ -48,7 +49,7 @@ _BASE_EXPR = (f"os.environ.get({REMOTE_DIR_ENV!r}) or "
               "os.path.join(os.path.expanduser('~'), '.cache', 'cloudbench')")
 
 
-class RemoteCodeError(RuntimeError):
+class RemoteCodeError(InfrastructureError, RuntimeError):
     """Staging or bootstrap code failed inside the remote kernel."""
 
 

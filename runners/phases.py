@@ -17,6 +17,7 @@ import json
 import math
 from typing import Any
 
+from cloudbench.errors import InputError
 from cloudbench.study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first_line
 from cloudbench.study.record import BOOKKEEPING_FIELDS, FINGERPRINT_FIELDS, RUNNER_FIELDS
 from cloudbench.study.spec import PROJECT_ROOT
@@ -50,7 +51,7 @@ def fingerprint_cell_source(metric_names: tuple[str, ...] = ()) -> str:
             f"_cb['print_fingerprint']({FINGERPRINT_MARK!r})\ndel _cb\n{values}")
 
 
-class RecordError(ValueError):
+class RecordError(InputError, ValueError):
     """The executed notebook does not give a record (a metrics cell that is not a dict...)."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cloudbench.data.atomic import write_bytes_atomic
+from cloudbench.errors import InfrastructureError
 from cloudbench.runners.base import Runner, base_record
 from cloudbench.runners.staging import UNPACK_SOURCE
 from cloudbench.runners.vm import build_vm_stage
@@ -57,7 +58,7 @@ def tail(text: str, lines: int = 6) -> str:
     return " | ".join(kept[-lines:]) or "no output"
 
 
-class TransportError(RuntimeError):
+class TransportError(InfrastructureError, RuntimeError):
     """The session, the client or the machine failed: an infrastructure failure of the run."""
 
     def __init__(self, message: str, status: str = "failed"):

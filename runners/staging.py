@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cloudbench
+from cloudbench import errors
 from cloudbench.data.atomic import write_bytes_atomic
 from cloudbench.data.datasets import IMAGE_SUFFIXES
 from cloudbench.study.spec import PROJECT_ROOT, Dataset, Study
@@ -101,6 +102,7 @@ def toolkit_files(packages: tuple[str, ...]) -> dict[str, bytes]:
     """The Python sources of our packages (never results, caches or notebooks' outputs),
     laid out as installed: ``cloudbench/__init__.py`` and ``cloudbench/<package>/...``."""
     files = {f"{IMPORT_NAME}/__init__.py": Path(cloudbench.__file__).read_bytes()}
+    files[f"{IMPORT_NAME}/errors.py"] = Path(errors.__file__).read_bytes()  # data/ imports it
     for package in packages:
         for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
             rel = path.relative_to(PROJECT_ROOT)

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudbench.errors import InputError
+
 #: Everything a study copies into each run, at most (per study, all files together).
 FILES_CAP_BYTES = 200 * 2**20
 #: By default (no [protocol] files), a single file larger than this is left out, and said.
@@ -27,7 +29,7 @@ _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2*
           "gib": 2**30}
 
 
-class FilesError(ValueError):
+class FilesError(InputError, ValueError):
     """The files cannot be chosen; the message says which glob or file, and why."""
 
 

@@ -21,11 +21,13 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from cloudbench.errors import InputError
+
 LOCK_NAME = ".lock"
 POLL_S = 1.0
 
 
-class LockedError(RuntimeError):
+class LockedError(InputError, RuntimeError):
     """Another process holds the study's results folder; the message names it."""
 
 

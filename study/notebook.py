@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloudbench.errors import InputError
 from cloudbench.study.imports import skip_slow_optional_imports
 
 PHASE_PREFIX = "phase:"
@@ -44,7 +45,7 @@ RECORD_PARAMETER = "record_path"
 DEFAULT_KERNEL = "python3"
 
 
-class NotebookError(ValueError):
+class NotebookError(InputError, ValueError):
     """A notebook that cannot be a protocol; the message names the cell and the tag."""
 
 

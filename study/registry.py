@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from cloudbench.errors import InputError
+
 ENTRY_POINT_GROUP = "cloudbench.runners"
 _PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
@@ -37,7 +39,7 @@ class Option:
     doc: str = ""
 
 
-class OptionError(ValueError):
+class OptionError(InputError, ValueError):
     """A runner's key is wrong: `key` is the key within the environment's table."""
 
     def __init__(self, key: str, message: str):

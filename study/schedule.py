@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cloudbench.errors import InputError
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*\Z")
 _UNIT_S = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -36,7 +38,7 @@ _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)\Z")
 _TRIES = 200
 
 
-class ScheduleError(ValueError):
+class ScheduleError(InputError, ValueError):
     """A [schedule] key is wrong: `key` is the key within the table."""
 
     def __init__(self, key: str, message: str):

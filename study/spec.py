@@ -20,6 +20,7 @@ from typing import Any
 import cloudbench
 from cloudbench.data.datasets import IMAGE_SUFFIXES, DatasetError, check_dataset
 from cloudbench.data.procedures import DEFAULT_PROCEDURE, procedure_names
+from cloudbench.errors import InputError
 from cloudbench.study.files import (
     DEFAULT_KEEP_ARTIFACTS,
     FilesError,
@@ -73,12 +74,11 @@ MAX_NAME = 64
 MAX_SEED = 2**32 - 1
 
 
-class SpecError(ValueError):
+class SpecError(InputError, ValueError):
     """A study file that cannot be run, with the place and the reason."""
 
     def __init__(self, path: Path | str, key: str, message: str):
-        self.path, self.key = str(path), key
-        super().__init__(f"{path}: {key}: {message}" if key else f"{path}: {message}")
+        super().__init__(message, path=path, key=key)  # "path: key: message"
 
 
 @dataclass(frozen=True)

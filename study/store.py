@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudbench.data.atomic import atomic_path, write_json_atomic
+from cloudbench.errors import InputError
 from cloudbench.study.record import COLUMNS, STATUSES
 
 __all__ = ["COLUMNS", "STATUSES", "ResultsStore", "StoreError", "default_results_dir"]
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-class StoreError(RuntimeError):
+class StoreError(InputError, RuntimeError):
     """The results folder cannot take the study's records."""
 
 

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
+from cloudbench.errors import InfrastructureError
+
 # Debian packages the paper's template needs (checked with kpsewhich: booktabs, float,
 # caption, geometry and microtype live in texlive-latex-recommended; Spanish hyphenation
 # and babel-spanish in texlive-lang-spanish; the fonts in lmodern).
@@ -35,7 +37,7 @@ GROUPS: dict[str, dict[str, Sequence[str]]] = {
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 
 
-class MissingCommandError(RuntimeError):
+class MissingCommandError(InfrastructureError, RuntimeError):
     """A command is missing and could not be installed; the message says what to install."""
 
 
