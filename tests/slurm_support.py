@@ -40,7 +40,6 @@ LOCK_WAIT_S = 900.0
 START_TIMEOUT_S = 60.0
 PARTITION = "debug"
 COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo")
-PACKAGES = ("slurm-wlm", "munge")
 SBIN = ("/usr/sbin", "/sbin")
 
 # Mark a test module with this (pytestmark = SLURM_MARKS) to keep its tests in one worker.
@@ -63,9 +62,9 @@ def ensure_slurm_commands() -> str | None:
     else the reason to skip."""
     if all(_which(c) for c in COMMANDS):
         return None
-    from cloudbench.study.sysdeps import MissingCommandError, ensure_commands
+    from cloudbench.study.sysdeps import SLURM_COMMANDS, MissingCommandError, ensure_commands
     try:
-        ensure_commands({c: PACKAGES for c in COMMANDS if not _which(c)})
+        ensure_commands({c: SLURM_COMMANDS[c] for c in COMMANDS if not _which(c)})
     except MissingCommandError as exc:
         return f"SLURM is not available: {exc}"
     absent = [c for c in COMMANDS if not _which(c)]
