@@ -316,18 +316,43 @@ def start_cluster(root: Path) -> Iterator[SlurmCluster]:
 
 
 def _kill_leftover_steps(root: Path) -> None:
-    """slurmstepd processes of this cluster (their command line names our spool) that outlived
-    slurmd, and the job scripts under them."""
+    """Processes of this cluster that outlived slurmd: slurmstepd (its working folder is the
+    cluster's root) and the job scripts (SLURM_CONF in their environment)."""
     import psutil
     ours = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
-    for proc in psutil.process_iter(["cmdline", "environ"]):
+    for proc in psutil.process_iter(["cmdline", "environ"]):  # "environ" fails for some: None
         with contextlib.suppress(psutil.Error):
             if proc.pid in ours:
                 continue
             env = proc.info.get("environ") or {}
+            cwd = ""
+            with contextlib.suppress(psutil.Error):
+                cwd = proc.cwd()
             if env.get("SLURM_CONF") == str(root / "slurm.conf") or \
+                    cwd == str(root) or cwd.startswith(f"{root}/") or \
+                    cwd.startswith(f"{root} ") or \
                     str(root) in " ".join(proc.info.get("cmdline") or []):
                 proc.kill()
+
+
+ROOT_PREFIX = "cb-slurm-"
+OWNER_FILE = "owner.pid"
+
+
+def stop_stale_clusters() -> list[Path]:
+    """Stop the clusters left by a test process that was killed (its finalizers never ran):
+    those whose owner.pid names a process that is gone. Called with the lock held."""
+    stale = []
+    for root in Path(tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
+        owner = _read_pid(root / OWNER_FILE)
+        if owner is None or _alive(owner):
+            continue
+        for pid_file in (root / "slurmd.pid", root / "slurmctld.pid", root / "munge/munged.pid"):
+            stop_daemon(pid_file)
+        _kill_leftover_steps(root)
+        shutil.rmtree(root, ignore_errors=True)
+        stale.append(root)
+    return stale
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +362,9 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     if reason:
         pytest.skip(reason)
     with cluster_lock():
-        root = Path(tempfile.mkdtemp(prefix="cb-slurm-"))
+        stop_stale_clusters()
+        root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+        (root / OWNER_FILE).write_text(str(os.getpid()))
         try:
             with start_cluster(root) as cluster:
                 yield cluster
