@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloudbench.errors import InfrastructureError
+
 #: States after which a job does not change any more (squeue's %T / scontrol's JobState).
 FINAL_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
@@ -61,7 +63,7 @@ UNKNOWN_JOB = re.compile(r"Invalid job id", re.I)
 SBIN = ("/usr/sbin", "/sbin")
 
 
-class SlurmError(RuntimeError):
+class SlurmError(InfrastructureError, RuntimeError):
     """A SLURM command failed for a reason that waiting will not fix (bad option, refused job)."""
 
 

@@ -89,6 +89,9 @@ EXPECTED = {
     "BackendError": (InfrastructureError, RuntimeError),
     "UnknownProcedureError": (InputError, ValueError), "FilesError": (InputError, ValueError),
     "ScheduleError": (InputError, ValueError), "LockedError": (InputError, RuntimeError),
+    "SlurmError": (InfrastructureError, RuntimeError),
+    "SlurmUnavailable": (InfrastructureError, RuntimeError),
+    "JobWaitTimeout": (InfrastructureError, RuntimeError),
 }
 
 
