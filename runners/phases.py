@@ -18,7 +18,10 @@ import math
 from typing import Any
 
 from cloudbench.study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first_line
+from cloudbench.study.record import RecordError
 from cloudbench.study.spec import PROJECT_ROOT
+
+__all__ = ["RecordError", "failed_cell", "fingerprint", "metrics", "phase_times", "record"]
 
 FINGERPRINT_TAG = "cloudbench-fingerprint"
 ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill.execute.ERROR_MARKER_TAG
@@ -34,10 +37,6 @@ def fingerprint_cell_source() -> str:
     return ("# cloudbench: the kernel's fingerprint (added by the toolkit; not timed)\n"
             f"_cb = {{}}\nexec(compile({body!r}, 'cloudbench-fingerprint', 'exec'), _cb)\n"
             f"_cb['print_fingerprint']({FINGERPRINT_MARK!r})\ndel _cb\n")
-
-
-class RecordError(ValueError):
-    """The executed notebook does not give a record (a metrics cell that is not a dict...)."""
 
 
 def _stamp(value: Any) -> dt.datetime | None:

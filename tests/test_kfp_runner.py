@@ -312,12 +312,14 @@ def test_missing_clients_fail_before_any_run(tmp_path: Path, quick_protocol: Pat
     missing: set[str] = {"kfp"}
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in missing else real(name, *a))
+    env = loaded.environments[0]
     with pytest.raises(SpecError, match=r"pip install -e '\.\[kfp\]'"):
-        make_runner(loaded, loaded.environments[0], store).check()
+        make_runner(loaded, env, store.runner_paths(env)).check()
     missing = {"google.cloud.aiplatform"}
+    env = loaded.environments[1]
     with pytest.raises(SpecError,
                        match=r"environments\[1\]\.host: .*pip install -e '\.\[vertex\]'"):
-        make_runner(loaded, loaded.environments[1], store).check()
+        make_runner(loaded, env, store.runner_paths(env)).check()
 
 
 # ------------------------------------------------------------------------------------------
@@ -546,7 +548,8 @@ def test_kubeflow_refusals_are_failed_runs_without_the_token(
     token = secrets.token_hex(16)
     spec = study(tmp_path, [KUBEFLOW], quick_protocol, name="kubeflow", retries=0)
     loaded = load_study(spec)
-    runner = make_runner(loaded, loaded.environments[0], ResultsStore(tmp_path / "r"))
+    env = loaded.environments[0]
+    runner = make_runner(loaded, env, ResultsStore(tmp_path / "r").runner_paths(env))
     with pytest.raises(SpecError, match=f"the variable {TOKEN_ENV} is not set"):
         runner.check()
 
