@@ -1,8 +1,8 @@
 """The Kubeflow Pipelines runner: each block's runs of an environment as one KFP v2 pipeline.
 
-An environment with `runner = "kfp"` runs its repetitions as pipeline tasks: on the first run
-of a block, the runner compiles the environment's still-pending runs of that block into one
-pipeline (one component task per run, chained in the planned order, caching off on every
+An environment with `runner = "kfp"` runs its repetitions as pipeline tasks: the scheduler
+hands the runner the environment's pending runs of a block, and the runner compiles them into
+one pipeline (one component task per run, chained in the planned order, caching off on every
 task so that identical repetitions are never served from a cache) and executes it on the
 environment's `host`:
 
@@ -20,9 +20,9 @@ the task's output artifact and is checked and merged as a session runner's resul
 that crashed, or did not run because an earlier one failed, is an infrastructure failure,
 which runners.attempts retries in a pipeline of its own.
 
-The engine takes a batch, so the runner overrides ``run_batch``: the scheduler hands it one
-environment's pending runs of a block, and it compiles exactly those into one pipeline,
-without reading the results store or the plan.
+The engine takes a batch, so the runner overrides ``run_batch`` (``execute``, one run alone,
+is a pipeline of one): it compiles exactly the tries it is given, without reading the results
+store or the plan.
 
 Why the stage is an artifact and not a parameter: a task's inputs reach its container as one
 command-line argument, and Linux refuses any single argument over 128 KiB; the toolkit alone
@@ -68,7 +68,7 @@ from cloudbench.runners.secrets import scrub
 from cloudbench.runners.session import SessionRunner, TransportError, read_result, tail
 from cloudbench.runners.staging import UNPACK_SOURCE, Stage
 from cloudbench.runners.vm import build_vm_stage
-from cloudbench.study.layout import RunnerPaths, default_results_dir
+from cloudbench.study.layout import RunnerPaths, RunPaths, default_results_dir
 from cloudbench.study.plan import RunJob, plan
 from cloudbench.study.record import RecordError, upgrade
 from cloudbench.study.registry import Option, OptionError
@@ -519,7 +519,7 @@ class KfpRunner(SessionRunner):
         started_at = utc_now()
         start = time.perf_counter()
         try:
-            outcomes = self._execute(batch)
+            outcomes = self._pipeline(batch)
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - every run's failed record
@@ -530,7 +530,11 @@ class KfpRunner(SessionRunner):
         for job, attempt in batch:
             yield self.result(job, attempt, outcomes[job.run_id], started_at, share)
 
-    def _execute(self, batch: Batch) -> dict[str, Outcome]:
+    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
+        """One run alone (``Runner.run``): a pipeline of one task."""
+        return self._pipeline([Try(job, attempt)])[job.run_id]
+
+    def _pipeline(self, batch: Batch) -> dict[str, Outcome]:
         """Compile and run the pipeline of the batch; each run's outcome."""
         label = _name(f"cb-{self.env.name}-b{self.block}-{uuid.uuid4().hex[:6]}", 60)
         folder = self.paths.work / "kfp" / label

@@ -697,6 +697,10 @@ def test_run_batch_compiles_one_pipeline_of_exactly_the_tries_it_is_given(
     assert (tmp_path / "r" / "notebooks" / f"{first.run_id}.ipynb").exists()
     assert not (tmp_path / "r" / "records").exists()  # the store is the scheduler's
 
+    alone = runner.run(first, 4)  # Runner.run: a pipeline of one
+    assert (alone.record["status"], alone.record["attempt"]) == ("ok", 4)
+    assert len([c for name, c in cloud.calls if name == "create_run"]) == 2
+
 
 def test_one_pipeline_per_block_in_a_study(tmp_path: Path, quick_protocol: Path, cloud: Cloud,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
