@@ -137,7 +137,9 @@ Amendments = Mapping[str, Mapping[str, Any]]
 
 def exception_outcome(exc: BaseException) -> Outcome:
     """Any exception of a runner's hook: an infrastructure failure with its message."""
-    return Outcome.failure(f"{type(exc).__name__}: {exc}".rstrip(": "), infrastructure=True)
+    message = str(exc)
+    name = type(exc).__name__
+    return Outcome.failure(f"{name}: {message}" if message else name, infrastructure=True)
 
 
 class Runner:

@@ -58,7 +58,7 @@ class ProtocolFields(TypedDict, total=False):
     train_s: float
     epoch_s: list[float]
     first_epoch_s: float
-    train_nowarm_s: float
+    train_nowarm_s: float | None  # None after a single epoch
     eval_s: float
     total_s: float
     test_loss: float
@@ -156,9 +156,10 @@ _NUMBERS = {name: (0.0, None) for name in ("wall_s", "import_s", "load_s", "buil
                                            "eval_s", "total_s", "peak_rss_mb", "peak_gpu_mb",
                                            "billed_s", "cost", "test_loss")}
 _NUMBERS.update({"test_accuracy": (0.0, 1.0)})
-#: The protocol's measurements: an ok run that has one has a number there, never null.
-_MEASURED = ("import_s", "load_s", "build_s", "train_s", "first_epoch_s", "train_nowarm_s",
-             "eval_s", "total_s", "test_loss", "test_accuracy")
+#: The protocol's measurements that an ok run, if it has them, has as numbers, never null
+#: (train_nowarm_s is null after a single epoch: there is no epoch after the first).
+_MEASURED = ("import_s", "load_s", "build_s", "train_s", "first_epoch_s", "eval_s",
+             "total_s", "test_loss", "test_accuracy")
 _IDENTITY = (("run_id", str), ("environment", str), ("dataset", str), ("block", int),
              ("repetition", int))
 

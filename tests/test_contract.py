@@ -327,3 +327,10 @@ def test_a_notebooks_hostile_record_is_a_failed_run_and_the_study_goes_on(
     assert not list((tmp_path / "out" / "attempts").glob("*.json"))  # not the machine's
     frame = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert len(frame) == len(HOSTILE) and "train_s" not in frame.dropna(axis=1, how="all")
+
+
+def test_what_the_real_protocol_writes_after_a_single_epoch_is_a_valid_record() -> None:
+    """No epoch after the first: train_nowarm_s is null, as the protocol notebook writes it."""
+    record = RunRecord({**GOOD, "epoch_s": [1.0], "first_epoch_s": 1.0,
+                        "train_nowarm_s": None})
+    assert record["train_nowarm_s"] is None
