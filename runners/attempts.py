@@ -1,48 +1,50 @@
 """One run, tried again after infrastructure errors: the loop the scheduler and a VM share.
 
-Every try is kept (attempts/), attempts are numbered across invocations so that a rerun
-never overwrites an old try, and the last try becomes the run's record.
+The scheduler's side of the contract (it owns the results store): every try is kept
+(attempts/), attempts are numbered across invocations so that a rerun never overwrites an
+old try, and the last try becomes the run's record. A retry goes through the runner's
+``run_batch`` as a batch of one, so an engine that takes batches runs it as it runs any.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
 
-from cloudbench.runners.base import Runner, utc_now
+from cloudbench.runners.base import Runner, RunResult, Try
 from cloudbench.study.plan import RunJob
+from cloudbench.study.record import RunRecord
 from cloudbench.study.store import ResultsStore
 
+OnRetry = Callable[[RunRecord], None]
 
-def bill(record: dict[str, Any], runner: Runner, seconds: float) -> None:
-    """The run's billed time, measured here around the runner's whole run (a session's
-    start and staging included, for the run that opened it), and its cost at the
-    environment's price."""
-    price = runner.env.price
-    record["finished_at"] = utc_now()
-    record["billed_s"] = round(seconds, 4)
-    record["cost"] = round(price.cost(seconds), 6) if price is not None else None
-    record["currency"] = price.currency if price is not None else None
+
+def first_attempt(store: ResultsStore, job: RunJob) -> int:
+    """The number of the next try of a run: after every try the store has kept."""
+    return store.last_attempt(job.run_id) + 1
+
+
+def settle(runner: Runner, job: RunJob, result: RunResult, attempt: int,
+           store: ResultsStore, retries: int, on_retry: OnRetry | None = None) -> RunRecord:
+    """Given the result of try `attempt`, retry while the failure is the infrastructure's
+    (up to `retries` times after the first try `attempt`), keep each failed try under
+    attempts/, and write the final record (runs.csv too). Returns it."""
+    last = attempt + retries
+    while result.infrastructure and attempt < last:
+        store.write_attempt(result.record)
+        if on_retry is not None:
+            on_retry(result.record)
+        attempt += 1
+        [result] = runner.run_batch([Try(job, attempt)])
+    store.write_record(result.record)
+    return result.record
 
 
 def run_with_retries(runner: Runner, job: RunJob, store: ResultsStore, retries: int,
-                     on_retry: Callable[[dict[str, Any]], None] | None = None
-                     ) -> dict[str, Any]:
+                     on_retry: OnRetry | None = None) -> RunRecord:
     """Run `job`, retrying up to `retries` times while the failure is infrastructure's.
 
     Writes the final record to the store (runs.csv too) and returns it.
     """
-    first = store.last_attempt(job.run_id) + 1
-    for attempt in range(first, first + retries + 1):
-        start = time.perf_counter()
-        record = runner.run(job, attempt)
-        bill(record, runner, time.perf_counter() - start)
-        retry = record.pop("infrastructure", False) and attempt < first + retries
-        if not retry:
-            break
-        store.write_attempt(record)
-        if on_retry is not None:
-            on_retry(record)
-    store.write_record(record)
-    return record
+    attempt = first_attempt(store, job)
+    [result] = runner.run_batch([Try(job, attempt)])
+    return settle(runner, job, result, attempt, store, retries, on_retry)

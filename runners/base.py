@@ -2,28 +2,40 @@
 
 A runner is one module with one class, registered by one entry point (see
 docs/runners.md). It declares the study-file keys it takes (``options``) and checks them
-(``validate``) before anything runs; it runs one job at a time and never raises for a run
-that went wrong: it returns a record whose status says what happened, so the scheduler can
-store it and go on. Infrastructure errors (a kernel that would not start, a lost
-connection, a refused quota) are flagged ``infrastructure`` so that
-:func:`runners.attempts.run_with_retries` tries again.
+(``validate``) before anything runs. Running is papermill's engine template: the base
+class's :meth:`Runner.run` is final; it builds the record, times and bills the try, and
+turns any exception into a failed record. A subclass implements one hook,
+:meth:`Runner.execute`, which returns a typed :class:`Outcome`. An engine that takes a
+batch (a pipeline, a cluster job) overrides :meth:`Runner.run_batch` instead, and builds
+its records with :meth:`Runner.result`.
+
+A runner never reads or writes the results store: the scheduler owns it and its lock. A
+runner gets :class:`study.layout.RunnerPaths` (where it may write), returns results, and
+at the end of a block may return amendments that the scheduler applies through the store.
+Infrastructure errors (a kernel that would not start, a lost connection, a refused quota)
+are flagged ``infrastructure`` so that :mod:`runners.attempts` tries again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Collection
+import json
+import shutil
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple, final
 
+from cloudbench.runners import phases
+from cloudbench.study.layout import RunnerPaths, RunPaths
 from cloudbench.study.notebook import Protocol
 from cloudbench.study.notebook import inspect as inspect_notebook
 from cloudbench.study.plan import RunJob
-from cloudbench.study.record import RECORD_FORMAT_VERSION
+from cloudbench.study.record import RECORD_FORMAT_VERSION, STATUSES, RecordError, RunRecord
 from cloudbench.study.registry import Option, load_runner
 from cloudbench.study.spec import Environment, Study
-from cloudbench.study.store import ResultsStore
 
 
 def utc_now() -> str:
@@ -56,15 +68,78 @@ def run_parameters(study: Study, env: Environment, job: RunJob, record_path: str
     return {**defaults, **study.parameters, **job.parameters, **env.parameters, **runner}
 
 
-def base_record(study: Study, env: Environment, job: RunJob, attempt: int) -> dict[str, Any]:
+def base_record(study: Study, env: Environment, job: RunJob, attempt: int,
+                started_at: str | None = None) -> dict[str, Any]:
+    """The runner's fields of a record (study.record.RunnerFields and the bookkeeping)."""
     return {"run_id": job.run_id, "study": study.name, "environment": env.name,
             "dataset": job.dataset, "block": job.block, "repetition": job.repetition,
             "seed": job.seed, "warmup": job.warmup, "attempt": attempt, "runner": env.runner,
-            "status": "failed", "error": None, "started_at": utc_now(), "wall_s": None,
-            "backend": env.backend, "configuration": job.configuration or None,
+            "status": "failed", "error": None, "started_at": started_at or utc_now(),
+            "wall_s": None, "backend": env.backend, "configuration": job.configuration or None,
             "machine": env.machine,
             **job.parameters,
             "format_version": RECORD_FORMAT_VERSION}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one try gave, as the runner's hook says it: typed, no control keys in a dict.
+
+    ``infrastructure``: the failure is the infrastructure's (no machine, a lost
+    connection), so the try is repeated. ``cell``: papermill's index of the failing cell,
+    which the base class turns into "cell 5 (phase:train, `...`)" from the executed
+    notebook. ``fields``: the protocol's measurements, the fingerprint and any extra record
+    fields; they never replace the runner's own fields (study.record.RunnerFields...).
+    ``wall_s``: the runner's wall time of the run; None: the base class's time of the hook.
+    """
+
+    status: str
+    error: str | None = None
+    infrastructure: bool = False
+    cell: int | None = None
+    wall_s: float | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"an outcome's status is one of {', '.join(STATUSES)}, "
+                             f"not {self.status!r}")
+
+    @classmethod
+    def failure(cls, error: str, *, infrastructure: bool = False, status: str = "failed",
+                wall_s: float | None = None) -> Outcome:
+        return cls(status=status, error=error, infrastructure=infrastructure, wall_s=wall_s)
+
+    def replace(self, **changes: Any) -> Outcome:
+        return dataclasses.replace(self, **changes)
+
+
+class Try(NamedTuple):
+    """One try of one run: the job and the attempt number it runs as (numbered by the
+    scheduler across invocations, so a rerun never overwrites an old try)."""
+
+    job: RunJob
+    attempt: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A try's record, and whether its failure was the infrastructure's (then it is
+    retried); what the scheduler stores."""
+
+    record: RunRecord
+    infrastructure: bool = False
+
+
+#: What close_block gives back: run id -> fields to add to its stored record.
+Amendments = Mapping[str, Mapping[str, Any]]
+
+
+def exception_outcome(exc: BaseException) -> Outcome:
+    """Any exception of a runner's hook: an infrastructure failure with its message."""
+    message = str(exc)
+    name = type(exc).__name__
+    return Outcome.failure(f"{name}: {message}" if message else name, infrastructure=True)
 
 
 class Runner:
@@ -76,6 +151,16 @@ class Runner:
     local_files: ClassVar[bool] = True
     #: True when the runs compute on this machine (then they share it: see default_machine).
     runs_here: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``run`` and ``result`` are the template: a runner that overrode them could lose a
+        record to an exception or bill differently, so a subclass that tries is refused."""
+        super().__init_subclass__(**kwargs)
+        for name in ("run", "result"):
+            if name in vars(cls):
+                raise TypeError(f"{cls.__name__}.{name} overrides the final Runner.{name}: "
+                                "implement execute (or run_batch, for an engine that takes "
+                                "a batch)")
 
     @classmethod
     def default_machine(cls, environment: Environment) -> str:
@@ -91,8 +176,13 @@ class Runner:
         that involve several keys or the values' form. Nothing here may need the network.
         """
 
-    def __init__(self, study: Study, environment: Environment, store: ResultsStore):
-        self.study, self.env, self.store = study, environment, store
+    def __init__(self, study: Study, environment: Environment, paths: RunnerPaths):
+        self.study, self.env, self.paths = study, environment, paths
+
+    @property
+    def key(self) -> str:
+        """The environment's place in the study file, as errors name it: environments[2]."""
+        return f"environments[{self.study.environments.index(self.env)}]"
 
     @cached_property
     def protocol(self) -> Protocol:
@@ -105,8 +195,11 @@ class Runner:
     def open_block(self, block: int) -> None:
         """Called before the first run of this environment in a block."""
 
-    def close_block(self) -> None:
-        """Called after the block, whatever happened in it."""
+    def close_block(self) -> Amendments:
+        """Called after the block, whatever happened in it. Returns fields to add to the
+        block's stored records (run id -> fields), which the scheduler applies through
+        the store: a figure known only at the block's end (Colab's compute units)."""
+        return {}
 
     def interrupt(self) -> None:
         """Stop the run in flight now (Ctrl-C while machines run concurrently): called from
@@ -116,14 +209,87 @@ class Runner:
     def timeout_s(self) -> float:
         return self.env.timeout_s or self.study.timeout_s
 
-    def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
-        """Execute one run and return its full record (never raise for a failed run)."""
+    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
+        """The hook: run one try and say what happened. ``paths.work`` is a fresh folder
+        (removed afterwards); the executed notebook goes to ``paths.notebook``, the run's
+        log to ``paths.log``. An exception is a failed try of the infrastructure."""
         raise NotImplementedError
 
-    def notebook_path(self, job: RunJob) -> Path:
-        return self.store.notebook_path(job.run_id)
+    @final
+    def run(self, job: RunJob, attempt: int) -> RunResult:
+        """One try, never raising for a run that went wrong (Ctrl-C and exit do raise): the
+        record with the hook's outcome, timed and billed around the hook."""
+        paths = self.paths.run(job.run_id, attempt)
+        started_at = utc_now()
+        start = time.perf_counter()
+        shutil.rmtree(paths.work, ignore_errors=True)
+        try:
+            paths.work.mkdir(parents=True)
+            outcome = self.execute(job, attempt, paths)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a record, whatever the runner raised
+            outcome = exception_outcome(exc)
+        finally:
+            shutil.rmtree(paths.work, ignore_errors=True)
+        return self.result(job, attempt, outcome, started_at, time.perf_counter() - start,
+                           paths)
 
+    def run_batch(self, tries: Iterable[Try]) -> Iterator[RunResult]:
+        """One result per try, in their order, each as soon as it is known. The tries are
+        one environment's runs of one block. By default one at a time, lazily (a
+        scheduler that interleaves environments pulls each result when its turn comes);
+        an engine that takes a batch overrides this and builds each result with
+        :meth:`result`."""
+        for one in tries:
+            yield self.run(one.job, one.attempt)
 
-def make_runner(study: Study, environment: Environment, store: ResultsStore) -> Runner:
+    @final
+    def result(self, job: RunJob, attempt: int, outcome: Outcome, started_at: str,
+               seconds: float, paths: RunPaths | None = None) -> RunResult:
+        """The record of a try: the runner's fields, the outcome's fields, the billed time.
+
+        A record that breaks the schema (a notebook's ``train_s: "fast"``) is a failed
+        run naming the field, with none of the outcome's fields: never a crash.
+        """
+        base = base_record(self.study, self.env, job, attempt, started_at)
+        error = outcome.error
+        if outcome.cell is not None and error is not None:
+            where = self._failed_cell(paths or self.paths.run(job.run_id, attempt),
+                                      outcome.cell)
+            error = f"{where}: {error}" if where else error
+        wall = outcome.wall_s if outcome.wall_s is not None else round(seconds, 4)
+        fields = {k: v for k, v in outcome.fields.items() if k not in base}
+        bill = self._bill(seconds)
+        try:
+            record = RunRecord({**base, **fields, "status": outcome.status, "error": error,
+                                "wall_s": wall, **bill})
+        except RecordError as exc:
+            return RunResult(RunRecord({**base, "error": f"the run's record is invalid: {exc}",
+                                        "wall_s": _number_or_none(wall), **bill}))
+        return RunResult(record, outcome.infrastructure and outcome.status != "ok")
+
+    def _bill(self, seconds: float) -> dict[str, Any]:
+        """The billed time, measured around the runner's whole try (a session's start and
+        staging included, for the try that opened it), and its cost at the price."""
+        price = self.env.price
+        return {"finished_at": utc_now(), "billed_s": round(seconds, 4),
+                "cost": round(price.cost(seconds), 6) if price is not None else None,
+                "currency": price.currency if price is not None else None}
+
+    @staticmethod
+    def _failed_cell(paths: RunPaths, cell: int) -> str:
+        try:
+            return phases.failed_cell(json.loads(paths.notebook.read_text(encoding="utf-8")),
+                                      cell)
+        except (OSError, ValueError):
+            return ""
+
+def make_runner(study: Study, environment: Environment, paths: RunnerPaths) -> Runner:
     """The registered runner of the environment (study.registry), ready for its first block."""
-    return load_runner(environment.runner)(study, environment, store)
+    return load_runner(environment.runner)(study, environment, paths)
+
+
+def _number_or_none(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) \
+        and 0 <= value < float("inf") else None

@@ -32,7 +32,7 @@ from cloudbench.runners.staging import (
 from cloudbench.study.imports import skip_slow_optional_imports
 from cloudbench.study.manifest import build_manifest, toolkit_version
 from cloudbench.study.plan import SEP, plan
-from cloudbench.study.record import STATUSES, record_problem
+from cloudbench.study.record import STATUSES, RecordError, RunRecord
 from cloudbench.study.spec import (
     MAX_REPETITIONS,
     PROJECT_ROOT,
@@ -298,8 +298,9 @@ def find_spec(manifest: dict[str, Any], spec: Path | None) -> Path:
 
 
 def validate(path: Path, manifest: dict[str, Any], files: dict[str, Member], study: Study,
-             store: ResultsStore) -> list[dict[str, Any]]:
-    """Every rule an archive must pass before a byte of it is merged; its records if it does."""
+             store: ResultsStore) -> list[RunRecord]:
+    """Every rule an archive must pass before a byte of it is merged; its records if it does
+    (each checked as any record is when it is built: study.record.RunRecord)."""
     def refuse(reason: str) -> ArchiveError:
         return ArchiveError(f"{path}: refused: {reason}")
 
@@ -358,11 +359,14 @@ def validate(path: Path, manifest: dict[str, Any], files: dict[str, Member], stu
             raise refuse(f"{name} has status {record.get('status')!r}")
     planned = {j.run_id: j for j in plan(study, _planned_repetitions(manifest, study))
                if j.environment == env.name}
-    for name, record in zip(sorted(n for n in files if n.startswith("records/")), records,
-                            strict=True):
-        problem = record_problem(record)
-        if problem:
-            raise refuse(f"{name}: {problem}")
+    checked: list[RunRecord] = []
+    for name, raw in zip(sorted(n for n in files if n.startswith("records/")), records,
+                         strict=True):
+        try:
+            record = RunRecord(raw)
+        except RecordError as exc:
+            raise refuse(f"{name}: {exc}") from exc
+        checked.append(record)
         job = planned.get(record["run_id"])
         if job is None:
             raise refuse(f"{name}: {record['run_id']!r} is not a planned run of environment "
@@ -381,7 +385,7 @@ def validate(path: Path, manifest: dict[str, Any], files: dict[str, Member], stu
         for key in ("notebook_sha256", "parameters"):
             if key in old and old[key] != manifest.get(key):
                 raise refuse(f"the runs already in {store.root} have another {key}")
-    return records
+    return checked
 
 
 def _planned_repetitions(manifest: dict[str, Any], study: Study) -> int:

@@ -17,24 +17,20 @@ tree, at its own deadline); `install` exits 0 even when pip failed (its output i
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from cloudbench.data.atomic import write_json_atomic
-from cloudbench.runners.base import base_record, utc_now
+from cloudbench.runners.base import Amendments, Outcome, utc_now
+from cloudbench.runners.processes import kill_tree
 from cloudbench.runners.session import SessionRunner, Transport, TransportError, tail
+from cloudbench.study.layout import RunPaths
 from cloudbench.study.plan import RunJob
 from cloudbench.study.registry import OptionError
 from cloudbench.study.spec import Environment, SpecError
@@ -122,20 +118,6 @@ def classify(text: str) -> str:
     if any(m in text for m in PERMANENT):
         return "permanent"
     return "transient" if any(m in text for m in TRANSIENT) else "failed"
-
-
-def kill_tree(proc: subprocess.Popen[str]) -> None:
-    """The client and everything it started (it was made a process-group leader)."""
-    try:
-        victims = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        victims = []
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for victim in victims:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            victim.kill()
-    proc.kill()
 
 
 class ColabError(TransportError):
@@ -280,7 +262,7 @@ class ColabTransport(Transport):
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            kill_tree(proc)
+            kill_tree(proc)  # the client and everything it started, its group included
             out, err = proc.communicate()
             self._log(args, out, err, f"killed after {timeout:g} s")
             self.failure = "transient"
@@ -344,10 +326,6 @@ class ColabRunner(SessionRunner):
             raise OptionError("tpu", f"{environment.tpu!r} is not a Colab TPU: one of "
                               f"{', '.join(TPUS)} (any case)")
 
-    @property
-    def key(self) -> str:
-        return f"environments[{self.study.environments.index(self.env)}]"
-
     def check(self) -> None:
         """The client is there, of a version we know, and authenticated."""
         if not shutil.which(ColabTransport.executable):
@@ -374,62 +352,52 @@ class ColabRunner(SessionRunner):
         raise SpecError(self.study.path, f"{self.key}.runner", message)
 
     def _transport(self, config: Path | None) -> ColabTransport:
-        log = self.store.logs_dir / f"{self.env.name}.colab.log" if config else None
+        log = self.paths.runner_log if config else None
         return ColabTransport(self.env, log, self.setup_timeout_s, self.margin_s, config)
 
     def make_transport(self) -> ColabTransport:
         """A transport with the study's own client state file, apart from other studies."""
-        self.store.logs_dir.mkdir(parents=True, exist_ok=True)
-        self._last = self._transport(self.store.root / "colab" / "sessions.json")
+        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        self._last = self._transport(self.paths.state / "sessions.json")
         if self._balance is None:
             self._balance = self._last.usage()
         return self._last
 
-    def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
+    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
         """A permanent refusal ends the environment; a transient one waits before the try."""
         if self.refused is not None:
-            return self._refused_record(job, attempt)
+            return Outcome.failure(f"not run: Colab refused environment {self.env.name} "
+                                   f"earlier in this study: {self.refused}", wall_s=0.0)
+        self._block_runs.append(job)  # its share of the block's compute units
         if self._failures:
             wait = min(self.backoff_s * 2 ** (self._failures - 1), 600.0)
             time.sleep(max(0.0, self._failed_at + wait - time.monotonic()))
         if self._last is not None:
             self._last.failure = None
-        record = super().run(job, attempt)
+        outcome = super().execute(job, attempt, paths)
         failure = self._last.failure if self._last is not None else None
-        if record.get("infrastructure") and failure == "permanent":
-            self.refused = str(record["error"])
-            record["infrastructure"] = False
-            record["error"] = (f"{record['error']} (not retried; the other runs of "
-                               f"{self.env.name} are not started)")
-        elif record.get("infrastructure"):
+        if outcome.infrastructure and failure == "permanent":
+            self.refused = str(outcome.error)
+            outcome = outcome.replace(
+                infrastructure=False, error=f"{outcome.error} (not retried; the other runs "
+                                            f"of {self.env.name} are not started)")
+        elif outcome.infrastructure:
             self._failures, self._failed_at = self._failures + 1, time.monotonic()
         else:
             self._failures = 0
-        self._block_runs.append(job)
-        return record
+        return outcome
 
-    def _refused_record(self, job: RunJob, attempt: int) -> dict[str, Any]:
-        return {**base_record(self.study, self.env, job, attempt), "wall_s": 0.0,
-                "error": f"not run: Colab refused environment {self.env.name} earlier in "
-                         f"this study: {self.refused}"}
-
-    def close_block(self) -> None:
-        """Stop the session; the compute units of the block, shared among its runs."""
+    def close_block(self) -> Amendments:
+        """Stop the session; the compute units of the block, shared among its tries, as
+        amendments to the runs' records (the scheduler writes them through the store)."""
         transport, self._last = self._last, None
         super().close_block()
         jobs, self._block_runs = self._block_runs, []
         before, self._balance = self._balance, None
         if transport is None or before is None or not jobs:
-            return
+            return {}
         after = transport.usage()
         if after is None:
-            return
+            return {}
         share = round(max(0.0, before - after) / len(jobs), 6)
-        for job in jobs:
-            path = self.store.record_path(job.run_id)
-            if path.is_file():
-                record = json.loads(path.read_text(encoding="utf-8"))
-                if record.get("block") == job.block and "compute_units" not in record:
-                    record["compute_units"] = share
-                    write_json_atomic(path, record)
-        self.store.write_csv()
+        return {job.run_id: {"compute_units": share} for job in jobs}

@@ -21,10 +21,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cloudbench.runners.base import run_parameters
+from cloudbench.runners.base import Outcome, run_parameters
 from cloudbench.runners.local import LocalRunner
 from cloudbench.runners.secrets import scrub, scrub_file
 from cloudbench.runners.staging import KERNEL_PACKAGES, build_stage, dataset_dir
+from cloudbench.study.layout import RunPaths
 from cloudbench.study.plan import RunJob
 from cloudbench.study.registry import Option, OptionError
 from cloudbench.study.spec import Environment, SpecError
@@ -64,10 +65,6 @@ class JupyterRunner(LocalRunner):
         self._run: dict[str, Any] = {}
 
     # -- configuration --------------------------------------------------------------------
-
-    @property
-    def key(self) -> str:
-        return f"environments[{self.study.environments.index(self.env)}]"
 
     @property
     def url(self) -> str:
@@ -130,7 +127,7 @@ class JupyterRunner(LocalRunner):
         if self._stage_zip is None:
             stage = build_stage(self.study, KERNEL_PACKAGES)
             self._stage_version = stage.version
-            self._stage_zip = stage.write_zip(self.store.work_dir / f"stage-{stage.version}.zip")
+            self._stage_zip = stage.write_zip(self.paths.work / f"stage-{stage.version}.zip")
 
     def parameters(self, job: RunJob, record_path: Path) -> dict[str, Any]:
         """Paths as the remote kernel sees them: relative to its working folder."""
@@ -155,22 +152,21 @@ class JupyterRunner(LocalRunner):
             "study": self.study.name, "env": self.env.env, **self._run})
         return env
 
-    def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
+    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
         self.stage()
-        kernel_id_file = self.store.work_dir / f"{job.run_id}.{attempt}.kernel"
-        kernel_id_file.unlink(missing_ok=True)
+        kernel_id_file = paths.work / "kernel-id"
         self._run = {"kernel_id_file": str(kernel_id_file)}
-        record: dict[str, Any] = {"status": "failed"}
+        outcome = Outcome("failed")
         try:
-            record = super().run(job, attempt)
+            outcome = super().execute(job, attempt, paths)
         finally:
             self._run = {}
             if kernel_id_file.exists():
                 kernel_id = kernel_id_file.read_text(encoding="utf-8").strip()
                 kernel_id_file.unlink()
-                if record["status"] != "ok":
+                if outcome.status != "ok":
                     self._stop_kernel(kernel_id)
-        return self._clean(record, job)
+        return self._clean(outcome, paths)
 
     def _stop_kernel(self, kernel_id: str) -> None:
         """A run killed at its timeout (or interrupted) leaves its remote kernel busy: stop it."""
@@ -179,14 +175,15 @@ class JupyterRunner(LocalRunner):
         except (urllib.error.URLError, OSError):
             pass  # already gone (404) or the server is down: nothing left to stop here
 
-    def _clean(self, record: dict[str, Any], job: RunJob) -> dict[str, Any]:
+    def _clean(self, outcome: Outcome, paths: RunPaths) -> Outcome:
         """Clear authentication errors; no trace of the token in the record, log or notebook."""
-        error = record.get("error") or ""
-        if record["status"] != "ok" and any(m in error for m in AUTH_MARKERS):
-            record["error"] = self._auth_message(error.split("\n")[0][:200])
-            record["infrastructure"] = False  # retrying with the same token cannot help
-        if record.get("error"):
-            record["error"] = scrub(record["error"], self.token)
-        for path in (self.store.log_path(job.run_id), self.notebook_path(job)):
+        error = outcome.error or ""
+        if outcome.status != "ok" and any(m in error for m in AUTH_MARKERS):
+            # Retrying with the same token cannot help.
+            outcome = outcome.replace(error=self._auth_message(error.split("\n")[0][:200]),
+                                      infrastructure=False)
+        if outcome.error:
+            outcome = outcome.replace(error=scrub(outcome.error, self.token))
+        for path in (paths.log, paths.notebook):
             scrub_file(path, self.token)
-        return record
+        return outcome

@@ -1,8 +1,8 @@
 """The Kubeflow Pipelines runner: each block's runs of an environment as one KFP v2 pipeline.
 
-An environment with `runner = "kfp"` runs its repetitions as pipeline tasks: on the first run
-of a block, the runner compiles the environment's still-pending runs of that block into one
-pipeline (one component task per run, chained in the planned order, caching off on every
+An environment with `runner = "kfp"` runs its repetitions as pipeline tasks: the scheduler
+hands the runner the environment's pending runs of a block, and the runner compiles them into
+one pipeline (one component task per run, chained in the planned order, caching off on every
 task so that identical repetitions are never served from a cache) and executes it on the
 environment's `host`:
 
@@ -19,6 +19,10 @@ the task's output artifact and is checked and merged as a session runner's resul
 (runners.session). A run that fails inside the notebook is a normal failed record; a task
 that crashed, or did not run because an earlier one failed, is an infrastructure failure,
 which runners.attempts retries in a pipeline of its own.
+
+The engine takes a batch, so the runner overrides ``run_batch`` (``execute``, one run alone,
+is a pipeline of one): it compiles exactly the tries it is given, without reading the results
+store or the plan.
 
 Why the stage is an artifact and not a parameter: a task's inputs reach its container as one
 command-line argument, and Linux refuses any single argument over 128 KiB; the toolkit alone
@@ -50,16 +54,25 @@ from typing import Any
 
 import psutil
 
-from cloudbench.runners.base import LOCAL_MACHINE, base_record, utc_now
+from cloudbench.runners.base import (
+    LOCAL_MACHINE,
+    Amendments,
+    Outcome,
+    RunResult,
+    Try,
+    exception_outcome,
+    utc_now,
+)
+from cloudbench.runners.processes import kill_tree
 from cloudbench.runners.secrets import scrub
-from cloudbench.runners.session import SessionRunner, TransportError, tail
+from cloudbench.runners.session import SessionRunner, TransportError, read_result, tail
 from cloudbench.runners.staging import UNPACK_SOURCE, Stage
 from cloudbench.runners.vm import build_vm_stage
-from cloudbench.study.plan import RunJob, block_jobs, plan, warmup_jobs
-from cloudbench.study.record import FINAL_STATUSES, RECORD_FORMAT_VERSION, STATUSES
+from cloudbench.study.layout import RunnerPaths, RunPaths, default_results_dir
+from cloudbench.study.plan import RunJob, plan
+from cloudbench.study.record import RecordError, upgrade
 from cloudbench.study.registry import Option, OptionError
 from cloudbench.study.spec import Environment, SpecError, Study
-from cloudbench.study.store import ResultsStore, default_results_dir
 
 if typing.TYPE_CHECKING:  # the component's annotations, which kfp reads at run time
     from kfp.dsl import Artifact, Input, Output
@@ -196,17 +209,17 @@ class Storage:
             client.download_file(bucket, key, str(path))
 
 
-@dataclass
-class Outcome:
-    """What came back for one run: its result zip, or why there is none."""
+@dataclass(frozen=True)
+class TaskResult:
+    """What came back from one task: its result zip, or why there is none."""
 
     result: Path | None
     error: str = ""
     status: str = "failed"
 
 
-#: One task of a pipeline: the run and the attempt number it runs as.
-Batch = list[tuple[RunJob, int]]
+#: The tasks of a pipeline: each run and the attempt number it runs as.
+Batch = list[Try]
 
 
 class KfpRunner(SessionRunner):
@@ -302,16 +315,10 @@ class KfpRunner(SessionRunner):
         super().__init__(*args, **kwargs)
         self.opts = self.env.options
         self.host: str = self.opts["host"]
-        self._results: dict[str, Outcome] = {}  # run id -> what its task gave, not yet run()
-        self._consumed: set[str] = set()  # the runs of this block already handed back
         self._stage_uri = ""
         self._folders: list[Path] = []  # this block's pipeline folders, removed at its end
         self._active: Any = None  # the pipeline in flight (interrupt)
         self._interrupted = False
-
-    @property
-    def key(self) -> str:
-        return f"environments[{self.study.environments.index(self.env)}]"
 
     @property
     def token(self) -> str | None:
@@ -342,7 +349,7 @@ class KfpRunner(SessionRunner):
     def scratch(self) -> str:
         """Where a task unpacks the stage and runs: under the results folder for host local
         (kfp.local's files included); a temporary folder of the container elsewhere."""
-        return str(self.store.work_dir / "kfp" / "scratch") if self.host == "local" else ""
+        return str(self.paths.work / "kfp" / "scratch") if self.host == "local" else ""
 
     def check(self) -> None:
         """Fail before the first run when a client or a credential is missing."""
@@ -475,15 +482,12 @@ class KfpRunner(SessionRunner):
 
     def open_block(self, block: int) -> None:
         self.block = block
-        self._results.clear()
-        self._consumed.clear()
 
-    def close_block(self) -> None:
-        self._results.clear()
-        self._consumed.clear()
+    def close_block(self) -> Amendments:
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
         self._folders.clear()
+        return {}
 
     def interrupt(self) -> None:
         """Stop the pipeline in flight (Ctrl-C while other machines run)."""
@@ -500,70 +504,74 @@ class KfpRunner(SessionRunner):
                 for proc in psutil.Process().children(recursive=True):
                     with contextlib.suppress(psutil.Error):
                         if str(active) in " ".join(proc.cmdline()):
-                            for victim in [*proc.children(recursive=True), proc]:
-                                with contextlib.suppress(psutil.Error):
-                                    victim.kill()
+                            kill_tree(proc)
 
-    def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
-        record = base_record(self.study, self.env, job, attempt)
+    def run_batch(self, tries: typing.Iterable[Try]) -> typing.Iterator[RunResult]:
+        """ONE pipeline of exactly the tries given (one environment's runs of a block,
+        or a retry), chained in their order; then each run's result, in that order.
+
+        The pipeline's time is billed in equal shares to its runs. Any exception of the
+        engine is every run's infrastructure failure; Ctrl-C stops the pipeline and raises.
+        """
+        batch = list(tries)
+        if not batch:
+            return
+        started_at = utc_now()
         start = time.perf_counter()
-        outcome = self._results.pop(job.run_id, None)
-        if outcome is None:  # the block's first run, or a retry: a pipeline of what is left
-            self._execute(self._batch(job, attempt))
-            outcome = self._results.pop(job.run_id, Outcome(None, "the pipeline gave no "
-                                                                  "outcome for this run"))
-        self._consumed.add(job.run_id)
         try:
-            if outcome.result is None:
-                raise TransportError(outcome.error, status=outcome.status)
-            merged = self._ingest(outcome.result, job, record)
-            merged["attempt"] = attempt
-            return merged
-        except TransportError as exc:
-            record.update(status=exc.status, error=scrub(str(exc), self.token),
-                          infrastructure=True, wall_s=round(time.perf_counter() - start, 4))
-            return record
+            outcomes = self._pipeline(batch)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every run's failed record
+            failed = exception_outcome(exc)
+            failed = failed.replace(error=scrub(failed.error or "", self.token))
+            outcomes = {one.job.run_id: failed for one in batch}
+        share = (time.perf_counter() - start) / len(batch)
+        for job, attempt in batch:
+            yield self.result(job, attempt, outcomes[job.run_id], started_at, share)
 
-    def _batch(self, job: RunJob, attempt: int) -> Batch:
-        """This run, then this environment's runs after it in the block that are not done,
-        not handed back yet and have no good result already."""
-        block = warmup_jobs(self.study) if job.block == 0 else block_jobs(self.study, job.block)
-        mine = [j for j in block if j.environment == self.env.name]
-        ids = [j.run_id for j in mine]
-        later = mine[ids.index(job.run_id) + 1:] if job.run_id in ids else []
-        done = self.store.statuses()
-        batch = [(job, attempt)]
-        for other in later:
-            kept = self._results.get(other.run_id)
-            if (done.get(other.run_id) in FINAL_STATUSES or other.run_id in self._consumed
-                    or (kept is not None and kept.result is not None)):
-                continue
-            batch.append((other, self.store.last_attempt(other.run_id) + 1))
-        return batch
+    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
+        """One run alone (``Runner.run``): a pipeline of one task."""
+        return self._pipeline([Try(job, attempt)])[job.run_id]
 
-    def _execute(self, batch: Batch) -> None:
-        """Compile and run the pipeline of the batch; keep each run's outcome."""
+    def _pipeline(self, batch: Batch) -> dict[str, Outcome]:
+        """Compile and run the pipeline of the batch; each run's outcome."""
         label = _name(f"cb-{self.env.name}-b{self.block}-{uuid.uuid4().hex[:6]}", 60)
-        folder = self.store.work_dir / "kfp" / label
+        folder = self.paths.work / "kfp" / label
         self._folders.append(folder)
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "results").mkdir(parents=True)
         host = {"local": self._run_local, "kubeflow": self._run_kubeflow,
                 "vertex": self._run_vertex}[self.host]
         try:
-            outcomes = host(batch, folder, label)
+            results = host(batch, folder, label)
         except TransportError as exc:
-            outcomes = {j.run_id: Outcome(None, str(exc), exc.status) for j, _ in batch}
+            results = {j.run_id: TaskResult(None, str(exc), exc.status) for j, _ in batch}
         except Exception as exc:  # the SDK or the service refused the pipeline
             message = scrub(f"the pipeline could not run: {type(exc).__name__}: {exc}",
                             self.token)
-            outcomes = {j.run_id: Outcome(None, message) for j, _ in batch}
+            results = {j.run_id: TaskResult(None, message) for j, _ in batch}
         finally:
             self._active = None
         if self._interrupted:
             self._interrupted = False
             raise KeyboardInterrupt
-        self._results.update(outcomes)
+        return {job.run_id: self._outcome(job, attempt, results.get(job.run_id))
+                for job, attempt in batch}
+
+    def _outcome(self, job: RunJob, attempt: int, task: TaskResult | None) -> Outcome:
+        """A task's result as the run's outcome (its notebook and log beside ours); a
+        task without one is the infrastructure's failure, as is a damaged result."""
+        try:
+            if task is None:
+                raise TransportError("the pipeline gave no outcome for this run")
+            if task.result is None:
+                raise TransportError(task.error, status=task.status)
+            return read_result(task.result, job, self.paths.run(job.run_id, attempt),
+                               self._check_record)
+        except TransportError as exc:
+            return Outcome.failure(scrub(str(exc), self.token), status=exc.status,
+                                   infrastructure=True)
 
     # -- the hosts ----------------------------------------------------------------------------
 
@@ -573,13 +581,13 @@ class KfpRunner(SessionRunner):
         return build_vm_stage(self.study)
 
     def _write_stage(self) -> Path:
-        return self.stage.write_zip(self.store.work_dir / f"cloudbench-{self.stage.version}.zip")
+        return self.stage.write_zip(self.paths.work / f"cloudbench-{self.stage.version}.zip")
 
     def _log(self, text: str) -> None:
-        with open(self.store.logs_dir / f"{self.env.name}.kfp.log", "a", encoding="utf-8") as fh:
+        with open(self.paths.runner_log, "a", encoding="utf-8") as fh:
             fh.write(f"[{utc_now()}] {scrub(text, self.token)}\n")
 
-    def _run_local(self, batch: Batch, folder: Path, label: str) -> dict[str, Outcome]:
+    def _run_local(self, batch: Batch, folder: Path, label: str) -> dict[str, TaskResult]:
         """kfp.local: each task a subprocess of this Python; its output in the kfp log."""
         from kfp import local
 
@@ -589,8 +597,7 @@ class KfpRunner(SessionRunner):
                    workspace_root=str(folder / "workspace"), raise_on_error=False)
         self._log(f"pipeline {label}: {', '.join(tasks.values())} (kfp.local)")
         self._active = folder
-        with (open(self.store.logs_dir / f"{self.env.name}.kfp.log", "a",
-                   encoding="utf-8") as fh,
+        with (open(self.paths.runner_log, "a", encoding="utf-8") as fh,
               contextlib.redirect_stdout(_ThisThread(fh, sys.stdout)),
               contextlib.redirect_stderr(_ThisThread(fh, sys.stderr)),
               warnings.catch_warnings()):
@@ -600,7 +607,7 @@ class KfpRunner(SessionRunner):
         found = self._read(sorted(outputs.glob(f"*/*/{RESULT}")), folder)
         return self._outcomes(batch, tasks, found, {})
 
-    def _run_kubeflow(self, batch: Batch, folder: Path, label: str) -> dict[str, Outcome]:
+    def _run_kubeflow(self, batch: Batch, folder: Path, label: str) -> dict[str, TaskResult]:
         """A run on the Kubeflow Pipelines endpoint; results from its pipeline root."""
         root, stage_uri = self._upload(label)
         package = folder / "pipeline.yaml"
@@ -635,7 +642,7 @@ class KfpRunner(SessionRunner):
                   + "; ".join(f"{k} {s}" for k, (s, _) in states.items()))
         return self._outcomes(batch, tasks, self._collect(root, folder), states)
 
-    def _run_vertex(self, batch: Batch, folder: Path, label: str) -> dict[str, Outcome]:
+    def _run_vertex(self, batch: Batch, folder: Path, label: str) -> dict[str, TaskResult]:
         """A Vertex AI PipelineJob (caching off); results from its pipeline root."""
         from google.cloud import aiplatform
 
@@ -718,17 +725,17 @@ class KfpRunner(SessionRunner):
         return found
 
     def _outcomes(self, batch: Batch, tasks: dict[str, str], found: dict[str, Path],
-                  states: dict[str, tuple[str, str]]) -> dict[str, Outcome]:
+                  states: dict[str, tuple[str, str]]) -> dict[str, TaskResult]:
         """Each run's result, or why it has none: its task crashed, failed or never ran."""
         by_run = {run_id: states.get(name) or states.get(run_id)
                   for name, run_id in tasks.items()}
-        outcomes: dict[str, Outcome] = {}
+        outcomes: dict[str, TaskResult] = {}
         failed: str | None = None
         for job, _ in batch:
             path = found.get(job.run_id)
             state, error = by_run.get(job.run_id) or ("", "")
             if path is not None and _has_record(path):
-                outcomes[job.run_id] = Outcome(path)
+                outcomes[job.run_id] = TaskResult(path)
                 continue
             if path is not None:  # the component's own traceback (kept by host local)
                 error = tail(json.loads(_member(path, "error.json"))["error"])
@@ -743,27 +750,20 @@ class KfpRunner(SessionRunner):
                            f"{error or 'no result came back; see logs/' + self.env.name}"
                            + ("" if error else ".kfp.log"))
                 failed = failed or job.run_id
-            outcomes[job.run_id] = Outcome(None, message)
+            outcomes[job.run_id] = TaskResult(None, message)
         return outcomes
 
-    def _ingest(self, result: Path, job: RunJob, base: dict[str, Any]) -> dict[str, Any]:
-        """The session runner's merge (run id, notebook, log), after the checks that
-        `study import` makes of a record made elsewhere: study, environment, format."""
-        try:
-            record = json.loads(_member(result, "record.json"))
-        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-            raise TransportError(f"the run's results came back damaged: {exc}") from exc
+    def _check_record(self, record: dict[str, Any]) -> None:
+        """The checks that `study import` makes of a record made elsewhere: study,
+        environment, a format this toolkit reads (the fields are checked with the record)."""
         if record.get("study") != self.study.name or record.get("environment") != self.env.name:
             raise TransportError(f"the task returned a run of study {record.get('study')!r}, "
                                  f"environment {record.get('environment')!r}, not of "
                                  f"{self.study.name!r}, {self.env.name!r}")
-        if record.get("format_version") != RECORD_FORMAT_VERSION:
-            raise TransportError(f"the task's record has format version "
-                                 f"{record.get('format_version')!r}; this toolkit reads "
-                                 f"{RECORD_FORMAT_VERSION}")
-        if record.get("status") not in STATUSES:
-            raise TransportError(f"the task's record has status {record.get('status')!r}")
-        return super()._ingest(result, job, base)
+        try:
+            upgrade(record)
+        except RecordError as exc:
+            raise TransportError(f"the task's record: {exc}") from exc
 
 
 class _ThisThread:
@@ -806,7 +806,8 @@ def export_kfp(study: Study, env_name: str, output: Path,
     if importlib.util.find_spec("kfp") is None:
         raise SpecError(study.path, "", f"`study export kfp` needs the Kubeflow Pipelines "
                         f"SDK: {INSTALL['kfp']}")
-    runner = KfpRunner(study, env, ResultsStore(default_results_dir(study.name)))
-    batch = [(job, 1) for job in plan(study, repetitions) if job.environment == env.name]
+    paths = RunnerPaths.under(default_results_dir(study.name), env.name, env.runner)
+    runner = KfpRunner(study, env, paths)
+    batch = [Try(job, 1) for job in plan(study, repetitions) if job.environment == env.name]
     runner.compile(batch, output)
     return output

@@ -7,8 +7,8 @@ whole run's timeout, kill the kernel's process tree and sample its memory while 
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,9 +20,11 @@ import psutil
 
 from cloudbench.data.atomic import write_text_atomic
 from cloudbench.runners import phases
-from cloudbench.runners.base import Runner, base_record, run_parameters
+from cloudbench.runners.base import Outcome, Runner, run_parameters
 from cloudbench.runners.processes import TreeMemory, kill_tree
+from cloudbench.study.layout import RunPaths
 from cloudbench.study.plan import RunJob
+from cloudbench.study.record import RecordError, parse_object
 from cloudbench.study.registry import Option, OptionError
 from cloudbench.study.spec import IMPORT_ROOT, Environment
 
@@ -31,13 +33,6 @@ SAMPLE_INTERVAL_S = 0.1
 OOM_NAMES = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
 #: ... and by message: JAX/XLA raise XlaRuntimeError "RESOURCE_EXHAUSTED: Out of memory".
 OOM_MESSAGES = ("RESOURCE_EXHAUSTED", "out of memory", "CUDA out of memory")
-
-
-def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        kill_tree(psutil.Process(proc.pid))
-    except psutil.NoSuchProcess:
-        pass
 
 
 def _oom_kills() -> int | None:
@@ -77,7 +72,7 @@ class LocalRunner(Runner):
         if proc is not None or here is not None:
             self._interrupted = True
         if proc is not None:
-            _kill_tree(proc)
+            kill_tree(proc)
         if here is not None:
             here.kill(grace_s=0)
 
@@ -113,73 +108,65 @@ class LocalRunner(Runner):
         write_text_atomic(copy, json.dumps(nb))
         return copy
 
-    def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
-        record = base_record(self.study, self.env, job, attempt)
-        work = self.store.work_dir / f"{job.run_id}.{attempt}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
+        work = paths.work
         protocol_record = work / "record.json"
-        spec = {"input": str(self.input_notebook(work)), "output": str(work / "executed.ipynb"),
+        executed = work / "executed.ipynb"
+        spec = {"input": str(self.input_notebook(work)), "output": str(executed),
                 "parameters": self.parameters(job, protocol_record),
                 "kernel": self.env.kernel or self.study.kernel, "cwd": str(work),
                 "report": str(work / "report.json"),
                 "kernel_manager_class": self.kernel_manager_class}
         write_text_atomic(work / "job.json", json.dumps(spec))
-        outcome, sampled_mb = self._execute(work, record)
-        record.update(outcome)
-        measured = {}
-        executed = work / "executed.ipynb"
-        if record["status"] == "ok":
+        outcome, sampled_mb = self._execute(work, paths)
+        measured: dict[str, Any] = {}
+        if outcome.status == "ok":
             try:
                 measured = self._measured(protocol_record, executed)
-            except phases.RecordError as exc:
-                record.update(status="failed", error=str(exc))
-            record.update({k: v for k, v in measured.items() if k not in record})
-        elif record.get("cell") is not None and executed.exists():
-            where = phases.failed_cell(json.loads(executed.read_text(encoding="utf-8")),
-                                       record["cell"])
-            record["error"] = f"{where}: {record['error']}" if where else record["error"]
-        record.pop("cell", None)
+            except RecordError as exc:
+                outcome = outcome.replace(status="failed", error=str(exc))
         # The kernel's own peak misses its children; the sampler misses short spikes.
         # Kept for failed runs too: that is where an out-of-memory run shows itself.
-        peak = max(sampled_mb, measured.get("peak_rss_mb") or 0.0)
-        record["peak_rss_mb"] = round(peak, 1) if peak else None
+        own = measured.get("peak_rss_mb")
+        own = own if isinstance(own, int | float) and math.isfinite(own) else 0.0
+        peak = max(sampled_mb, own)
         if executed.exists() and executed.stat().st_size > 0:  # a full disk writes 0 bytes
-            os.replace(executed, self.notebook_path(job))
-        shutil.rmtree(work, ignore_errors=True)
-        return record
+            os.replace(executed, paths.notebook)
+        return outcome.replace(fields={**measured,
+                                       "peak_rss_mb": round(peak, 1) if peak else None})
 
     def _measured(self, protocol_record: Path, executed: Path) -> dict[str, Any]:
         """The protocol's measurements: the record the notebook wrote (the built-in way),
-        else the phases, metrics and fingerprint read from the executed notebook."""
+        else the phases, metrics and fingerprint read from the executed notebook. What is
+        not even an object of fields raises RecordError here; the fields themselves are
+        checked with the whole record (study.record.RunRecord), as an imported one is."""
         if self.protocol.writes_record:
             if not protocol_record.exists():
-                raise phases.RecordError("the notebook finished without writing its record "
-                                         f"to {protocol_record}")
-            return json.loads(protocol_record.read_text(encoding="utf-8"))
+                raise RecordError("the notebook finished without writing its record "
+                                  f"to {protocol_record}")
+            return parse_object(protocol_record.read_bytes(), "the protocol's record")
         return phases.record(json.loads(executed.read_text(encoding="utf-8")))
 
-    def _execute(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    def _execute(self, work: Path, paths: RunPaths) -> tuple[Outcome, float]:
         """Execute the notebook, sample the kernel's memory, enforce the timeout and the
-        memory ceiling. Returns the record's status fields and the sampled peak (MB).
+        memory ceiling. Returns the outcome and the sampled peak (MB).
 
         A local kernel runs from this process (runners.inprocess: papermill imported once
         per study); a kernel on a server goes through a child process (runners.execute),
         whose gateway settings are its own environment's.
         """
         if self.kernel_manager_class is None:
-            return self._execute_here(work, record)
-        return self._execute_child(work, record)
+            return self._execute_here(work, paths)
+        return self._execute_child(work, paths)
 
-    def _execute_here(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    def _execute_here(self, work: Path, paths: RunPaths) -> tuple[Outcome, float]:
         from cloudbench.runners import inprocess
 
         inprocess.prepare()
         job = json.loads((work / "job.json").read_text(encoding="utf-8"))
         oom_before = _oom_kills()
         start = time.perf_counter()
-        run = inprocess.InProcessRun(job, self.kernel_env(), work,
-                                     self.store.log_path(record["run_id"]))
+        run = inprocess.InProcessRun(job, self.kernel_env(), work, paths.log)
         self._inprocess = run
         try:
             peak, stop = self._watch(lambda: run.alive(SAMPLE_INTERVAL_S),
@@ -197,7 +184,7 @@ class LocalRunner(Runner):
             raise KeyboardInterrupt
         if stop == "limit":
             return self._over_limit(wall, peak), peak
-        return self._outcome(run.report(), record, None, stop == "timeout", oom_before,
+        return self._outcome(run.report(), paths, None, stop == "timeout", oom_before,
                              wall), peak
 
     def _watch(self, running: Callable[[], bool], memory_mb: Callable[[], float],
@@ -214,14 +201,14 @@ class LocalRunner(Runner):
                 return peak, "limit"
         return peak, None
 
-    def _over_limit(self, wall_s: float, peak: float) -> dict[str, Any]:
-        return {"wall_s": wall_s, "status": "oom",
-                "error": f"out of memory: the kernel reached {peak:.0f} MB, over the "
-                         f"environment's memory_limit_mb of {self.memory_limit_mb:g}"}
+    def _over_limit(self, wall_s: float, peak: float) -> Outcome:
+        return Outcome("oom", f"out of memory: the kernel reached {peak:.0f} MB, over the "
+                              f"environment's memory_limit_mb of {self.memory_limit_mb:g}",
+                       wall_s=wall_s)
 
-    def _execute_child(self, work: Path, record: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    def _execute_child(self, work: Path, paths: RunPaths) -> tuple[Outcome, float]:
         """Run papermill in a child process; sample the kernel's memory there."""
-        log = open(self.store.log_path(record["run_id"]), "ab")  # noqa: SIM115
+        log = open(paths.log, "ab")  # noqa: SIM115
         oom_before = _oom_kills()
         start = time.perf_counter()
         # The child arranges its own death with ours (runners.execute); no preexec_fn,
@@ -243,9 +230,9 @@ class LocalRunner(Runner):
             peak, stop = self._watch(running, TreeMemory(lambda: parent, include_root=False),
                                      start)
             if stop:
-                _kill_tree(proc)
+                kill_tree(proc)
         except BaseException:
-            _kill_tree(proc)  # Ctrl-C or a kill of the study: leave no orphan kernel behind
+            kill_tree(proc)  # Ctrl-C or a kill of the study: leave no orphan kernel behind
             raise
         finally:
             proc.wait()
@@ -260,25 +247,23 @@ class LocalRunner(Runner):
         report_path = work / "report.json"
         report = (json.loads(report_path.read_text(encoding="utf-8"))
                   if report_path.exists() else None)
-        return self._outcome(report, record, proc.returncode, stop == "timeout", oom_before,
+        return self._outcome(report, paths, proc.returncode, stop == "timeout", oom_before,
                              wall), peak
 
-    def _outcome(self, report: dict[str, Any] | None, record: dict[str, Any],
+    def _outcome(self, report: dict[str, Any] | None, paths: RunPaths,
                  returncode: int | None, timed_out: bool, oom_before: int | None,
-                 wall_s: float) -> dict[str, Any]:
+                 wall_s: float) -> Outcome:
         """Classify the run: ok, failed (infrastructure or not), timeout or oom."""
-        fields: dict[str, Any] = {"wall_s": wall_s}
         if timed_out:
-            return fields | {"status": "timeout",
-                             "error": f"the run exceeded its timeout of {self.timeout_s:g} s"}
+            return Outcome("timeout", f"the run exceeded its timeout of {self.timeout_s:g} s",
+                           wall_s=wall_s)
         if report is None:
-            log_path = self.store.log_path(record["run_id"])
             how = (f"the papermill process exited with code {returncode}"
                    if returncode is not None else "papermill did not come back")
-            return fields | {"status": "failed", "infrastructure": True,
-                             "error": f"{how} without a report; see {log_path}"}
+            return Outcome("failed", f"{how} without a report; see {paths.log}",
+                           infrastructure=True, wall_s=wall_s)
         if report["ok"]:
-            return fields | {"status": "ok", "error": None}
+            return Outcome("ok", wall_s=wall_s)
         error = f"{report.get('ename')}: {report.get('evalue')}".strip()
         oom_after = _oom_kills()
         evalue = str(report.get("evalue") or "")
@@ -286,10 +271,10 @@ class LocalRunner(Runner):
             report["kind"] == "dead_kernel" and oom_before is not None
             and oom_after is not None and oom_after > oom_before)
         if oom:
-            return fields | {"status": "oom", "error": f"out of memory: {error}"}
+            return Outcome("oom", f"out of memory: {error}", wall_s=wall_s)
         if report["kind"] == "timeout":
-            return fields | {"status": "timeout", "error": error}
+            return Outcome("timeout", error, wall_s=wall_s)
         if report["kind"] == "dead_kernel":
             error = f"the kernel died: {error}"
-        return fields | {"status": "failed", "error": error, "cell": report.get("cell_index"),
-                         "infrastructure": report["kind"] == "infrastructure"}
+        return Outcome("failed", error, cell=report.get("cell_index"), wall_s=wall_s,
+                       infrastructure=report["kind"] == "infrastructure")

@@ -17,10 +17,16 @@ import json
 import math
 from typing import Any
 
-from cloudbench.errors import InputError
 from cloudbench.study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first_line
-from cloudbench.study.record import BOOKKEEPING_FIELDS, FINGERPRINT_FIELDS, RUNNER_FIELDS
+from cloudbench.study.record import (
+    BOOKKEEPING_FIELDS,
+    FINGERPRINT_FIELDS,
+    RUNNER_FIELDS,
+    RecordError,
+)
 from cloudbench.study.spec import PROJECT_ROOT
+
+__all__ = ["RecordError", "failed_cell", "fingerprint", "metrics", "phase_times", "record"]
 
 FINGERPRINT_TAG = "cloudbench-fingerprint"
 ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill.execute.ERROR_MARKER_TAG
@@ -49,10 +55,6 @@ def fingerprint_cell_source(metric_names: tuple[str, ...] = ()) -> str:
     return ("# cloudbench: the kernel's fingerprint (added by the toolkit; not timed)\n"
             f"_cb = {{}}\nexec(compile({body!r}, 'cloudbench-fingerprint', 'exec'), _cb)\n"
             f"_cb['print_fingerprint']({FINGERPRINT_MARK!r})\ndel _cb\n{values}")
-
-
-class RecordError(InputError, ValueError):
-    """The executed notebook does not give a record (a metrics cell that is not a dict...)."""
 
 
 def _stamp(value: Any) -> dt.datetime | None:

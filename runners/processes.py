@@ -1,13 +1,19 @@
 """A kernel's process tree: its memory, sampled while it runs, and its end when it must stop.
 
 Shared by the two ways a local runner executes a notebook (runners.local's child process,
-runners.inprocess's kernel started from the study's process).
+runners.inprocess's kernel started from the study's process), and the one way any runner
+ends a process it started (the Colab client, a kfp.local task): :func:`kill_tree`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psutil
 
@@ -60,17 +66,32 @@ class TreeMemory:
         return total / 2**20
 
 
-def kill_tree(root: psutil.Process | None) -> None:
-    """SIGKILL `root` and every descendant, and wait for them (10 s at most)."""
+def kill_tree(root: psutil.Process | subprocess.Popen[Any] | None) -> None:
+    """SIGKILL `root` and every descendant, and wait for them (10 s at most).
+
+    A root that leads its own process group (started with ``start_new_session``) takes its
+    group with it too: a grandchild whose parent died already is no longer a descendant,
+    but it is still in the group.
+    """
     if root is None:
         return
+    popen = root if isinstance(root, subprocess.Popen) else None
     try:
-        victims = root.children(recursive=True) + [root]
+        process = psutil.Process(root.pid) if popen is not None else root
+        assert isinstance(process, psutil.Process)
+        victims = process.children(recursive=True) + [process]
     except psutil.NoSuchProcess:
-        return
+        victims = []
+    pid = root.pid
+    with contextlib.suppress(OSError):
+        if pid != os.getpid() and os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
     for victim in victims:
         try:
             victim.kill()
         except psutil.NoSuchProcess:
             pass
+    if popen is not None:
+        with contextlib.suppress(OSError):
+            popen.kill()
     psutil.wait_procs(victims, timeout=10)

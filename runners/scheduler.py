@@ -6,6 +6,14 @@ one thread each, so a study of a PC, a Colab VM and a lab server takes about as 
 slowest machine rather than the sum. Threads only wait here: the runs compute in child
 processes or on the other machines.
 
+The scheduler owns the results store and its lock; runners never see it. It hands each
+runner one environment's pending runs of a block at once (``Runner.run_batch``) and pulls
+the results in the plan's order: a runner that runs one at a time runs each when its turn
+comes, exactly as a loop over the plan would; an engine that takes a batch (a pipeline)
+runs the whole batch at its first turn. The scheduler writes every record, retries the
+infrastructure's failures (runners.attempts) and applies what a runner amends at the end of
+a block (Colab's compute units).
+
 Resuming is by construction: a run is done when its record says ok (or oom: running out of
 memory is the configuration's result, not an accident to retry), so running the same study
 again runs only what is missing (or failed) and never duplicates a run.
@@ -15,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +39,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from cloudbench.runners.attempts import run_with_retries
-from cloudbench.runners.base import Runner, make_runner
+from cloudbench.runners.attempts import first_attempt, settle
+from cloudbench.runners.base import Runner, RunResult, Try, make_runner
 from cloudbench.study.manifest import check_manifest
 from cloudbench.study.plan import RunJob, block_jobs, plan
-from cloudbench.study.record import FINAL_STATUSES
+from cloudbench.study.record import FINAL_STATUSES, RunRecord
 from cloudbench.study.spec import Study
 from cloudbench.study.store import ResultsStore, default_results_dir
 
@@ -47,12 +55,12 @@ StopRule = Callable[[ResultsStore, int], dict[str, Any] | None]
 @dataclass
 class StudyResult:
     store: ResultsStore
-    executed: list[dict[str, Any]] = field(default_factory=list)
+    executed: list[RunRecord] = field(default_factory=list)
     skipped: int = 0
     stopping: dict[str, Any] | None = None
 
     @property
-    def failed(self) -> list[dict[str, Any]]:
+    def failed(self) -> list[RunRecord]:
         return [r for r in self.executed if r["status"] != "ok"]
 
 
@@ -65,7 +73,7 @@ def _progress(console: Console) -> Progress:
                     refresh_per_second=1)
 
 
-def _describe(record: dict[str, Any]) -> str:
+def _describe(record: RunRecord) -> str:
     if record["status"] == "oom":
         return (f"[yellow]oom[/] {record['run_id']}: {escape(str(record.get('error')))} "
                 "(a result: the configuration does not fit)")
@@ -81,8 +89,8 @@ class Executor:
 
     def __init__(self, study: Study, store: ResultsStore, console: Console):
         self.study, self.store, self.console = study, store, console
-        self.runners: dict[str, Runner] = {e.name: make_runner(study, e, store)
-                                           for e in study.environments}
+        self.runners: dict[str, Runner] = {
+            e.name: make_runner(study, e, store.runner_paths(e)) for e in study.environments}
         self.machine_of = {e.name: e.machine for e in study.environments}
         self.stopping = threading.Event()  # set on Ctrl-C: every machine stops
 
@@ -90,46 +98,73 @@ class Executor:
         for runner in self.runners.values():
             runner.check()
 
-    def run_one(self, runner: Runner, job: RunJob) -> dict[str, Any]:
-        return run_with_retries(runner, job, self.store, self.study.retries, self._retrying)
-
-    def _retrying(self, record: dict[str, Any]) -> None:
+    def _retrying(self, record: RunRecord) -> None:
         self.console.print(f"[yellow]retrying[/] {record['run_id']} after: "
                            f"{escape(str(record['error']))}")
 
-    def run(self, jobs: Iterable[RunJob], progress: Progress, task: Any) -> list[dict[str, Any]]:
-        done: list[dict[str, Any]] = []
+    def run(self, jobs: Iterable[RunJob], progress: Progress, task: Any) -> list[RunRecord]:
+        """One machine's jobs in the plan's order. Each environment's jobs of a block go to
+        its runner as one batch, at the first of them; their results are taken one by one
+        as their turns come, so a runner of one run at a time keeps the plan's order."""
+        jobs = list(jobs)
+        batches: dict[tuple[int, str], list[RunJob]] = {}
+        for job in jobs:
+            batches.setdefault((job.block, job.environment), []).append(job)
+        done: list[RunRecord] = []
         opened: list[Runner] = []
+        streams: dict[str, tuple[Iterator[RunResult], dict[str, int]]] = {}
         current_block: int | None = None
+        many = len(set(self.machine_of.values())) > 1
         try:
             for job in jobs:
                 if self.stopping.is_set():
                     break
                 if job.block != current_block:
-                    self._close(opened)
+                    self._close(opened, streams)
                     current_block = job.block
                 runner = self.runners[job.environment]
                 if runner not in opened:
                     runner.open_block(job.block)
                     opened.append(runner)
-                progress.update(task, description=job.run_id if len(
-                    set(self.machine_of.values())) == 1 else f"{self.machine_of[job.environment]}: "
-                    f"{job.run_id}")
-                record = self.run_one(runner, job)
+                progress.update(task, description=f"{self.machine_of[job.environment]}: "
+                                f"{job.run_id}" if many else job.run_id)
+                if job.environment not in streams:
+                    batch = [Try(j, first_attempt(self.store, j))
+                             for j in batches[(job.block, job.environment)]]
+                    streams[job.environment] = (iter(runner.run_batch(batch)),
+                                                {t.job.run_id: t.attempt for t in batch})
+                stream, attempts = streams[job.environment]
+                result = next(stream, None)
+                if result is None or result.record["run_id"] != job.run_id:
+                    got = "no result" if result is None else result.record["run_id"]
+                    raise RuntimeError(f"the runner of {job.environment!r} gave {got} for "
+                                       f"{job.run_id}: run_batch yields one result per try, "
+                                       "in their order")
+                record = settle(runner, job, result, attempts[job.run_id], self.store,
+                                self.study.retries, self._retrying)
                 progress.console.print(_describe(record))
                 progress.advance(task)
                 done.append(record)
         finally:
-            self._close(opened)
+            self._close(opened, streams)
         return done
 
-    @staticmethod
-    def _close(opened: list[Runner]) -> None:
+    def _close(self, opened: list[Runner],
+               streams: dict[str, tuple[Iterator[RunResult], dict[str, int]]]) -> None:
+        """End the block: its batches (a batch left unfinished by a stop is closed), then
+        each runner's block, whose amendments go into the store under its lock."""
+        while streams:
+            _, (stream, _) = streams.popitem()
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
         while opened:
-            opened.pop().close_block()
+            amendments = opened.pop().close_block()
+            if amendments:
+                self.store.amend(amendments)
 
     def run_machines(self, jobs: list[RunJob], progress: Progress,
-                     tasks: dict[str, Any]) -> list[dict[str, Any]]:
+                     tasks: dict[str, Any]) -> list[RunRecord]:
         """Each machine's jobs in plan order, the machines concurrently (one thread each).
 
         One machine: in this thread, exactly as a sequential study. Ctrl-C stops every
@@ -142,7 +177,7 @@ class Executor:
         if len(by_machine) <= 1:
             [(machine, mine)] = by_machine.items() or [("", [])]
             return self.run(mine, progress, tasks.get(machine, next(iter(tasks.values()))))
-        done: dict[str, list[dict[str, Any]]] = {}
+        done: dict[str, list[RunRecord]] = {}
         errors: list[BaseException] = []
 
         def work(machine: str, mine: list[RunJob]) -> None:

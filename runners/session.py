@@ -17,19 +17,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from cloudbench.data.atomic import write_bytes_atomic
 from cloudbench.errors import InfrastructureError
-from cloudbench.runners.base import Runner, base_record
+from cloudbench.runners.base import Amendments, Outcome, Runner
 from cloudbench.runners.staging import UNPACK_SOURCE
-from cloudbench.runners.vm import build_vm_stage
+from cloudbench.runners.vm import OUTCOME_MEMBER, build_vm_stage
+from cloudbench.study.layout import RunPaths
 from cloudbench.study.plan import RunJob
+from cloudbench.study.record import STATUSES, RecordError, parse_object
 
 RESULT_TAG = "CLOUDBENCH-RESULT "
 
@@ -108,26 +110,20 @@ class SessionRunner(Runner):
     def open_block(self, block: int) -> None:
         self.block = block  # the session itself starts with the block's first run
 
-    def close_block(self) -> None:
+    def close_block(self) -> Amendments:
         self._stop()
+        return {}
 
-    def run(self, job: RunJob, attempt: int) -> dict[str, Any]:
-        record = base_record(self.study, self.env, job, attempt)
+    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
         start = time.perf_counter()
-        work = self.store.work_dir / f"{job.run_id}.{attempt}.session"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
         try:
             if self.transport is None:
                 self._start()
-            record = self._ingest(self._execute(job, attempt, work), job, record)
+            return read_result(self._execute(job, attempt, paths.work), job, paths)
         except TransportError as exc:
-            record.update(status=exc.status, error=str(exc), infrastructure=True,
-                          wall_s=round(time.perf_counter() - start, 4))
             self._stop()  # a session that failed once is not trusted with the next run
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        return record
+            return Outcome.failure(str(exc), status=exc.status, infrastructure=True,
+                                   wall_s=round(time.perf_counter() - start, 4))
 
     def _start(self) -> None:
         """A new session, staged and ready for papermill."""
@@ -135,7 +131,7 @@ class SessionRunner(Runner):
             stage = build_vm_stage(self.study)
             self._stage_version = stage.version
             self._stage_zip = stage.write_zip(
-                self.store.work_dir / f"cloudbench-{stage.version}.zip")
+                self.paths.work / f"cloudbench-{stage.version}.zip")
         label = f"cb-{re.sub(r'[^A-Za-z0-9-]', '-', self.env.name)}-b{self.block}-" \
                 f"{uuid.uuid4().hex[:6]}"
         self.transport = self.make_transport()  # set first: a start that timed out may
@@ -162,26 +158,44 @@ class SessionRunner(Runner):
             raise TransportError("the transport reported a download but wrote no file")
         return local
 
-    def _ingest(self, result: Path, job: RunJob, base: dict[str, Any]) -> dict[str, Any]:
-        """The machine's record (its fingerprint included); its notebook and log beside ours."""
-        try:
-            with zipfile.ZipFile(result) as zf:
-                record = json.loads(zf.read("record.json"))
-                names = set(zf.namelist())
-                notebook = zf.read("notebook.ipynb") if "notebook.ipynb" in names else None
-                log = zf.read("run.log") if "run.log" in names else b""
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-            raise TransportError(f"the run's results came back damaged: {exc}") from exc
-        if record.get("run_id") != job.run_id:
-            raise TransportError(f"the machine returned the record of "
-                                 f"{record.get('run_id')!r}, not of {job.run_id!r}")
-        if notebook is not None:
-            write_bytes_atomic(self.notebook_path(job), notebook)
-        with open(self.store.log_path(job.run_id), "ab") as fh:
-            fh.write(log)
-        return {**base, **record, "runner": self.env.runner}
-
     def _stop(self) -> None:
         transport, self.transport = self.transport, None
         if transport is not None:
             transport.stop()
+
+
+def read_result(result: Path, job: RunJob, paths: RunPaths,
+                check: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
+    """A remote machine's result (runners.vm.run_job's zip) as the try's outcome: its
+    record's status, error, wall time and fields (the VM's fingerprint included); its
+    notebook and log beside ours. A damaged result, or the record of another run, is the
+    infrastructure's failure (TransportError); `check` may refuse more."""
+    try:
+        with zipfile.ZipFile(result) as zf:
+            names = set(zf.namelist())
+            record = parse_object(zf.read("record.json"), "the machine's record")
+            flags = (parse_object(zf.read(OUTCOME_MEMBER), "the machine's outcome")
+                     if OUTCOME_MEMBER in names else {})
+            notebook = zf.read("notebook.ipynb") if "notebook.ipynb" in names else None
+            log = zf.read("run.log") if "run.log" in names else b""
+    except (zipfile.BadZipFile, KeyError, OSError, RecordError) as exc:
+        raise TransportError(f"the run's results came back damaged: {exc}") from exc
+    if record.get("run_id") != job.run_id:
+        raise TransportError(f"the machine returned the record of "
+                             f"{record.get('run_id')!r}, not of {job.run_id!r}")
+    if check is not None:
+        check(record)
+    status = record.get("status")
+    if status not in STATUSES:
+        raise TransportError(f"the machine's record has status {status!r}")
+    if notebook is not None:
+        write_bytes_atomic(paths.notebook, notebook)
+    with open(paths.log, "ab") as fh:
+        fh.write(log)
+    error, wall = record.get("error"), record.get("wall_s")
+    return Outcome(status, error if error is None else str(error),
+                   infrastructure=flags.get("infrastructure") is True,
+                   wall_s=wall if isinstance(wall, int | float) and not isinstance(wall, bool)
+                   else None,
+                   fields={k: v for k, v in record.items()
+                           if k not in ("status", "error", "wall_s")})

@@ -40,6 +40,9 @@ from cloudbench.study.spec import Analysis, Dataset, Environment, Price, Study, 
 from cloudbench.study.store import ResultsStore
 
 STUDY_FILE = "study.json"
+#: Beside record.json in a run's zip: what the record does not say (whether a failure was
+#: the infrastructure's, so that the controller retries it).
+OUTCOME_MEMBER = "outcome.json"
 #: What the VM must have besides the toolkit (Colab ships all but papermill).
 VM_MODULES = ("papermill", "nbclient", "ipykernel", "tensorflow", "psutil", "pandas", "rich")
 
@@ -110,11 +113,13 @@ def run_job(root: str | Path, job: dict[str, Any], attempt: int, out: str | Path
     out = Path(out).resolve()  # the kernel runs in another folder: no relative paths
     store = ResultsStore(out / "runs" / study.name)
     store.prepare()
-    record = LocalRunner(study, study.environment(run.environment), store).run(run, attempt)
+    env = study.environment(run.environment)
+    outcome = LocalRunner(study, env, store.runner_paths(env)).run(run, attempt)
     result = out / "out" / f"{run.run_id}.{attempt}.zip"
     result.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(result, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("record.json", json.dumps(record, indent=1, default=str))
+        zf.writestr("record.json", json.dumps(outcome.record.to_dict(), indent=1))
+        zf.writestr(OUTCOME_MEMBER, json.dumps({"infrastructure": outcome.infrastructure}))
         for name, path in (("notebook.ipynb", store.notebook_path(run.run_id)),
                            ("run.log", store.log_path(run.run_id))):
             if path.exists():
@@ -135,7 +140,8 @@ def run_environment(root: str | Path, environment: str, repetitions: int | None,
     store = ResultsStore(Path(results_dir).resolve())
     store.prepare()
     console = Console()
-    runner = LocalRunner(study, study.environment(environment), store)
+    env = study.environment(environment)
+    runner = LocalRunner(study, env, store.runner_paths(env))
     jobs = [j for j in plan(study, repetitions) if j.environment == environment]
     done = store.statuses()
     for k, job in enumerate(jobs, 1):

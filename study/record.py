@@ -5,14 +5,31 @@ the environment's fingerprint and the bookkeeping, in the column order of runs.c
 A protocol may add fields of its own (a notebook's metrics): they follow these columns.
 The notebook side (protocols/) writes its part as a plain dict, since a remote kernel
 receives only protocols/ and data/; a test checks that it writes these names.
+
+A record is a :class:`RunRecord`, which checks itself when it is built, wherever the fields
+came from: the runner, a notebook's record.json, a remote machine's zip, an imported
+archive. A record that breaks the schema raises :class:`RecordError`, whose message names
+the field; nothing downstream (runs.csv, the analysis, the paper) ever sees it.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterator, Mapping
 from typing import Any, TypedDict
 
+from cloudbench.errors import InputError
+
+#: The record format's history, in one place: version -> what changed. A record of an older
+#: version is upgraded when it is read (:func:`upgrade`); a newer one is refused.
+RECORD_FORMATS: dict[int, str] = {
+    0: "records written before the format had a number: no format_version field",
+    1: "format_version written in every record; the fields of RecordFields (machine, "
+       "billed_s, cost, currency, finished_at, configuration, backend among them)",
+}
 #: Written into every record; a reader can tell which schema a record follows.
-RECORD_FORMAT_VERSION = 1
+RECORD_FORMAT_VERSION = max(RECORD_FORMATS)
 STATUSES = ("ok", "failed", "timeout", "oom")
 #: A run with one of these is done: `oom` is the configuration's result (it does not fit),
 #: kept and reported, never retried as if the run had been lost.
@@ -43,7 +60,7 @@ class ProtocolFields(TypedDict, total=False):
     train_s: float
     epoch_s: list[float]
     first_epoch_s: float
-    train_nowarm_s: float
+    train_nowarm_s: float | None  # None after a single epoch
     eval_s: float
     total_s: float
     test_loss: float
@@ -91,8 +108,8 @@ class Bookkeeping(TypedDict, total=False):
     format_version: int
 
 
-class RunRecord(RunnerFields, ProtocolFields, Fingerprint, Bookkeeping):
-    """A whole record; protocols may add keys beyond these."""
+class RecordFields(RunnerFields, ProtocolFields, Fingerprint, Bookkeeping):
+    """A whole record's named fields; protocols may add keys beyond these."""
 
 
 def configuration_id(parameters: dict[str, Any]) -> str:
@@ -131,35 +148,164 @@ BOOKKEEPING_FIELDS = _names(Bookkeeping)
 COLUMNS = RUNNER_FIELDS + PROTOCOL_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS
 
 
+class RecordError(InputError, ValueError):
+    """A record that cannot be a run of the schema; the message names the field."""
+
+
 #: Fields that must be numbers (or absent/None) in any record, and their ranges.
 _NUMBERS = {name: (0.0, None) for name in ("wall_s", "import_s", "load_s", "build_s",
                                            "train_s", "first_epoch_s", "train_nowarm_s",
                                            "eval_s", "total_s", "peak_rss_mb", "peak_gpu_mb",
                                            "billed_s", "cost", "test_loss")}
 _NUMBERS.update({"test_accuracy": (0.0, 1.0)})
+#: The protocol's measurements that an ok run, if it has them, has as numbers, never null
+#: (train_nowarm_s is null after a single epoch: there is no epoch after the first).
+_MEASURED = ("import_s", "load_s", "build_s", "train_s", "first_epoch_s", "eval_s",
+             "total_s", "test_loss", "test_accuracy")
+_IDENTITY = (("run_id", str), ("environment", str), ("dataset", str), ("block", int),
+             ("repetition", int))
 
 
-def record_problem(record: dict[str, Any]) -> str | None:
-    """Why a record cannot be a run of the schema, or None: the bookkeeping fields' types,
-    the statuses, numbers that are numbers in their range, and an ok run with its timings.
-    For records that come from outside this process (an imported archive)."""
-    for name, kind in (("run_id", str), ("environment", str), ("dataset", str),
-                       ("block", int), ("repetition", int)):
+def _version(data: Mapping[str, Any]) -> int:
+    version = data.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise RecordError(f"format_version must be a record format number, got {version!r}")
+    if version > RECORD_FORMAT_VERSION:
+        raise RecordError(f"format_version {version} is newer than this toolkit's "
+                          f"{RECORD_FORMAT_VERSION}; update the toolkit to read it")
+    return version
+
+
+def upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The record in the current format (see RECORD_FORMATS); a newer one is refused.
+
+    Version 0 differs only by the missing number, so it is read as it is."""
+    out = dict(data)
+    if _version(out) < 1:
+        out["format_version"] = 1
+    return out
+
+
+def _check_value(name: str, value: Any) -> None:
+    """JSON's own types only, every number finite and within a float's range, anywhere."""
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            raise RecordError(f"{name} is too large to be a number "
+                              f"({len(str(abs(value)))} digits)") from None
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RecordError(f"{name} must be a finite number, got {value!r}")
+        return
+    if isinstance(value, list | tuple):
+        for k, item in enumerate(value):
+            _check_value(f"{name}[{k}]", item)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise RecordError(f"{name} has a key that is not text: {key!r}")
+            _check_value(f"{name}.{key}", item)
+        return
+    raise RecordError(f"{name} must be a JSON value, got a {type(value).__name__}")
+
+
+def check(record: Mapping[str, Any]) -> None:
+    """Raise RecordError naming the field when `record` cannot be a run of the schema: the
+    bookkeeping fields' types, the status, numbers that are numbers in their range (and
+    finite, JSON's own values everywhere), an ok run with its timings."""
+    for key, value in record.items():
+        if not isinstance(key, str) or not key:
+            raise RecordError(f"a field name must be non-empty text, got {key!r}")
+        _check_value(key, value)
+    for name, kind in _IDENTITY:
         value = record.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):
-            return f"{name} must be a {kind.__name__}, got {value!r}"
-    if record.get("status") not in STATUSES:
-        return f"status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
+            raise RecordError(f"{name} must be a {kind.__name__}, got {value!r}")
+    status = record.get("status")
+    if not isinstance(status, str) or status not in STATUSES:
+        raise RecordError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    error = record.get("error")
+    if error is not None and not isinstance(error, str):
+        raise RecordError(f"error must be text or null, got {error!r}")
+    if status == "ok" and all(record.get(k) is None for k in ("train_s", "total_s")):
+        raise RecordError("status ok without train_s or total_s")
     for name, (low, high) in _NUMBERS.items():
         value = record.get(name)
         if value is None:
+            if status == "ok" and name in _MEASURED and name in record:
+                raise RecordError(f"{name} must be a number in an ok run, got null")
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value \
-                or value in (float("inf"), float("-inf")):
-            return f"{name} must be a finite number, got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RecordError(f"{name} must be a finite number, got {value!r}")
         if value < low or (high is not None and value > high):
-            return f"{name} = {value} is out of range" + (f" [{low}, {high}]" if high else "")
-    if record["status"] == "ok" and not any(
-            isinstance(record.get(k), int | float) for k in ("train_s", "total_s")):
-        return "status ok without train_s or total_s"
+            raise RecordError(f"{name} = {value} is out of range"
+                              + (f" [{low}, {high}]" if high else ""))
+
+
+def parse_object(text: str | bytes, what: str = "the record") -> dict[str, Any]:
+    """A JSON object from text (a notebook's record.json, a remote machine's, an archive's):
+    RecordError for invalid JSON or anything but an object. NaN and Infinity, which
+    Python's json accepts, are read as numbers and refused by :func:`check`."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecordError(f"{what} is a JSON {type(data).__name__}, not an object of fields")
+    return data
+
+
+class RunRecord(Mapping[str, Any]):
+    """One run's record, checked when built (:func:`check`) and read-only after.
+
+    A mapping, so that everything that reads records as dicts goes on reading them; the
+    store writes :meth:`to_dict`. Older formats are upgraded first (:func:`upgrade`).
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, fields: Mapping[str, Any]):
+        if not isinstance(fields, Mapping):
+            raise RecordError(f"a record is an object of fields, not a "
+                              f"{type(fields).__name__}")
+        data = upgrade(fields)
+        check(data)
+        self._data = data
+
+    @classmethod
+    def from_json(cls, text: str | bytes, what: str = "the record") -> RunRecord:
+        return cls(parse_object(text, what))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"RunRecord({self._data!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain copy, for JSON."""
+        return json.loads(json.dumps(self._data))
+
+    def replace(self, **changes: Any) -> RunRecord:
+        """A new record with these fields changed, checked again."""
+        return RunRecord({**self._data, **changes})
+
+
+def record_problem(record: Mapping[str, Any]) -> str | None:
+    """Why a record cannot be a run of the schema, or None (see :func:`check`)."""
+    try:
+        check(upgrade(record))
+    except RecordError as exc:
+        return str(exc)
     return None

@@ -19,12 +19,15 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudbench.data.atomic import atomic_path, write_json_atomic
 from cloudbench.errors import InputError
-from cloudbench.study.record import COLUMNS, STATUSES
+from cloudbench.study import layout
+from cloudbench.study.layout import default_results_dir
+from cloudbench.study.record import COLUMNS, STATUSES, RecordError, RunRecord, upgrade
 
 __all__ = ["COLUMNS", "STATUSES", "ResultsStore", "StoreError", "default_results_dir"]
 MIN_FREE_MB = 50
@@ -34,13 +37,11 @@ _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cloudbench.study.spec import Environment
+
 
 class StoreError(InputError, RuntimeError):
     """The results folder cannot take the study's records."""
-
-
-def default_results_dir(study_name: str) -> Path:
-    return Path("data") / "results" / study_name
 
 
 class ResultsStore:
@@ -49,11 +50,11 @@ class ResultsStore:
     def __init__(self, root: Path):
         # Absolute, because kernels run in their own working folder and write records here.
         self.root = Path(root).absolute()
-        self.records_dir = self.root / "records"
-        self.attempts_dir = self.root / "attempts"
-        self.notebooks_dir = self.root / "notebooks"
-        self.logs_dir = self.root / "logs"
-        self.work_dir = self.root / ".work"
+        self.records_dir = self.root / layout.RECORDS
+        self.attempts_dir = self.root / layout.ATTEMPTS
+        self.notebooks_dir = self.root / layout.NOTEBOOKS
+        self.logs_dir = self.root / layout.LOGS
+        self.work_dir = self.root / layout.WORK
         self.csv_path = self.root / "runs.csv"
         self.manifest_path = self.root / "manifest.json"
         self._rows: dict[str, dict[str, Any]] | None = None  # runs.csv, in memory
@@ -98,18 +99,23 @@ class ResultsStore:
         return self.records_dir / f"{run_id}.json"
 
     def notebook_path(self, run_id: str) -> Path:
-        return self.notebooks_dir / f"{run_id}.ipynb"
+        return layout.notebook_file(self.notebooks_dir, run_id)
 
     def log_path(self, run_id: str) -> Path:
-        return self.logs_dir / f"{run_id}.log"
+        return layout.log_file(self.logs_dir, run_id)
 
-    def write_record(self, record: dict[str, Any]) -> None:
+    def runner_paths(self, environment: Environment) -> layout.RunnerPaths:
+        """What the environment's runner may write, instead of the store itself."""
+        return layout.RunnerPaths.under(self.root, environment.name, environment.runner)
+
+    def write_record(self, record: Mapping[str, Any]) -> None:
         """Keep the newest attempt under records/ and any earlier one under attempts/.
 
         A folder that cannot take it (disk full, no permission) stops the study with a
         StoreError naming the folder; the finished run is kept elsewhere (`unsaved_dir`) and
         comes back into the results when the study starts again, so it is not lost.
         """
+        record = upgrade(record)  # as records() reads it back: runs.csv stays a rebuild
         with self._lock:
             try:
                 self._write_record(record)
@@ -155,11 +161,35 @@ class ResultsStore:
         write_json_atomic(current, record)
         self._update_csv(record)
 
-    def write_attempt(self, record: dict[str, Any]) -> None:
+    def write_attempt(self, record: Mapping[str, Any]) -> None:
         """A failed try that will be retried: kept for the record, never counted as a run."""
         with self._lock:
             write_json_atomic(
-                self.attempts_dir / f"{record['run_id']}.{record['attempt']}.json", record)
+                self.attempts_dir / f"{record['run_id']}.{record['attempt']}.json",
+                dict(record))
+
+    def amend(self, amendments: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Add fields to stored records (a runner's per-block figures, such as Colab's
+        compute units, known only when the block is over), under the store's lock.
+
+        A field a record has already is never replaced, and the record must stay valid;
+        runs.csv follows. Returns the run ids that changed.
+        """
+        changed = []
+        with self._lock:
+            for run_id, fields in amendments.items():
+                path = self.record_path(run_id)
+                if not path.is_file():
+                    continue
+                record = json.loads(path.read_text(encoding="utf-8"))
+                new = {k: v for k, v in fields.items() if k not in record}
+                if not new:
+                    continue
+                write_json_atomic(path, RunRecord({**record, **new}).to_dict())
+                changed.append(run_id)
+            if changed:
+                self.write_csv()
+        return changed
 
     def last_attempt(self, run_id: str) -> int:
         """The attempt number of the newest try of a run, 0 if it never ran."""
@@ -178,8 +208,8 @@ class ResultsStore:
             return out
         for path in sorted(self.records_dir.glob("*.json")):
             try:
-                out.append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError) as exc:
+                out.append(upgrade(json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, json.JSONDecodeError, RecordError) as exc:
                 raise StoreError(f"unreadable record {path}: {exc}") from exc
         return out
 

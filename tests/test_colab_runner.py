@@ -360,7 +360,8 @@ def test_a_missing_client_fails_before_any_run(tmp_path: Path,
     monkeypatch.setenv("PATH", str(tmp_path))
     spec = write_study(tmp_path / "study.toml", [COLAB])
     study = load_study(spec)
-    runner = make_runner(study, study.environments[0], ResultsStore(tmp_path / "r"))
+    env = study.environments[0]
+    runner = make_runner(study, env, ResultsStore(tmp_path / "r").runner_paths(env))
     with pytest.raises(SpecError, match="uv tool install --python 3.12 'google-colab-cli"):
         runner.check()
 
@@ -384,7 +385,8 @@ def test_check_refuses_another_version_or_no_credentials(
     for name, value in env.items():
         colab.monkeypatch.setenv(name, value)
     study = load_study(write_study(tmp_path / "study.toml", [COLAB]))
-    runner = make_runner(study, study.environments[0], ResultsStore(tmp_path / "r"))
+    env = study.environments[0]
+    runner = make_runner(study, env, ResultsStore(tmp_path / "r").runner_paths(env))
     with pytest.raises(SpecError, match=says) as info:
         runner.check()
     assert "uv tool install --python 3.12" in str(info.value) or "auth" in str(info.value)

@@ -178,8 +178,10 @@ def test_a_wrong_token_is_a_clear_authentication_error(
     study = load_study(spec)
     store = ResultsStore(out)
     store.prepare()
-    record = make_runner(study, study.environments[0], store).run(plan(study)[0], 1)
-    assert record["status"] == "failed" and record["infrastructure"] is False
+    env = study.environments[0]
+    result = make_runner(study, env, store.runner_paths(env)).run(plan(study)[0], 1)
+    record = result.record.to_dict()
+    assert record["status"] == "failed" and result.infrastructure is False
     assert record["error"].startswith("authentication failed") and TOKEN_ENV in record["error"]
     assert files_containing(out, wrong) == [] and wrong not in json.dumps(record)
     assert gateway.kernels() == []
@@ -208,7 +210,8 @@ def test_an_unset_token_variable_fails_fast(tmp_path: Path,
     spec = write_study(tmp_path / "study.toml", [
         {"name": "lab", "runner": "jupyter", "url": "http://127.0.0.1:9", "token_env": TOKEN_ENV}])
     study = load_study(spec)
-    runner = make_runner(study, study.environments[0], ResultsStore(tmp_path / "r"))
+    env = study.environments[0]
+    runner = make_runner(study, env, ResultsStore(tmp_path / "r").runner_paths(env))
     assert isinstance(runner, JupyterRunner)
     with pytest.raises(SpecError, match=f"environments\\[0\\].token_env: the variable {TOKEN_ENV}"):
         runner.check()

@@ -30,8 +30,10 @@ import yaml  # noqa: E402 - installed with kfp
 from remote_support import HIDE_REPO, attempts, records, run, write_study  # noqa: E402
 
 from cloudbench.cli.main import main  # noqa: E402
-from cloudbench.runners.base import LOCAL_MACHINE, make_runner  # noqa: E402
+from cloudbench.runners.base import LOCAL_MACHINE, Try, make_runner  # noqa: E402
 from cloudbench.runners.kfp import KfpRunner  # noqa: E402
+from cloudbench.study.layout import RunnerPaths  # noqa: E402
+from cloudbench.study.plan import plan  # noqa: E402
 from cloudbench.study.spec import SpecError, load_study  # noqa: E402
 from cloudbench.study.store import ResultsStore  # noqa: E402
 
@@ -312,12 +314,14 @@ def test_missing_clients_fail_before_any_run(tmp_path: Path, quick_protocol: Pat
     missing: set[str] = {"kfp"}
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in missing else real(name, *a))
+    env = loaded.environments[0]
     with pytest.raises(SpecError, match=r"pip install -e '\.\[kfp\]'"):
-        make_runner(loaded, loaded.environments[0], store).check()
+        make_runner(loaded, env, store.runner_paths(env)).check()
     missing = {"google.cloud.aiplatform"}
+    env = loaded.environments[1]
     with pytest.raises(SpecError,
                        match=r"environments\[1\]\.host: .*pip install -e '\.\[vertex\]'"):
-        make_runner(loaded, loaded.environments[1], store).check()
+        make_runner(loaded, env, store.runner_paths(env)).check()
 
 
 # ------------------------------------------------------------------------------------------
@@ -546,7 +550,8 @@ def test_kubeflow_refusals_are_failed_runs_without_the_token(
     token = secrets.token_hex(16)
     spec = study(tmp_path, [KUBEFLOW], quick_protocol, name="kubeflow", retries=0)
     loaded = load_study(spec)
-    runner = make_runner(loaded, loaded.environments[0], ResultsStore(tmp_path / "r"))
+    env = loaded.environments[0]
+    runner = make_runner(loaded, env, ResultsStore(tmp_path / "r").runner_paths(env))
     with pytest.raises(SpecError, match=f"the variable {TOKEN_ENV} is not set"):
         runner.check()
 
@@ -658,3 +663,56 @@ def test_the_runner_class_is_registered() -> None:
     from cloudbench.study.registry import load_runner
 
     assert load_runner("kfp") is KfpRunner
+
+
+def test_run_batch_compiles_one_pipeline_of_exactly_the_tries_it_is_given(
+        tmp_path: Path, quick_protocol: Path, cloud: Cloud,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No store, no plan: the runner compiles the tries it gets, in their order, as one
+    pipeline, and yields their results in that order."""
+    monkeypatch.setenv(TOKEN_ENV, secrets.token_hex(16))
+    monkeypatch.setattr(kfp, "Client", kfp_client(cloud))
+    cloud.study = "kubeflow"
+    spec = study(tmp_path, [KUBEFLOW], quick_protocol, name="kubeflow", repetitions=2,
+                 more_datasets=1)
+    loaded = load_study(spec)
+    env = loaded.environments[0]
+    paths = RunnerPaths.under(tmp_path / "r", env.name, env.runner)
+    for folder in (paths.work, paths.logs, paths.notebooks):
+        folder.mkdir(parents=True)
+    runner = make_runner(loaded, env, paths)
+    first, second = [j for j in plan(loaded) if j.block == 1]
+    runner.open_block(1)
+    results = list(runner.run_batch([Try(second, 3), Try(first, 1)]))
+    assert runner.close_block() == {}
+
+    assert len([c for name, c in cloud.calls if name == "create_run"]) == 1
+    compiled = yaml.safe_load(cloud.packages[0])
+    dag = compiled["root"]["dag"]["tasks"]
+    assert [dag[n]["taskInfo"]["name"] for n in run_tasks(compiled)] == [
+        second.run_id, first.run_id]
+    assert [(r.record["run_id"], r.record["attempt"], r.record["status"], r.infrastructure)
+            for r in results] == [(second.run_id, 3, "ok", False), (first.run_id, 1, "ok", False)]
+    assert all(r.record["billed_s"] >= 0 and r.record["host_id"] == "stand-in" for r in results)
+    assert (tmp_path / "r" / "notebooks" / f"{first.run_id}.ipynb").exists()
+    assert not (tmp_path / "r" / "records").exists()  # the store is the scheduler's
+
+    alone = runner.run(first, 4)  # Runner.run: a pipeline of one
+    assert (alone.record["status"], alone.record["attempt"]) == ("ok", 4)
+    assert len([c for name, c in cloud.calls if name == "create_run"]) == 2
+
+
+def test_one_pipeline_per_block_in_a_study(tmp_path: Path, quick_protocol: Path, cloud: Cloud,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, secrets.token_hex(16))
+    monkeypatch.setattr(kfp, "Client", kfp_client(cloud))
+    cloud.study = "kubeflow"
+    spec = study(tmp_path, [KUBEFLOW, PC], quick_protocol, name="kubeflow", repetitions=2,
+                 more_datasets=1)
+    out = tmp_path / "results"
+    run(spec, out)
+    assert all(r["status"] == "ok" for r in records(out).values())
+    compiled = [yaml.safe_load(p) for p in cloud.packages]
+    blocks = [sorted(json.loads(c["root"]["dag"]["tasks"][n]["inputs"]["parameters"]["job"][
+        "runtimeValue"]["constant"])["block"] for n in run_tasks(c)) for c in compiled]
+    assert blocks == [[1, 1], [2, 2]]

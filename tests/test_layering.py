@@ -78,6 +78,18 @@ def test_each_package_imports_only_the_layers_below_it() -> None:
     assert wrong == []
 
 
+#: The scheduler's side of the runner contract, the only runners that see the results store:
+#: the scheduler, its retry loop, the archive import (`study import` writes records) and the
+#: VM-side driver (the remote side's scheduler). Every other runner gets paths, not the store.
+STORE_USERS = {"runners.scheduler", "runners.attempts", "runners.bundle", "runners.vm"}
+
+
+def test_only_the_scheduler_side_of_runners_imports_the_store() -> None:
+    deps = graph()
+    users = {m for m, d in deps.items() if m.startswith("runners.") and "study.store" in d}
+    assert users == STORE_USERS
+
+
 def test_no_import_cycle_among_modules() -> None:
     deps = graph()
     # Tarjan's strongly connected components: a cycle is a component of two or more.

@@ -59,3 +59,23 @@ def test_a_dead_tree_reads_zero() -> None:
     root = psutil.Process(proc.pid)
     proc.wait(timeout=10)
     assert TreeMemory(lambda: root, rescan_s=0.0)() == 0.0
+
+
+def test_kill_tree_takes_a_popen_and_the_orphans_of_its_group() -> None:
+    """The one process-tree killer (Colab's client, kfp.local's tasks, kernels): a process
+    started as its own group's leader takes the group along, grandchildren whose parent
+    died already (no longer its descendants) included."""
+    spawn = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
+             "'import time; time.sleep(60)']); print(p.pid, flush=True)")
+    proc = subprocess.Popen([sys.executable, "-c", spawn], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    orphan = psutil.Process(int(proc.stdout.readline()))
+    leader = psutil.Process(proc.pid)
+    assert _wait_for(lambda: leader.status() == psutil.STATUS_ZOMBIE)  # exited, not reaped
+    assert orphan.is_running() and orphan not in leader.children(recursive=True)
+    kill_tree(proc)
+    assert _wait_for(lambda: not orphan.is_running() or
+                     orphan.status() == psutil.STATUS_ZOMBIE)
+    proc.wait(timeout=10)
+    proc.stdout.close()
