@@ -257,7 +257,7 @@ class Runner:
         if outcome.cell is not None and error is not None:
             where = self._failed_cell(paths or self.paths.run(job.run_id, attempt),
                                       outcome.cell)
-            error = f"{where}: {error}" if where else error
+            error = (f"{where}: {error}" if where else error) + phases.hint(error)
         wall = outcome.wall_s if outcome.wall_s is not None else round(seconds, 4)
         fields = {k: v for k, v in outcome.fields.items() if k not in base}
         bill = self._bill(seconds)

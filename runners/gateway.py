@@ -37,7 +37,7 @@ from traitlets import DottedObjectName, Type
 from cloudbench.data.atomic import write_json_atomic
 from cloudbench.errors import InfrastructureError
 from cloudbench.runners.jupyter import SETTINGS_ENV
-from cloudbench.runners.staging import UNPACK_SOURCE
+from cloudbench.runners.staging import FILES_DIR, UNPACK_SOURCE
 
 #: On the remote host: where staged versions and run records live (default ~/.cache/cloudbench).
 REMOTE_DIR_ENV = "CLOUDBENCH_REMOTE_DIR"
@@ -113,12 +113,18 @@ class StagedGatewayKernelManager(GatewayKernelManager):
                 await self._fetch_record(*settings["record"])
             except Exception as exc:  # the run's status says what happened; keep shutting down
                 self.log.warning("could not read the run record from the kernel: %s", exc)
+        if self.has_kernel and not restart and settings.get("home"):
+            try:
+                await self._fetch_written(settings["home"], Path(settings["written"]),
+                                          int(settings.get("keep_bytes", 0)))
+            except Exception as exc:  # the record says how many were kept; keep shutting down
+                self.log.warning("could not bring back what the run wrote: %s", exc)
         await super().shutdown_kernel(now=now, restart=restart)
 
     async def _prepare(self, settings: dict[str, Any]) -> None:
         """Put the staged version on the kernel's path, uploading it first if it is missing."""
         boot = _boot_code(settings["stage_version"], settings.get("study", "study"),
-                          settings.get("env", {}))
+                          settings.get("env", {}), settings.get("home"))
         state = json.loads((await self.run_code(boot)).strip().splitlines()[-1])
         if state["ready"]:
             return
@@ -148,6 +154,25 @@ class StagedGatewayKernelManager(GatewayKernelManager):
     ns["_cloudbench_unpack"](part, os.path.join(base, "stage", {version!r}))
     os.remove(part)""")
         await self.run_code(itertools.chain([start], chunks, [finish]))
+
+    async def _fetch_written(self, home: str, local: Path, keep_bytes: int) -> None:
+        """Bring back what the run wrote in its remote home (up to keep_bytes, the rest
+        listed), then remove that home: the remote dir keeps no run's files."""
+        out = await self.run_code(_written_code(home, 10_000), timeout=FETCH_TIMEOUT_S)
+        written = json.loads(out.strip().splitlines()[-1].split(" ", 1)[1])
+        local.mkdir(parents=True, exist_ok=True)
+        total, left = 0, []
+        for name, size in written:
+            if total + size > keep_bytes:
+                left.append(f"{name} ({size} bytes)")
+                continue
+            data = await self.run_code(_file_code(home, name), timeout=FETCH_TIMEOUT_S)
+            target = local / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(base64.b64decode(data.strip().splitlines()[-1].split(" ", 1)[1]))
+            total += size
+        (local.parent / "not-kept.json").write_text(json.dumps(left), encoding="utf-8")
+        await self.run_code(_cleanup_code(home), timeout=FETCH_TIMEOUT_S)
 
     async def _fetch_record(self, remote: str, local: str) -> None:
         out = await self.run_code(_remote(f"""
@@ -212,10 +237,12 @@ def _remote(body: str) -> str:
             f"    base = {_BASE_EXPR}\n{body.strip(chr(10))}\n_cloudbench()\ndel _cloudbench\n")
 
 
-def _boot_code(version: str, study: str, env: dict[str, str]) -> str:
-    """Make the staged version importable, give the study's variables, work in the remote dir."""
+def _boot_code(version: str, study: str, env: dict[str, str], home: str | None = None) -> str:
+    """Make the staged version importable, give the study's variables, and work in the run's
+    home folder (`home`, relative to the remote dir), where the notebook's staged files are
+    copied, so its relative paths hold as they do in Jupyter; else in the remote dir."""
     return _remote(f"""
-    import json, sys
+    import json, shutil, sys
     root = os.path.join(base, "stage", {version!r})
     ready = os.path.isfile(os.path.join(root, ".complete"))
     if ready:
@@ -223,5 +250,61 @@ def _boot_code(version: str, study: str, env: dict[str, str]) -> str:
             sys.path.insert(0, root)
         os.makedirs(os.path.join(base, "runs", {study!r}), exist_ok=True)
         os.chdir(base)
+        home = {home!r}
+        if home:
+            home = os.path.join(base, home)
+            shutil.rmtree(home, ignore_errors=True)
+            files = os.path.join(root, {FILES_DIR!r})
+            if os.path.isdir(files):
+                shutil.copytree(files, home)
+            os.makedirs(home, exist_ok=True)
+            staged = {{}}
+            for d, _, names in os.walk(home):
+                for n in names:
+                    p = os.path.join(d, n)
+                    st = os.stat(p)
+                    staged[os.path.relpath(p, home)] = [st.st_size, st.st_mtime_ns]
+            with open(home + ".staged.json", "w") as fh:
+                json.dump(staged, fh)
+            os.chdir(home)
         os.environ.update({env!r})
     print(json.dumps({{"ready": ready}}))""")
+
+
+def _written_code(home: str, limit: int) -> str:
+    """List what the run wrote in its home (new or changed files) with their sizes."""
+    return _remote(f"""
+    import json
+    home = os.path.join(base, {home!r})
+    try:
+        with open(home + ".staged.json") as fh:
+            staged = json.load(fh)
+    except OSError:
+        staged = {{}}
+    out = []
+    for d, _, names in os.walk(home):
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            if os.path.islink(p):
+                continue
+            st = os.stat(p)
+            rel = os.path.relpath(p, home)
+            if staged.get(rel) != [st.st_size, st.st_mtime_ns]:
+                out.append([rel, st.st_size])
+    print("CLOUDBENCH-WRITTEN " + json.dumps(sorted(out)[:{limit}]))""")
+
+
+def _file_code(home: str, name: str) -> str:
+    return _remote(f"""
+    p = os.path.join(base, {home!r}, {name!r})
+    print("CLOUDBENCH-FILE " + base64.b64encode(open(p, "rb").read()).decode())""")
+
+
+def _cleanup_code(home: str) -> str:
+    return _remote(f"""
+    import shutil
+    home = os.path.join(base, {home!r})
+    os.chdir(base)
+    shutil.rmtree(home, ignore_errors=True)
+    if os.path.exists(home + ".staged.json"):
+        os.remove(home + ".staged.json")""")

@@ -51,6 +51,7 @@ class RunKernelManager(AsyncKernelManager):
 
     run_env: dict[str, str] = {}
     run_cwd: str | None = None
+    run_scratch: str | None = None  # the run's own folder, apart from the notebook's home
     run_log: str | None = None
     started: threading.Event
     pid: list[int]
@@ -67,7 +68,8 @@ class RunKernelManager(AsyncKernelManager):
             kw["cwd"] = self.run_cwd
             # In the run's folder, not /tmp: it holds the kernel's key, and the folder goes
             # with the run (or, after a kill, when the study starts again).
-            self.connection_file = os.path.join(self.run_cwd, "kernel-connection.json")
+            self.connection_file = os.path.join(self.run_scratch or self.run_cwd,
+                                                "kernel-connection.json")
         log: IO[bytes] | None = open(self.run_log, "ab") if self.run_log else None  # noqa: SIM115
         if log is not None:
             kw["stdout"] = kw["stderr"] = log
@@ -81,9 +83,11 @@ class RunKernelManager(AsyncKernelManager):
         self.started.set()
 
 
-def kernel_manager_for(env: dict[str, str], cwd: Path, log: Path) -> type[RunKernelManager]:
+def kernel_manager_for(env: dict[str, str], cwd: Path, log: Path,
+                       scratch: Path | None = None) -> type[RunKernelManager]:
     return type("RunKernelManagerOfRun", (RunKernelManager,), {
         "run_env": dict(env), "run_cwd": str(cwd), "run_log": str(log),
+        "run_scratch": str(scratch) if scratch else None,
         "started": threading.Event(), "pid": []})
 
 
@@ -94,8 +98,9 @@ class InProcessRun:
     :meth:`kill` on a timeout, a memory ceiling or an interrupt, and finally :meth:`report`.
     """
 
-    def __init__(self, job: dict[str, Any], env: dict[str, str], cwd: Path, log: Path):
-        self.manager = kernel_manager_for(env, cwd, log)
+    def __init__(self, job: dict[str, Any], env: dict[str, str], cwd: Path, log: Path,
+                 scratch: Path | None = None):
+        self.manager = kernel_manager_for(env, cwd, log, scratch)
         job = {**job, "kernel_manager_class": self.manager}
         job.pop("cwd", None)  # papermill would chdir the whole process
         self._report: dict[str, Any] | None = None

@@ -31,6 +31,10 @@ from cloudbench.study.registry import Option, OptionError
 from cloudbench.study.spec import Environment, SpecError
 
 #: The papermill child reads its remote settings (never the token) from this variable.
+#: From a run's home on the server (runs/<study>/<run>.home) up to the remote dir.
+HOME_UP = "../../../"
+#: Where what a remote run wrote is brought back to, inside the run's local work folder.
+WRITTEN = "remote-home"
 SETTINGS_ENV = "CLOUDBENCH_GATEWAY"
 HTTP_TIMEOUT_S = 15.0
 AUTH_MARKERS = ("401", "403", "Unauthorized", "Forbidden")
@@ -130,14 +134,33 @@ class JupyterRunner(LocalRunner):
             self._stage_zip = stage.write_zip(self.paths.work / f"stage-{stage.version}.zip")
 
     def parameters(self, job: RunJob, record_path: Path) -> dict[str, Any]:
-        """Paths as the remote kernel sees them: relative to its working folder."""
+        """Paths as the remote kernel sees them: relative to its working folder, the run's
+        home under runs/<study>/ (three folders below the remote dir)."""
         remote_record = f"runs/{self.study.name}/{record_path.parent.name}.json"
         dataset = self.study.dataset(job.dataset)
-        remote_dataset = (f"stage/{self._stage_version}/{dataset_dir(dataset)}"
+        remote_dataset = (f"{HOME_UP}stage/{self._stage_version}/{dataset_dir(dataset)}"
                           if dataset.source == "folder" else None)
         self._run["record"] = [remote_record, str(record_path)]
-        return run_parameters(self.study, self.env, job, remote_record, remote_dataset,
-                              self.protocol.parameters)
+        return run_parameters(self.study, self.env, job, HOME_UP + remote_record,
+                              remote_dataset, self.protocol.parameters)
+
+    def stage_home(self, paths: RunPaths) -> dict[str, tuple[int, int]]:
+        """The home is on the server: the kernel copies the staged files into it when it
+        starts (runners.gateway), and what the run wrote comes back at its end."""
+        self._run["home"] = f"runs/{self.study.name}/{paths.work.name}.home"
+        self._run["written"] = str(paths.work / WRITTEN)
+        self._run["keep_bytes"] = self.study.keep_artifacts
+        paths.home.mkdir(parents=True, exist_ok=True)  # papermill's cwd here; unused
+        return {}
+
+    def keep_artifacts(self, paths: RunPaths, staged: dict[str, tuple[int, int]],
+                       folder: Path | None = None, left: list[str] | None = None
+                       ) -> dict[str, Any]:
+        try:
+            left = json.loads((paths.work / "not-kept.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            left = []
+        return super().keep_artifacts(paths, {}, paths.work / WRITTEN, left)
 
     def kernel_env(self) -> dict[str, str]:
         """The child's environment: the gateway's URL and token, our settings; never a file."""
@@ -156,6 +179,7 @@ class JupyterRunner(LocalRunner):
         self.stage()
         kernel_id_file = paths.work / "kernel-id"
         self._run = {"kernel_id_file": str(kernel_id_file)}
+        # The order of LocalRunner.execute: the home (stage_home), then the parameters.
         outcome = Outcome("failed")
         try:
             outcome = super().execute(job, attempt, paths)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from cloudbench.runners import phases
 from cloudbench.runners.base import Outcome, Runner, run_parameters
 from cloudbench.runners.processes import TreeMemory, kill_tree
 from cloudbench.study.layout import RunPaths
+from cloudbench.study.notebook import DEFAULT_KERNEL
 from cloudbench.study.plan import RunJob
 from cloudbench.study.record import RecordError, parse_object
 from cloudbench.study.registry import Option, OptionError
@@ -33,6 +35,16 @@ SAMPLE_INTERVAL_S = 0.1
 OOM_NAMES = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
 #: ... and by message: JAX/XLA raise XlaRuntimeError "RESOURCE_EXHAUSTED: Out of memory".
 OOM_MESSAGES = ("RESOURCE_EXHAUSTED", "out of memory", "CUDA out of memory")
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file under `folder` (relative name) with its size and modification time."""
+    out = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            stat = path.stat()
+            out[path.relative_to(folder).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return out
 
 
 def _oom_kills() -> int | None:
@@ -82,10 +94,14 @@ class LocalRunner(Runner):
 
     def kernel_env(self) -> dict[str, str]:
         """The child's (and so the kernel's) environment: ours, the study's, import paths,
-        and the Keras backend, set before anything in the kernel imports Keras."""
+        and the Keras backend, set before anything in the kernel imports Keras. The
+        kernel's interpreter's folder comes first on PATH, so `!pip install` in a cell
+        installs where the kernel imports from (as `%pip` does)."""
         env = {**os.environ, **self.env.env}
         paths = [str(IMPORT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        searched = [str(Path(sys.executable).parent)] + env.get("PATH", "").split(os.pathsep)
+        env["PATH"] = os.pathsep.join(dict.fromkeys(p for p in searched if p))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["KERAS_BACKEND"] = self.env.backend
         return env
@@ -94,27 +110,95 @@ class LocalRunner(Runner):
         return run_parameters(self.study, self.env, job, str(record_path),
                               declared=self.protocol.parameters)
 
+    @property
+    def on_colab(self) -> bool:
+        """Whether the kernel is a Colab VM's: cells tagged colab-only run there alone."""
+        return self.env.runner == "colab"
+
     def input_notebook(self, work: Path) -> Path:
-        """What papermill executes: the study's notebook, or for a tagged notebook a copy
-        with the toolkit's fingerprint cell at the end (runners.phases; not timed)."""
-        if self.protocol.writes_record:
-            return self.study.notebook
+        """What papermill executes: a copy of the study's notebook, made to run anywhere.
+
+        Cells tagged `skip` (and `colab-only`, off Colab) become raw cells, which no kernel
+        runs and which keep the cells' numbers; a notebook that names no kernel or language
+        (as Colab saves them) gets Python's; a tagged notebook gets the toolkit's
+        fingerprint cell at the end (runners.phases; not timed).
+        """
         nb = json.loads(self.study.notebook.read_text(encoding="utf-8"))
-        nb["cells"].append({"cell_type": "code", "execution_count": None, "outputs": [],
-                            "id": "cloudbench-fingerprint",
-                            "metadata": {"tags": [phases.FINGERPRINT_TAG]},
-                            "source": phases.fingerprint_cell_source()})
+        for index in self.protocol.dropped_cells(self.on_colab):
+            cell = nb["cells"][index]
+            cell["cell_type"] = "raw"
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+        metadata = nb.setdefault("metadata", {})
+        if not (metadata.get("kernelspec") or {}).get("name"):
+            metadata["kernelspec"] = {"name": DEFAULT_KERNEL, "display_name": "Python 3",
+                                      "language": "python"}
+        if not (metadata.get("language_info") or {}).get("name"):
+            metadata["language_info"] = {"name": self.protocol.language}
+        if not self.protocol.writes_record:
+            nb["cells"].append({"cell_type": "code", "execution_count": None, "outputs": [],
+                                "id": phases.FINGERPRINT_CELL_ID,
+                                "metadata": {"tags": [phases.FINGERPRINT_TAG]},
+                                "source": phases.fingerprint_cell_source(
+                                    self.protocol.metric_names)})
         copy = work / self.study.notebook.name
         write_text_atomic(copy, json.dumps(nb))
         return copy
+
+    def stage_home(self, paths: RunPaths) -> dict[str, tuple[int, int]]:
+        """The notebook's working folder with its files beside it (copies: a notebook that
+        writes to one changes no original). Returns what was staged, to tell afterwards
+        what the run wrote."""
+        home = paths.home
+        home.mkdir(parents=True, exist_ok=True)
+        for item in self.study.files:
+            target = home / item.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(item.path, target)
+        return _snapshot(home)
+
+    def keep_artifacts(self, paths: RunPaths, staged: dict[str, tuple[int, int]],
+                       folder: Path | None = None, left: list[str] | None = None
+                       ) -> dict[str, Any]:
+        """Keep what the run wrote in its working folder (new or changed files; `folder`:
+        where a remote kernel's were brought back to) under artifacts/<run_id>/, up to the
+        study's keep_artifacts bytes; what does not fit is named in NOT-KEPT.txt there and
+        counted in the record, never dropped silently."""
+        folder = folder or paths.home
+        if paths.artifacts is None:
+            return {}
+        shutil.rmtree(paths.artifacts, ignore_errors=True)  # an earlier try's
+        written = sorted(name for name, stamp in _snapshot(folder).items()
+                         if staged.get(name) != stamp) if folder.is_dir() else []
+        left = list(left or [])
+        if not written and not left:
+            return {"artifacts": 0}
+        kept, total = 0, 0
+        for name in written:
+            source = folder / name
+            size = source.stat().st_size
+            if total + size > self.study.keep_artifacts:
+                left.append(f"{name} ({size} bytes)")
+                continue
+            target = paths.artifacts / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            kept, total = kept + 1, total + size
+        if left:
+            paths.artifacts.mkdir(parents=True, exist_ok=True)
+            (paths.artifacts / "NOT-KEPT.txt").write_text(
+                f"Over keep_artifacts = {self.study.keep_artifacts} bytes, not kept:\n"
+                + "\n".join(left) + "\n", encoding="utf-8")
+        return {"artifacts": kept, "artifacts_bytes": total, "artifacts_not_kept": len(left)}
 
     def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
         work = paths.work
         protocol_record = work / "record.json"
         executed = work / "executed.ipynb"
+        staged = self.stage_home(paths)
         spec = {"input": str(self.input_notebook(work)), "output": str(executed),
                 "parameters": self.parameters(job, protocol_record),
-                "kernel": self.env.kernel or self.study.kernel, "cwd": str(work),
+                "kernel": self.env.kernel or self.study.kernel, "cwd": str(paths.home),
                 "report": str(work / "report.json"),
                 "kernel_manager_class": self.kernel_manager_class}
         write_text_atomic(work / "job.json", json.dumps(spec))
@@ -132,7 +216,8 @@ class LocalRunner(Runner):
         peak = max(sampled_mb, own)
         if executed.exists() and executed.stat().st_size > 0:  # a full disk writes 0 bytes
             os.replace(executed, paths.notebook)
-        return outcome.replace(fields={**measured,
+        artifacts = self.keep_artifacts(paths, staged)
+        return outcome.replace(fields={**measured, **artifacts,
                                        "peak_rss_mb": round(peak, 1) if peak else None})
 
     def _measured(self, protocol_record: Path, executed: Path) -> dict[str, Any]:
@@ -145,7 +230,8 @@ class LocalRunner(Runner):
                 raise RecordError("the notebook finished without writing its record "
                                   f"to {protocol_record}")
             return parse_object(protocol_record.read_bytes(), "the protocol's record")
-        return phases.record(json.loads(executed.read_text(encoding="utf-8")))
+        return phases.record(json.loads(executed.read_text(encoding="utf-8")),
+                             assigned=bool(self.protocol.metric_names))
 
     def _execute(self, work: Path, paths: RunPaths) -> tuple[Outcome, float]:
         """Execute the notebook, sample the kernel's memory, enforce the timeout and the
@@ -166,7 +252,7 @@ class LocalRunner(Runner):
         job = json.loads((work / "job.json").read_text(encoding="utf-8"))
         oom_before = _oom_kills()
         start = time.perf_counter()
-        run = inprocess.InProcessRun(job, self.kernel_env(), work, paths.log)
+        run = inprocess.InProcessRun(job, self.kernel_env(), paths.home, paths.log, work)
         self._inprocess = run
         try:
             peak, stop = self._watch(lambda: run.alive(SAMPLE_INTERVAL_S),

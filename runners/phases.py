@@ -15,6 +15,7 @@ import ast
 import datetime as dt
 import json
 import math
+import re
 from typing import Any
 
 from cloudbench.study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first_line
@@ -180,11 +181,12 @@ def metrics(nb: dict[str, Any], assigned: bool = False) -> dict[str, float | Non
 
 
 def _is_ours(nb: dict[str, Any], cell: dict[str, Any]) -> bool:
-    """The toolkit's fingerprint cell is the last cell, with its id: a notebook's own cell
-    tagged like it (to fake a host id) is neither."""
+    """The toolkit's fingerprint cell is the last cell (the runner appends it): a
+    notebook's own cell tagged like it, to fake a host id, is not. (Its id is no proof:
+    papermill gives cells of an older nbformat new ids.)"""
     cells = [c for c in nb.get("cells", [])
              if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
-    return bool(cells) and cell is cells[-1] and cell.get("id") == FINGERPRINT_CELL_ID \
+    return bool(cells) and cell is cells[-1] \
         and FINGERPRINT_TAG in cell.get("metadata", {}).get("tags", [])
 
 
@@ -219,10 +221,47 @@ def failed_cell(nb: dict[str, Any], index: int | None) -> str:
                 if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
     shown = index - sum(1 for i in injected if i < index)
     text = first_line(cell.get("source", ""))
+    line = failing_line(cell)
+    if line is not None and line[0] > 1:
+        text = f"line {line[0]}: `{line[1]}`"
+    elif text:
+        text = f"`{text}`"
     phase = _phase(cell)
-    inside = ", ".join(([f"phase:{phase}"] if phase != "other" else [])
-                       + ([f"`{text}`"] if text else []))
+    inside = ", ".join(([f"phase:{phase}"] if phase != "other" else []) + ([text] if text else []))
     return f"cell {shown}" + (f" ({inside})" if inside else "")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: IPython 8's name for a frame in a cell: "Cell In[7], line 3" (older: "<ipython-input-7-...>
+#: in <module>" followed by "----> 3 ...").
+_CELL_FRAME = re.compile(r"Cell In\[\d*\], line (\d+)|<ipython-input-[^>]*>.*?\n-+> (\d+)")
+
+
+def failing_line(cell: dict[str, Any]) -> tuple[int, str] | None:
+    """The line of the cell where its error happened (the traceback's last frame in the
+    cell), numbered from 1, with its text; None when the traceback does not say."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") != "error":
+            continue
+        text = _ANSI.sub("", "\n".join(str(t) for t in output.get("traceback", [])))
+        found = [int(a or b) for a, b in _CELL_FRAME.findall(text)]
+        if not found:
+            return None
+        source = cell.get("source", "")
+        lines = ("".join(source) if isinstance(source, list) else str(source)).splitlines()
+        number = found[-1]
+        if 1 <= number <= len(lines):
+            shown = lines[number - 1].strip()
+            return number, shown if len(shown) <= 60 else shown[:57] + "..."
+    return None
+
+
+def hint(error: str) -> str:
+    """What to do about an error a researcher's notebook meets only outside its home."""
+    if "No module named 'google.colab'" in error or "No module named 'google'" in error:
+        return (" (google.colab exists only on Colab: tag the cell 'colab-only' to run it on "
+                "Colab runners alone, or 'skip'; see docs/own-notebook.md)")
+    return ""
 
 
 def record(nb: dict[str, Any], assigned: bool = False) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import time
 import uuid
 import zipfile
@@ -28,7 +29,7 @@ from cloudbench.data.atomic import write_bytes_atomic
 from cloudbench.errors import InfrastructureError
 from cloudbench.runners.base import Amendments, Outcome, Runner
 from cloudbench.runners.staging import UNPACK_SOURCE
-from cloudbench.runners.vm import OUTCOME_MEMBER, build_vm_stage
+from cloudbench.runners.vm import ARTIFACTS_MEMBER, OUTCOME_MEMBER, build_vm_stage
 from cloudbench.study.layout import RunPaths
 from cloudbench.study.plan import RunJob
 from cloudbench.study.record import STATUSES, RecordError, parse_object
@@ -164,6 +165,23 @@ class SessionRunner(Runner):
             transport.stop()
 
 
+def _extract_artifacts(zf: zipfile.ZipFile, paths: RunPaths) -> None:
+    """What the notebook wrote on the machine, kept beside ours (safe names only)."""
+    if paths.artifacts is None:
+        return
+    prefix = f"{ARTIFACTS_MEMBER}/"
+    members = [m for m in zf.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
+    shutil.rmtree(paths.artifacts, ignore_errors=True)
+    for member in members:
+        parts = member.filename[len(prefix):].split("/")
+        if not parts or any(p in ("", ".", "..") for p in parts) or ":" in parts[0]:
+            raise TransportError(f"unsafe name in the run's results: {member.filename!r}")
+        target = paths.artifacts.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(member) as source, open(target, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+
+
 def read_result(result: Path, job: RunJob, paths: RunPaths,
                 check: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
     """A remote machine's result (runners.vm.run_job's zip) as the try's outcome: its
@@ -178,6 +196,7 @@ def read_result(result: Path, job: RunJob, paths: RunPaths,
                      if OUTCOME_MEMBER in names else {})
             notebook = zf.read("notebook.ipynb") if "notebook.ipynb" in names else None
             log = zf.read("run.log") if "run.log" in names else b""
+            _extract_artifacts(zf, paths)
     except (zipfile.BadZipFile, KeyError, OSError, RecordError) as exc:
         raise TransportError(f"the run's results came back damaged: {exc}") from exc
     if record.get("run_id") != job.run_id:

@@ -40,6 +40,8 @@ from cloudbench.study.spec import Analysis, Dataset, Environment, Price, Study, 
 from cloudbench.study.store import ResultsStore
 
 STUDY_FILE = "study.json"
+#: Inside a run's result zip: what the notebook wrote, kept (study.layout.ARTIFACTS).
+ARTIFACTS_MEMBER = "artifacts"
 #: Beside record.json in a run's zip: what the record does not say (whether a failure was
 #: the infrastructure's, so that the controller retries it).
 OUTCOME_MEMBER = "outcome.json"
@@ -124,6 +126,11 @@ def run_job(root: str | Path, job: dict[str, Any], attempt: int, out: str | Path
                            ("run.log", store.log_path(run.run_id))):
             if path.exists():
                 zf.write(path, name)
+        kept = store.runner_paths(env).run(run.run_id, attempt).artifacts
+        if kept is not None and kept.is_dir():
+            for path in sorted(kept.rglob("*")):
+                if path.is_file():
+                    zf.write(path, f"{ARTIFACTS_MEMBER}/{path.relative_to(kept).as_posix()}")
     return os.path.relpath(result)
 
 

@@ -17,6 +17,10 @@ ATTEMPTS = "attempts"
 NOTEBOOKS = "notebooks"
 LOGS = "logs"
 WORK = ".work"  # emptied of run folders when a study starts (ResultsStore.prepare)
+ARTIFACTS = "artifacts"  # what each run's notebook wrote in its working folder
+#: Inside a run's work folder: the notebook's working folder (its files, what it writes),
+#: apart from the toolkit's own scratch files beside it.
+HOME = "home"
 
 
 def default_results_dir(study_name: str) -> Path:
@@ -34,12 +38,18 @@ def notebook_file(notebooks: Path, run_id: str) -> Path:
 
 @dataclass(frozen=True)
 class RunPaths:
-    """One try of one run: a fresh work folder (removed after the try), and where its log
-    and its executed notebook go (kept, one per run)."""
+    """One try of one run: a fresh work folder (removed after the try), and where its log,
+    its executed notebook and what the notebook wrote go (kept, one per run)."""
 
     work: Path
     log: Path
     notebook: Path
+    artifacts: Path | None = None
+
+    @property
+    def home(self) -> Path:
+        """The notebook's working folder: its files beside it, relative paths as in Jupyter."""
+        return self.work / HOME
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class RunnerPaths:
     notebooks: Path
     state: Path
     runner_log: Path
+    artifacts: Path | None = None
 
     @classmethod
     def under(cls, root: Path, environment: str, runner: str) -> RunnerPaths:
@@ -62,9 +73,11 @@ class RunnerPaths:
         root = Path(root).absolute()
         logs = root / LOGS
         return cls(work=root / WORK, logs=logs, notebooks=root / NOTEBOOKS,
-                   state=root / runner, runner_log=logs / f"{environment}.{runner}.log")
+                   state=root / runner, runner_log=logs / f"{environment}.{runner}.log",
+                   artifacts=root / ARTIFACTS)
 
     def run(self, run_id: str, attempt: int) -> RunPaths:
         return RunPaths(work=self.work / f"{run_id}.{attempt}",
                         log=log_file(self.logs, run_id),
-                        notebook=notebook_file(self.notebooks, run_id))
+                        notebook=notebook_file(self.notebooks, run_id),
+                        artifacts=self.artifacts / run_id if self.artifacts else None)

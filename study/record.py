@@ -91,6 +91,11 @@ class Fingerprint(TypedDict, total=False):
     accelerator: str  # cpu | gpu | tpu
     device_name: str
     host_id: str  # a hash, never the host name
+    # The versions of the other frameworks a tagged notebook's kernel had imported
+    # (protocols/fingerprint.py FRAMEWORKS), when it had.
+    torch: str
+    jax: str
+    sklearn: str
 
 
 class Bookkeeping(TypedDict, total=False):
@@ -106,6 +111,9 @@ class Bookkeeping(TypedDict, total=False):
     model: str
     n_params: int
     format_version: int
+    artifacts: int  # files the notebook wrote in its working folder, kept in artifacts/
+    artifacts_bytes: int
+    artifacts_not_kept: int  # over keep_artifacts: named in artifacts/<run_id>/NOT-KEPT.txt
 
 
 class RecordFields(RunnerFields, ProtocolFields, Fingerprint, Bookkeeping):
