@@ -27,7 +27,14 @@ from cloudbench.data.atomic import atomic_path, write_json_atomic
 from cloudbench.errors import InputError
 from cloudbench.study import layout
 from cloudbench.study.layout import default_results_dir
-from cloudbench.study.record import COLUMNS, STATUSES, RecordError, RunRecord, upgrade
+from cloudbench.study.record import (
+    COLUMNS,
+    RUNNER_FIELDS,
+    STATUSES,
+    RecordError,
+    RunRecord,
+    upgrade,
+)
 
 __all__ = ["COLUMNS", "STATUSES", "ResultsStore", "StoreError", "default_results_dir"]
 MIN_FREE_MB = 50
@@ -241,7 +248,7 @@ class ResultsStore:
         row = _row(record)
         new = row["run_id"] not in self._rows
         self._rows[row["run_id"]] = row
-        if new and self._header and set(row) <= set(self._header):
+        if new and self._header and _filled(row) <= set(self._header):
             # One write of one whole line with O_APPEND: a kill leaves the line or nothing.
             fd = os.open(self.csv_path, os.O_WRONLY | os.O_APPEND)
             try:
@@ -255,9 +262,14 @@ class ResultsStore:
         rows = sorted((self._rows or {}).values(),
                       key=lambda r: (_sort_number(r.get("block")), str(r.get("started_at") or "")))
         self._header = _columns(rows)
+        text = ",".join(self._header) + "\n" + _csv_lines(self._header, rows)
+        try:
+            if self.csv_path.read_text(encoding="utf-8") == text:
+                return  # a rerun with nothing new writes nothing
+        except (OSError, UnicodeDecodeError):
+            pass
         with atomic_path(self.csv_path) as tmp:
-            tmp.write_text(",".join(self._header) + "\n" + _csv_lines(self._header, rows),
-                           encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8")
 
     def read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
@@ -274,9 +286,17 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in record.items()}
 
 
+def _filled(row: dict[str, Any]) -> set[str]:
+    return {k for k, v in row.items() if v is not None and v != ""}
+
+
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
-    extra = sorted({k for r in rows for k in r} - set(COLUMNS))
-    return COLUMNS + extra
+    """The schema's columns that some run filled (the runner's own always), in the
+    schema's order, then a protocol's own, sorted: a notebook that never fills epoch_s or
+    batch_size gets no such empty columns."""
+    filled = set().union(*(_filled(r) for r in rows)) if rows else set()
+    keep = [c for c in COLUMNS if c in RUNNER_FIELDS or c in filled]
+    return keep + sorted(filled - set(COLUMNS))
 
 
 def _sort_number(value: Any) -> float:
