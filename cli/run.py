@@ -59,6 +59,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
                   f"{len(study.environments)} environments x {len(study.datasets)} datasets x "
                   f"{sweep}{reps} repetitions = {planned} runs planned "
                   f"({study.order} order, seed {study.seed})")
+    if study.files or study.files_left_out:
+        size = sum(f.size for f in study.files)
+        console.print(f"files beside the notebook, copied into every run: {len(study.files)} "
+                      f"({size / 2**20:.1f} MB)")
+    if study.files_left_out:
+        console.print(f"[yellow]left out[/] (over 50 MB each; list them in [protocol] files to "
+                      f"copy them): {escape(', '.join(study.files_left_out))}")
     if study.sweep.parameters:
         levels = "; ".join(f"{k} = {list(v)}" for k, v in study.sweep.parameters.items())
         excluded = (f", {len(study.sweep.exclude)} exclusion rule(s)"
@@ -67,12 +74,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 366 * 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to a year, got {text!r}")
+    return value
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from cloudbench.runners.scheduler import run_study
 
     study = load_study(args.spec)
     result = run_study(study, output=args.output, repetitions=args.repetitions, console=console,
-                       stop_rule=stop_rule(study))
+                       stop_rule=stop_rule(study), wait_lock_s=getattr(args, "wait_lock", None),
+                       due=getattr(args, "due", False), wait=getattr(args, "wait", False))
     failed = [r for r in result.failed if r["status"] != "oom"]
     oom = len(result.failed) - len(failed)
     console.print(f"{len(result.executed) - len(result.failed)} runs ok, "
@@ -82,6 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     statuses = result.store.statuses()
     missing = [j.run_id for j in plan(study, args.repetitions)
                if statuses.get(j.run_id) not in FINAL_STATUSES]
+    if getattr(args, "due", False):  # later slots are not late: only this call's runs count
+        missing = [r["run_id"] for r in failed]
     if missing:
         console.print(f"[yellow]{len(missing)} planned run(s) not ok[/]: run the same command "
                       "to retry them")
@@ -138,6 +158,15 @@ def register(subparsers: Any) -> None:
                        help="repetitions per environment x dataset (overrides the study file)")
         p.add_argument("--output", type=Path, metavar="DIR",
                        help="results folder (default data/results/<study>)")
+        p.add_argument("--wait-lock", type=seconds_arg, metavar="SECONDS", nargs="?",
+                       const=24 * 3600.0, default=None,
+                       help="when another study run holds the results folder, wait for it "
+                            "(at most SECONDS, default a day) instead of refusing")
+        when = p.add_mutually_exclusive_group()
+        when.add_argument("--due", action="store_true", help="with a [schedule]: run the "
+                          "blocks whose slot has come, then exit (what a timer calls)")
+        when.add_argument("--wait", action="store_true", help="with a [schedule]: stay, and "
+                          "run each block at its slot")
         p.set_defaults(func=func)
 
     p = subparsers.add_parser("status", help="done / oom / failed / pending per environment x "

@@ -176,6 +176,10 @@ class Runner:
         that involve several keys or the values' form. Nothing here may need the network.
         """
 
+    #: The id of the block's session, set by the scheduler before open_block: every run of
+    #: one environment in one block shares it (one Colab VM, one SLURM job...).
+    session: str | None = None
+
     def __init__(self, study: Study, environment: Environment, paths: RunnerPaths):
         self.study, self.env, self.paths = study, environment, paths
 
@@ -252,8 +256,10 @@ class Runner:
         A record that breaks the schema (a notebook's ``train_s: "fast"``) is a failed
         run naming the field, with none of the outcome's fields: never a crash.
         """
-        base = base_record(self.study, self.env, job, attempt, started_at)
-        error = outcome.error
+        base = {**base_record(self.study, self.env, job, attempt, started_at),
+                **self._when(job, started_at)}
+        outcome = self._check_device(outcome)
+        error = phases.plain(outcome.error) if outcome.error is not None else None
         if outcome.cell is not None and error is not None:
             where = self._failed_cell(paths or self.paths.run(job.run_id, attempt),
                                       outcome.cell)
@@ -268,6 +274,33 @@ class Runner:
             return RunResult(RunRecord({**base, "error": f"the run's record is invalid: {exc}",
                                         "wall_s": _number_or_none(wall), **bill}))
         return RunResult(record, outcome.infrastructure and outcome.status != "ok")
+
+    def _when(self, job: RunJob, started_at: str) -> dict[str, Any]:
+        """The session, the slot and the local time of a try: when and where it ran."""
+        offset = dt.datetime.now().astimezone().utcoffset()
+        out: dict[str, Any] = {"session": self.session,
+                               "local_offset_min": round(offset.total_seconds() / 60)
+                               if offset is not None else 0}
+        if job.planned_at:
+            late = (dt.datetime.fromisoformat(started_at)
+                    - dt.datetime.fromisoformat(job.planned_at)).total_seconds()
+            out.update(planned_at=job.planned_at, late_s=round(max(0.0, late), 3))
+        return out
+
+    def _check_device(self, outcome: Outcome) -> Outcome:
+        """A run on other hardware than require_device says is no run of this environment:
+        wrong_device (not ok, not analysed; the scheduler stops the session's other runs
+        and the next slot tries again)."""
+        wanted = self.env.require_device
+        if not wanted or outcome.status != "ok":
+            return outcome
+        got = str(outcome.fields.get("device_name") or "")
+        if any(w.lower() in got.lower() for w in wanted):
+            return outcome
+        return outcome.replace(status="wrong_device", error=(
+            f"the session got {got or 'an unnamed device'}, not {' or '.join(wanted)} "
+            "(require_device); its runs are tried again in the next session"),
+            fields={**outcome.fields, "required_device": ", ".join(wanted)})
 
     def _bill(self, seconds: float) -> dict[str, Any]:
         """The billed time, measured around the runner's whole try (a session's start and

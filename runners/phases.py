@@ -237,6 +237,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_FRAME = re.compile(r"Cell In\[\d*\], line (\d+)|<ipython-input-[^>]*>.*?\n-+> (\d+)")
 
 
+def plain(text: str) -> str:
+    """Text without terminal escapes (a traceback's colours): records and logs read plain."""
+    return _ANSI.sub("", text)
+
+
 def failing_line(cell: dict[str, Any]) -> tuple[int, str] | None:
     """The line of the cell where its error happened (the traceback's last frame in the
     cell), numbered from 1, with its text; None when the traceback does not say."""

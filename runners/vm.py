@@ -70,7 +70,8 @@ def study_from_dict(data: dict[str, Any], root: Path) -> Study:
         Dataset(**{**d, "path": root / d["path"] if d["path"] else None,
                    "size": tuple(d["size"]) if d["size"] else None}) for d in raw["datasets"])
     raw["environments"] = tuple(
-        Environment(**{**e, "price": Price(**e["price"]) if e.get("price") else None})
+        Environment(**{**e, "price": Price(**e["price"]) if e.get("price") else None,
+                       "require_device": tuple(e.get("require_device", ()))})
         for e in raw["environments"])
     raw["files"] = tuple(ProtocolFile(f["name"], root / f["path"], f["size"])
                          for f in raw.get("files", ()))

@@ -10,6 +10,7 @@ notebook folder less what is never input (results, caches, hidden folders), with
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +64,22 @@ def parse_size(text: str | int) -> int:
     return int(float(found.group(1)) * _UNITS[(found.group(2) or "b").lower()])
 
 
-def _skipped(rel: Path) -> bool:
-    return any(part.startswith(".") or part in SKIPPED_DIRS for part in rel.parts[:-1]) \
-        or rel.name.startswith(".")
+def _is_results(folder: Path) -> bool:
+    """A study's results folder (records/ with a manifest, or the lock of a run), wherever
+    --output put it: never the notebook's input."""
+    return (folder / "records").is_dir() and (folder / "manifest.json").is_file() or (
+        folder / ".lock").is_file()
+
+
+def _walk(folder: Path) -> list[Path]:
+    """The notebook folder's files, less hidden and skipped folders and results folders."""
+    found: list[Path] = []
+    for current, dirs, names in os.walk(folder):
+        here = Path(current)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS
+                         and not _is_results(here / d))
+        found += [here / n for n in sorted(names) if not n.startswith(".")]
+    return sorted(p for p in found if p.is_file())
 
 
 def choose_files(folder: Path, notebook: Path, globs: tuple[str, ...] | None,
@@ -82,8 +96,7 @@ def choose_files(folder: Path, notebook: Path, globs: tuple[str, ...] | None,
     excluded = {p.resolve() for p in (notebook, *also_not)}
     chosen: dict[str, Path] = {}
     if globs is None:
-        candidates = [p for p in sorted(folder.rglob("*"))
-                      if p.is_file() and not _skipped(p.relative_to(folder))]
+        candidates = _walk(folder)
     else:
         candidates = []
         for pattern in globs:

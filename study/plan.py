@@ -29,6 +29,7 @@ class RunJob:
     warmup: bool = False
     configuration: str = ""  # the sweep's cell (study.record.configuration_id); "" without
     parameters: dict[str, Any] = field(default_factory=dict)  # that cell's protocol values
+    planned_at: str | None = None  # the block's slot when the study has a [schedule]
 
 
 #: One cell of the design: environment, dataset, configuration id.

@@ -30,7 +30,7 @@ RECORD_FORMATS: dict[int, str] = {
 }
 #: Written into every record; a reader can tell which schema a record follows.
 RECORD_FORMAT_VERSION = max(RECORD_FORMATS)
-STATUSES = ("ok", "failed", "timeout", "oom")
+STATUSES = ("ok", "failed", "timeout", "oom", "wrong_device")
 #: A run with one of these is done: `oom` is the configuration's result (it does not fit),
 #: kept and reported, never retried as if the run had been lost.
 FINAL_STATUSES = ("ok", "oom")
@@ -111,6 +111,11 @@ class Bookkeeping(TypedDict, total=False):
     model: str
     n_params: int
     format_version: int
+    session: str | None  # one id per block of an environment (a Colab VM, a SLURM job...)
+    planned_at: str | None  # the block's slot of a [schedule], UTC ISO 8601
+    late_s: float | None  # how long after its slot the run started
+    local_offset_min: int  # the controller's UTC offset when the run started (local time)
+    required_device: str | None  # require_device, when a wrong_device run says what it got
     artifacts: int  # files the notebook wrote in its working folder, kept in artifacts/
     artifacts_bytes: int
     artifacts_not_kept: int  # over keep_artifacts: named in artifacts/<run_id>/NOT-KEPT.txt

@@ -142,6 +142,9 @@ class Environment:
     #: different machines run concurrently. Defaults: the runner's (runners.base).
     machine: str = ""
     price: Price | None = None
+    #: A session that got other hardware stops before its runs (status wrong_device): the
+    #: device names (or parts of them, any case) this environment accepts.
+    require_device: tuple[str, ...] = ()
 
     @property
     def accelerator(self) -> str:
@@ -497,6 +500,7 @@ def _load_dataset(path: Path, i: int, raw: Any, check_data: bool = True) -> Data
 
 #: Keys every environment may have; a runner declares its own beside them.
 ENVIRONMENT_KEYS = ("name", "runner", "env", "gpu", "tpu", "kernel", "parameters", "timeout_s",
+                    "require_device",
                     "backend", "machine", "price", "price_per_hour", "compute_units_per_hour",
                     "price_per_unit", "currency", "price_source")
 PRICES_FILE = Path(__file__).resolve().parent / "prices.toml"
@@ -597,7 +601,13 @@ def _load_environment(path: Path, i: int, raw: Any) -> Environment:
     machine = t.get("machine", str, None)
     if machine is not None:
         _check_name(path, t.key("machine"), machine)
+    required = t.get("require_device", (str, list), [])
+    required = [required] if isinstance(required, str) else required
+    if not all(isinstance(d, str) and d.strip() for d in required):
+        raise SpecError(path, t.key("require_device"), f"a device name such as \"T4\" or a "
+                        f"list of them, got {required!r}")
     environment = Environment(name=name, runner=runner, env=dict(env), gpu=gpu, tpu=tpu,
+                              require_device=tuple(d.strip() for d in required),
                               kernel=t.get("kernel", str, None), parameters=params,
                               timeout_s=t.positive("timeout_s", float, None), options=options,
                               backend=backend, price=_load_price(path, t))

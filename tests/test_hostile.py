@@ -31,7 +31,8 @@ def test_markup_in_a_run_error_neither_crashes_nor_styles(
     code = main(["run", str(spec), "--output", str(tmp_path / "out")])
     out = capsys.readouterr().out
     assert code == EXIT_RUNS_NOT_OK  # both runs failed, and the study went on to the second
-    assert " ".join(out.split()).count("bad value [/x] [bold]not bold[/bold]") == 2
+    # Each error names its failing line too, which holds the same text: 2 runs, 2 each.
+    assert " ".join(out.split()).count("bad value [/x] [bold]not bold[/bold]") == 4
 
 
 def test_a_study_with_every_run_ok_exits_0_and_a_failed_one_3(

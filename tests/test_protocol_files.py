@@ -137,3 +137,11 @@ def test_toml_nested_too_deep_is_refused(tmp_path: Path) -> None:
     spec.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
     with pytest.raises(SpecError, match="nested too deep"):
         load_study(spec)
+
+
+def test_a_results_folder_beside_the_notebook_is_never_input(tmp_path: Path) -> None:
+    root = tree(tmp_path / "nb", {"nb.ipynb": b"{}", "data.csv": b"1",
+                                  "out/records/a.json": b"{}", "out/manifest.json": b"{}",
+                                  "busy/.lock": b"", "busy/runs.csv": b""})
+    files, _ = choose_files(root, root / "nb.ipynb", None)
+    assert [f.name for f in files] == ["data.csv"]
