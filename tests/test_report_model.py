@@ -1,0 +1,91 @@
+"""The report model (issue 28): one builder, two renderings. The PDF built from the model
+prints what the LaTeX-only paper printed; paper/ holds LaTeX only in its LaTeX renderer;
+the language files hold words only.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import unicodedata
+from pathlib import Path
+
+import pytest
+from fixtures.report_cases import CASES, build_case
+from test_report import tex  # noqa: F401  (the TeX Live fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER = ROOT / "paper"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference"
+#: The LaTeX renderer: the only modules of paper/ that may write LaTeX.
+LATEX_RENDERER = {"latex.py", "latexmk.py"}
+
+
+def words(text: str) -> list[str]:
+    """A paper's text as a reader sees it, word by word: ligatures expanded, the minus a
+    hyphen, words broken at a line's end joined, and the space around < and > (LaTeX's
+    math spacing, not a character) dropped."""
+    text = unicodedata.normalize("NFKC", text).replace("\u2212", "-")
+    text = re.sub(r"-\n(?=[a-záéíóúñ])", "", text)
+    text = re.sub(r"\s+", " ", text)
+    return re.sub(r" ?([<>]) ?", r"\1", text).strip().split(" ")
+
+
+def pdf_words(pdf: Path) -> list[str]:
+    return words(subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"],
+                                capture_output=True, text=True, check=True).stdout)
+
+
+@pytest.mark.usefixtures("tex")
+@pytest.mark.parametrize("case", CASES)
+def test_the_pdf_prints_what_the_latex_only_paper_printed(case: str, tmp_path: Path) -> None:
+    """Today's demo-like paper (and a Spanish one with cost, calibration and stopping, and a
+    sweep's), built from the report model, has the reference's text word for word."""
+    import difflib
+
+    pdf = build_case(case, tmp_path / "in", tmp_path / "build")
+    expected = words((REFERENCE / f"{case}.txt").read_text(encoding="utf-8"))
+    got = pdf_words(pdf)
+    diff = list(difflib.unified_diff(expected, got, lineterm="", n=4))
+    assert got == expected, "\n".join(diff[:60])
+
+
+def _code_lines(path: Path) -> list[tuple[int, str]]:
+    """A module's lines outside comments (docstrings may quote LaTeX to explain it)."""
+    return [(i, line) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if not line.lstrip().startswith("#")]
+
+
+#: LaTeX in Python source: a command ("\\texttt", "\\ref"), math dollars around a letter.
+_LATEX_IN_PY = re.compile(r"\\\\(?:[a-zA-Z]+|[,%&_#$])|\$[\\a-zA-Z<>-]+\$")
+
+
+def test_paper_holds_no_latex_outside_the_latex_renderer() -> None:
+    offenders = []
+    for path in sorted(PAPER.glob("*.py")):
+        if path.name in LATEX_RENDERER:
+            continue
+        source = path.read_text(encoding="utf-8")
+        # docstrings may name LaTeX; the code may not
+        code = re.sub(r'"""(?:.|\n)*?"""', "", source)
+        offenders += [f"{path.name}: {m.group(0)}" for m in _LATEX_IN_PY.finditer(code)]
+    templates = {p.name for p in (PAPER / "templates").iterdir()}
+    assert all(n.endswith((".tex.j2", ".html.j2")) for n in templates), templates
+    assert offenders == []
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_the_language_files_hold_words_only(lang: str) -> None:
+    """No LaTeX (a backslash command, math dollars, "~") and no HTML tag: a renderer
+    sets {var:..}, {code:..} and {ref:..} its own way."""
+    text = (PAPER / "lang" / f"{lang}.toml").read_text(encoding="utf-8")
+    values = "\n".join(line.split("=", 1)[1] for line in text.splitlines()
+                       if "=" in line and not line.lstrip().startswith("#"))
+    values += "\n".join(re.findall(r'"""(.*?)"""', text, re.S))
+    assert re.findall(r"\\\\[a-zA-Z,%]|\$|~|</?[a-z]+>", values) == []
+
+
+def test_one_body_template_per_format() -> None:
+    names = sorted(p.name for p in (PAPER / "templates").iterdir())
+    assert not [n for n in names if re.search(r"_(en|es)\.", n)], names
+    assert "body.tex.j2" in names
