@@ -1,10 +1,11 @@
-"""System commands the toolkit needs (latexmk, pdftotext, Rscript), installed from Debian.
+"""System commands the toolkit needs (latexmk, pdftotext, Rscript, chromium), installed from
+Debian.
 
 `study paper` and `study all` call :func:`ensure_commands` first, so the main command works
 on a fresh Debian machine: as root with apt-get, missing packages are installed; without
 root the error names the exact packages, rather than failing later inside latexmk.
 
-    python -m cloudbench.study.sysdeps tex|r|all     # used by tox and .ci/run
+    python -m cloudbench.study.sysdeps tex|r|browser|all     # used by tox and .ci/run
 """
 
 from __future__ import annotations
@@ -23,14 +24,19 @@ TEX_PACKAGES = ("latexmk", "texlive-latex-base", "texlive-latex-recommended",
                 "texlive-fonts-recommended", "texlive-lang-spanish", "lmodern")
 PDFTOTEXT_PACKAGES = ("poppler-utils",)
 R_PACKAGES = ("r-base-core",)
+# The browser the report's page is tested in (tests/test_report_browser.py): Debian's
+# chromium, driven headless by playwright (its own browser download is not used).
+BROWSER_PACKAGES = ("chromium",)
 
 TEX_COMMANDS: dict[str, Sequence[str]] = {"latexmk": TEX_PACKAGES, "pdflatex": TEX_PACKAGES}
 R_COMMANDS: dict[str, Sequence[str]] = {"Rscript": R_PACKAGES}
 PDFTOTEXT_COMMANDS: dict[str, Sequence[str]] = {"pdftotext": PDFTOTEXT_PACKAGES}
+BROWSER_COMMANDS: dict[str, Sequence[str]] = {"chromium": BROWSER_PACKAGES}
 GROUPS: dict[str, dict[str, Sequence[str]]] = {
     "tex": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS},
     "r": R_COMMANDS,
-    "all": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS, **R_COMMANDS},
+    "browser": BROWSER_COMMANDS,
+    "all": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS, **R_COMMANDS, **BROWSER_COMMANDS},
 }
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 
@@ -105,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cloudbench.study.sysdeps",
                                      description="install the Debian packages the toolkit needs")
     parser.add_argument("group", choices=sorted(GROUPS), help="tex: latexmk, pdflatex and "
-                        "pdftotext; r: Rscript; all: both")
+                        "pdftotext; r: Rscript; browser: chromium; all: every one")
     parser.add_argument("--check", action="store_true", help="only report; install nothing")
     args = parser.parse_args(argv)
     try:
