@@ -416,12 +416,15 @@ def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         "equivalence": T.equivalence_table(analysis, lang),
         "kruskal": T.kruskal_table(analysis, lang),
     }
+    extra = T.registered_tables(T.Inputs(cells, usable_cells, analysis, study,
+                                         list(protocol.phases) if protocol else None, lang))
     return Report(
         lang=lang, name=name,
         title=label("title", lang, envs=join_names(envs, lang)),
         author=label("author", lang, version=toolkit_version()),
         date=_date(frame, manifest), facts=facts, tables=tables, figures=figures,
-        sections=sections, sweep=sweep, explorer=F.explorer_spec(usable, metrics, lang))
+        sections=sections, sweep=sweep, explorer=F.explorer_spec(usable, metrics, lang),
+        extra=extra)
 
 
 def _outputs(out_dir: Path, name: str, formats: tuple[str, ...]) -> dict[str, Path]:

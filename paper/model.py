@@ -181,7 +181,8 @@ class Report:
     paragraphs fill in; `tables` the report-wide tables by name (None: not shown);
     `figures` the report-wide figures by name; `sections` one per metric; `sweep` the
     sweep's results or None; `explorer` every usable run's metrics, for the page's
-    interactive figure.
+    interactive figure; `extra` the registered tables (paper.tables.report_table) by the
+    section they close, each with its heading (or None).
     """
 
     lang: str
@@ -195,17 +196,4 @@ class Report:
     sections: list[MetricSection]
     sweep: dict[str, Any] | None
     explorer: Figure | None = None
-
-    def all_tables(self) -> list[Table]:
-        """Every table in the order the report shows them."""
-        order = ["environments", "datasets", "phases", "runs", "calibration"]
-        found = [self.tables[k] for k in order if self.tables.get(k)]
-        if self.sweep:
-            found += [p.table for p in self.sweep["parameters"] if p.table]
-            if self.sweep.get("interactions"):
-                found.append(self.sweep["interactions"])
-        for s in self.sections:
-            found += s.tables
-        rest = [k for k in self.tables if k not in order]
-        found += [self.tables[k] for k in rest if self.tables.get(k)]
-        return [t for t in found if t is not None]
+    extra: dict[str, list[tuple[str | None, Table]]] = field(default_factory=dict)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -39,6 +40,68 @@ from cloudbench.paper.text import (
     var,
     where,
 )
+
+# --------------------------------------------------------------------------- the registry
+
+#: The sections a registered table may close, in the order the report shows them.
+SECTIONS = ("methodology", "results", "decisions")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a registered table may read: every run as recorded (`frame`), the runs the
+    analysis counts (`usable`), both with a sweep's cells named, the analysis, the study
+    file (None for runs gathered elsewhere), a tagged notebook's phases, the language."""
+
+    frame: pd.DataFrame
+    usable: pd.DataFrame
+    analysis: Analysis
+    study: Any
+    phases: list[str] | None
+    lang: str
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    """A table the report shows at the end of a section, with an optional heading (a label
+    key of paper/lang/<lang>.toml)."""
+
+    name: str
+    section: str
+    build: Callable[[Inputs], Table | None]
+    heading: str | None = None
+
+
+#: Every registered table, in the order they were registered.
+REPORT_TABLES: list[ReportTable] = []
+
+
+def report_table(name: str, section: str, heading: str | None = None
+                 ) -> Callable[[Callable[[Inputs], Table | None]],
+                               Callable[[Inputs], Table | None]]:
+    """Register a table: one function from Inputs to a Table (or None when the runs do not
+    allow it) is all a new table needs, with its labels in paper/lang/<lang>.toml; both
+    renderings show it at the end of `section` (one of SECTIONS)."""
+    if section not in SECTIONS:
+        raise ValueError(f"section {section!r} is not one of {', '.join(SECTIONS)}")
+
+    def register(build: Callable[[Inputs], Table | None]) -> Callable[[Inputs], Table | None]:
+        REPORT_TABLES[:] = [t for t in REPORT_TABLES if t.name != name]
+        REPORT_TABLES.append(ReportTable(name, section, build, heading))
+        return build
+
+    return register
+
+
+def registered_tables(inputs: Inputs) -> dict[str, list[tuple[str | None, Table]]]:
+    """Each section's registered tables that the runs allow, with their headings."""
+    out: dict[str, list[tuple[str | None, Table]]] = {s: [] for s in SECTIONS}
+    for entry in REPORT_TABLES:
+        table = entry.build(inputs)
+        if table is not None:
+            heading = label(entry.heading, inputs.lang) if entry.heading else None
+            out[entry.section].append((heading, table))
+    return out
 
 
 def slug(*parts: Any) -> str:
