@@ -689,3 +689,28 @@ def calibration_table(calibration: dict[str, Any], lang: str = "en") -> Table | 
     return Table("tab:calibration", label("calibration_caption", lang),
                  _cols(head, "ll" + "r" * (len(arms) + 5), {n - 4: 16, n - 3: 16, n - 2: 16}),
                  rows, keys=1, size="footnotesize")
+
+
+# --------------------------------------------------------------------------- registered tables
+
+#: The built-in protocol's phases, in the order it runs them (protocols/cnn_train.ipynb).
+BUILTIN_PHASES = ("import", "load", "build", "train", "eval")
+
+
+@report_table("phase_medians", "results", heading="phase_medians_heading")
+def phase_medians_table(inputs: Inputs) -> Table | None:
+    """The median seconds of each phase per dataset and environment: where a run's time
+    goes, beside the tests of the totals. A tagged notebook's own phases (and its other
+    cells), else the built-in protocol's; None with fewer than two phases timed."""
+    frame, lang = inputs.usable, inputs.lang
+    names = [*inputs.phases, "other"] if inputs.phases else list(BUILTIN_PHASES)
+    columns = [f"{n}_s" for n in names if f"{n}_s" in frame
+               and pd.to_numeric(frame[f"{n}_s"], errors="coerce").notna().any()]
+    if len(columns) < 2 or frame.empty:
+        return None
+    rows = _group_cells(frame, [(c, "median", num) for c in columns],
+                        ordered(frame["environment"]), ordered(frame["dataset"]))
+    head = [label("dataset", lang), label("environment", lang)]
+    head += [c.removesuffix("_s") for c in columns]
+    return Table("tab:phase-medians", label("phase_medians_caption", lang),
+                 _cols(head, "ll" + "r" * len(columns)), rows, keys=1)
