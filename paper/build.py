@@ -416,7 +416,7 @@ def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         "equivalence": T.equivalence_table(analysis, lang),
         "kruskal": T.kruskal_table(analysis, lang),
     }
-    extra = T.registered_tables(T.Inputs(cells, usable_cells, analysis, study,
+    extra = T.registered_parts(T.Inputs(cells, usable_cells, analysis, study,
                                          list(protocol.phases) if protocol else None, lang))
     return Report(
         lang=lang, name=name,

@@ -159,8 +159,7 @@ def render_page(report: Report) -> str:
         "figures": {k: report.figures.get(k) for k in
                     ("phases", "train_total", "train_mean", "epochs", "accuracy_time")},
         "sections": report.sections, "sweep": sweep, "explorer": explorer,
-        "extra": {section: [(heading, table(t)) for heading, t in found]
-                  for section, found in report.extra.items()},
+        "extra": report.extra,
         "metric_names": {m: _text.plain(_text.metric_name(m, lang, capital=True))
                          for m in (explorer.options["metrics"] if explorer else [])},
     }

@@ -340,8 +340,11 @@ def render_paper(report: Report, folder: Path) -> str:
         "tables": {k: table(k, t) for k, t in report.tables.items()},
         "figures": {k: figure(k, report.figures.get(k)) for k in REPORT_FIGURES},
         "sections": sections, "sweep": sweep,
-        "extra": {section: [(heading, table(t.id.replace(":", "-"), t)) for heading, t in found]
-                  for section, found in report.extra.items()},
+        "extra": {section: [{"heading": part.heading, "paragraphs": [
+            Markup(escape(x.text)) for x in part.paragraphs],
+            "tables": [table(t.id.replace(":", "-"), t) for t in part.tables],
+            "figures": [figure(f.id.replace(":", "-"), f) for f in part.figures]}
+            for part in parts] for section, parts in report.extra.items()},
     }
     return jinja_env().get_template("paper.tex.j2").render(**context)
 

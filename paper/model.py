@@ -174,6 +174,17 @@ class SweepParameter:
 
 
 @dataclass
+class Part:
+    """A piece a registered function adds at the end of a section of the report
+    (paper.tables.report_part): an optional heading, paragraphs, tables and figures."""
+
+    heading: str | None = None
+    paragraphs: list[Statement] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+
+
+@dataclass
 class Report:
     """Everything the report shows, built once (paper.build.report_model).
 
@@ -181,8 +192,8 @@ class Report:
     paragraphs fill in; `tables` the report-wide tables by name (None: not shown);
     `figures` the report-wide figures by name; `sections` one per metric; `sweep` the
     sweep's results or None; `explorer` every usable run's metrics, for the page's
-    interactive figure; `extra` the registered tables (paper.tables.report_table) by the
-    section they close, each with its heading (or None).
+    interactive figure; `extra` the registered parts and tables (paper.tables.report_part,
+    report_table) by the section they close.
     """
 
     lang: str
@@ -196,4 +207,4 @@ class Report:
     sections: list[MetricSection]
     sweep: dict[str, Any] | None
     explorer: Figure | None = None
-    extra: dict[str, list[tuple[str | None, Table]]] = field(default_factory=dict)
+    extra: dict[str, list[Part]] = field(default_factory=dict)

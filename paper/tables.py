@@ -26,7 +26,7 @@ from cloudbench.analysis.results import (
     MannWhitney,
     MedianRatio,
 )
-from cloudbench.paper.model import Cell, Column, Group, Table, text_cell
+from cloudbench.paper.model import Cell, Column, Group, Part, Table, text_cell
 from cloudbench.paper.text import (
     MINUS,
     MISSING,
@@ -62,45 +62,63 @@ class Inputs:
 
 
 @dataclass(frozen=True)
-class ReportTable:
-    """A table the report shows at the end of a section, with an optional heading (a label
-    key of paper/lang/<lang>.toml)."""
+class ReportPart:
+    """A registered piece of the report, shown at the end of `section`."""
 
     name: str
     section: str
-    build: Callable[[Inputs], Table | None]
-    heading: str | None = None
+    build: Callable[[Inputs], Part | None]
 
 
-#: Every registered table, in the order they were registered.
-REPORT_TABLES: list[ReportTable] = []
+#: Every registered part (and table), in the order they were registered.
+REPORT_PARTS: list[ReportPart] = []
+
+PartBuilder = Callable[[Inputs], Part | None]
+TableBuilder = Callable[[Inputs], Table | None]
 
 
-def report_table(name: str, section: str, heading: str | None = None
-                 ) -> Callable[[Callable[[Inputs], Table | None]],
-                               Callable[[Inputs], Table | None]]:
-    """Register a table: one function from Inputs to a Table (or None when the runs do not
-    allow it) is all a new table needs, with its labels in paper/lang/<lang>.toml; both
-    renderings show it at the end of `section` (one of SECTIONS)."""
+def report_part(name: str, section: str) -> Callable[[PartBuilder], PartBuilder]:
+    """Register a part of the report (a heading, paragraphs, tables, figures): one function
+    from Inputs to a Part (or None when the runs do not allow it), with its words in
+    paper/lang/<lang>.toml; both renderings show it at the end of `section` (one of
+    SECTIONS). A figure of a kind the renderers already draw needs nothing else."""
     if section not in SECTIONS:
         raise ValueError(f"section {section!r} is not one of {', '.join(SECTIONS)}")
 
-    def register(build: Callable[[Inputs], Table | None]) -> Callable[[Inputs], Table | None]:
-        REPORT_TABLES[:] = [t for t in REPORT_TABLES if t.name != name]
-        REPORT_TABLES.append(ReportTable(name, section, build, heading))
+    def register(build: PartBuilder) -> PartBuilder:
+        REPORT_PARTS[:] = [t for t in REPORT_PARTS if t.name != name]
+        REPORT_PARTS.append(ReportPart(name, section, build))
         return build
 
     return register
 
 
-def registered_tables(inputs: Inputs) -> dict[str, list[tuple[str | None, Table]]]:
-    """Each section's registered tables that the runs allow, with their headings."""
-    out: dict[str, list[tuple[str | None, Table]]] = {s: [] for s in SECTIONS}
-    for entry in REPORT_TABLES:
-        table = entry.build(inputs)
-        if table is not None:
-            heading = label(entry.heading, inputs.lang) if entry.heading else None
-            out[entry.section].append((heading, table))
+def report_table(name: str, section: str, heading: str | None = None
+                 ) -> Callable[[TableBuilder], TableBuilder]:
+    """Register a table: one function from Inputs to a Table (or None when the runs do not
+    allow it) is all a new table needs, with its labels in paper/lang/<lang>.toml (its
+    caption, and `heading`, a label key, when it opens a subsection of its own)."""
+
+    def register(build: TableBuilder) -> TableBuilder:
+        def part(inputs: Inputs) -> Part | None:
+            table = build(inputs)
+            if table is None:
+                return None
+            return Part(label(heading, inputs.lang) if heading else None, tables=[table])
+
+        report_part(name, section)(part)
+        return build
+
+    return register
+
+
+def registered_parts(inputs: Inputs) -> dict[str, list[Part]]:
+    """Each section's registered parts that the runs allow."""
+    out: dict[str, list[Part]] = {s: [] for s in SECTIONS}
+    for entry in REPORT_PARTS:
+        part = entry.build(inputs)
+        if part is not None:
+            out[entry.section].append(part)
     return out
 
 

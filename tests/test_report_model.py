@@ -51,7 +51,7 @@ def test_the_pdf_prints_what_the_latex_only_paper_printed(case: str, tmp_path: P
 
     from cloudbench.paper import tables as T
 
-    monkeypatch.setattr(T, "REPORT_TABLES", [t for t in T.REPORT_TABLES
+    monkeypatch.setattr(T, "REPORT_PARTS", [t for t in T.REPORT_PARTS
                                              if t.name not in ADDED_SINCE_REFERENCE])
     pdf = build_case(case, tmp_path / "in", tmp_path / "build")
     expected = words((REFERENCE / f"{case}.txt").read_text(encoding="utf-8"))
@@ -127,4 +127,39 @@ def test_phase_medians_are_the_medians_of_the_runs(tmp_path: Path) -> None:
     assert [c.label for c in table.columns][2:] == ["prepare", "fit", "other"]
     assert T.phase_medians_table(T.Inputs(raw, usable[["environment", "dataset", "train_s"]],
                                           Analysis(), None, None, "en")) is None
-    assert "phase_medians" in {t.name for t in T.REPORT_TABLES}
+    assert "phase_medians" in {t.name for t in T.REPORT_PARTS}
+
+
+@pytest.mark.usefixtures("tex")
+def test_a_registered_part_shows_in_both_formats(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new section (as a time-of-day one will be): one registered function with a
+    heading, a sentence with its number, a figure of a kind both renderers draw and a
+    table; the PDF and the page show it, nothing else changes."""
+    from fixtures.report_cases import case_inputs
+
+    from cloudbench.paper import tables as T
+    from cloudbench.paper.build import build_paper
+    from cloudbench.paper.figures import figure_specs
+    from cloudbench.paper.model import Part, Statement
+    from cloudbench.study.spec import load_study
+
+    monkeypatch.setattr(T, "REPORT_PARTS", list(T.REPORT_PARTS))
+
+    @T.report_part("late_runs", "results")
+    def late_runs(inputs: T.Inputs) -> Part | None:
+        late = inputs.usable[inputs.usable["block"] >= 5]
+        figure = figure_specs(late, ["train_s"], inputs.lang)["box_0"]
+        return Part("Late blocks", [Statement(f"{len(late)} runs ran in block 5 or later.",
+                                              {"runs": len(late)})],
+                    [T.runs_table(late, inputs.lang)], [figure])
+
+    csv, spec = case_inputs("demo", tmp_path / "in")
+    pdf = build_paper(csv, load_study(spec, check_data=False), tmp_path / "out",
+                      formats=("pdf", "html"))
+    text = " ".join(pdf_words(pdf))
+    # blocks 5 to 10 of two environments (block 0 is the warm-up)
+    assert "Late blocks" in text and "12 runs ran in block 5 or later." in text
+    page = pdf.with_suffix(".html").read_text(encoding="utf-8")
+    assert "<h3>Late blocks</h3>" in page and "12 runs ran in block 5 or later." in page
+    assert page.count('data-kind="figure"') == page.count('class="figure-plot"') - 1
