@@ -31,8 +31,8 @@ def _upper(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def join_names(names: Sequence[str], lang: str, escaped: bool = False) -> str:
-    """"a, b and c" / "a, b y c" (`escaped`: kept for callers of the LaTeX-only days)."""
+def join_names(names: Sequence[str], lang: str) -> str:
+    """"a, b and c" / "a, b y c"."""
     items = [str(n) for n in names]
     if len(items) < 2:
         return "".join(items)
@@ -145,8 +145,7 @@ def simulated_error_text(error: Any, lang: str) -> str:
                   if len(scenarios) > 1 else "", scenarios=shown,
                   procedure=procedure_name(error.procedure, lang),
                   alpha=fmt_num(error.alpha, 2, lang, bounded=True), range=rates,
-                  shapes=join_names([phrase(f"shape_{s}", lang) for s in error.shapes], lang,
-                                    escaped=True),
+                  shapes=join_names([phrase(f"shape_{s}", lang) for s in error.shapes], lang),
                   nominal=percent(error.alpha, lang))
 
 

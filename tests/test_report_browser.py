@@ -262,3 +262,28 @@ def test_the_other_sections_render_in_the_browser(case: str, browser: Any, built
             assert "Along the sweep" in p.locator("main").inner_text()
     finally:
         loaded.page.close()
+
+
+def test_hostile_names_print_as_given(browser: Any, tmp_path: Path) -> None:
+    """Names that are HTML, LaTeX or a script's end print as text and break nothing."""
+    from fixtures.synthetic import synthetic_runs
+
+    from cloudbench.paper.build import build_paper
+
+    hostile = "</script><b>a&b_%#$~^\\{}"
+    csv = synthetic_runs(tmp_path / "hostile" / "runs.csv", environments=(hostile, "colab"),
+                         datasets=("shapes", "<i>d&s</i>"), repetitions=6, study="hostile")
+    page = build_paper(csv, None, tmp_path / "out", formats=("html",))
+    loaded = Loaded(browser, page)
+    try:
+        p = loaded.page
+        assert loaded.console == [] and loaded.requests == [loaded.url]
+        assert p.evaluate("document.body.dataset.ready") == "true"
+        assert hostile in p.locator("h1").inner_text()
+        # the names' tags stayed text: no element made of them
+        assert not p.evaluate("Array.from(document.querySelectorAll('b, i')).some("
+                              "e => e.textContent.startsWith('a&b_') || e.textContent == 'd&s')")
+        assert "<i>d&s</i>" in p.locator("#tab-runs").inner_text()
+        assert p.locator("div.figure-plot.js-plotly-plot").count() > 0
+    finally:
+        p.close()
