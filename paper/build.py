@@ -228,8 +228,6 @@ def swept(frame: pd.DataFrame) -> bool:
         frame["configuration"].astype("string").fillna("").str.strip().ne("").any())
 
 
-
-
 def _statement(text: str, c: Any = None, kind: str = "") -> Statement:
     """A sentence with the numbers of its comparison as data."""
     numbers: dict[str, float | None] = {}
