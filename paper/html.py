@@ -123,7 +123,7 @@ def render_page(report: Report) -> str:
     """The report as one self-contained HTML page."""
     from markupsafe import Markup
 
-    from cloudbench.paper.plots import explorer_data, plot
+    from cloudbench.paper.plots import explorer_data, hover_template, plot
 
     lang = report.lang
     figures: list[dict[str, Any]] = []
@@ -166,7 +166,9 @@ def render_page(report: Report) -> str:
     page = _jinja().get_template("report.html.j2").render(**context)
     data = {"figures": figures,
             "explorer": explorer_data(explorer) if explorer is not None else None,
-            "metricNames": context["metric_names"]}
+            "metricNames": context["metric_names"],
+            # the explorer's hover, its value's name filled in by the page
+            "hover": hover_template("@@NAME@@", lang)}
     # "</" inside a script would end it: JSON may hold any name
     payload = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
     page = page.replace("@@DATA@@", payload).replace("@@PLOTLY@@", plotly_gz())

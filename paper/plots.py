@@ -40,10 +40,11 @@ def _text(lang: str, key: str) -> str:
     return plain(label(key, lang))
 
 
-def _hover(value_name: str) -> str:
+def hover_template(value_name: str, lang: str) -> str:
     """What a run's point says on hover: its id, environment, block and value."""
-    return ("<b>%{customdata[0]}</b><br>" + "environment: %{customdata[1]}<br>"
-            "block: %{customdata[2]}<br>" + value_name + ": %{y}<extra></extra>")
+    return ("<b>%{customdata[0]}</b><br>" + _text(lang, "environment")
+            + ": %{customdata[1]}<br>" + _text(lang, "block") + ": %{customdata[2]}<br>"
+            + value_name + ": %{y}<extra></extra>")
 
 
 def run_points(data: pd.DataFrame, column: str) -> dict[str, list[Any]]:
@@ -75,7 +76,8 @@ def _box(fig: Figure, lang: str) -> dict[str, Any]:
                 "customdata": [[pts["run"][i], env, pts["block"][i]] for i in idx],
                 "boxpoints": "all", "jitter": 0.3, "pointpos": 0, "marker": {
                     "color": _colour(e), "size": 5}, "line": {"color": _colour(e)},
-                "hovertemplate": _hover(plain(metric_name(metric, lang))), "hoveron": "points",
+                "hovertemplate": hover_template(plain(metric_name(metric, lang)), lang),
+                "hoveron": "points",
                 "xaxis": f"x{d + 1 if d else ''}", "yaxis": f"y{d + 1 if d else ''}"})
             # the analysis' outliers, as the PDF marks them: red crosses
             values = np.array([pts["y"][i] for i in idx], dtype=float)
@@ -87,7 +89,7 @@ def _box(fig: Figure, lang: str) -> dict[str, Any]:
                     "y": [pts["y"][i] for i in flagged], "showlegend": False,
                     "customdata": [[pts["run"][i], env, pts["block"][i]] for i in flagged],
                     "marker": {"symbol": "x", "color": "red", "size": 10},
-                    "hovertemplate": _hover(plain(metric_name(metric, lang))),
+                    "hovertemplate": hover_template(plain(metric_name(metric, lang)), lang),
                     "xaxis": f"x{d + 1 if d else ''}", "yaxis": f"y{d + 1 if d else ''}"})
     return _panels(traces, datasets, metric_name(metric, lang, capital=True))
 
@@ -187,7 +189,8 @@ def _scatter(fig: Figure, lang: str) -> dict[str, Any]:
                        "customdata": [[r, env, b] for r, b in zip(pts["run"], pts["block"],
                                                                     strict=True)],
                        "marker": {"color": _colour(e), "size": 7},
-                       "hovertemplate": _hover(plain(metric_name("test_accuracy", lang)))})
+                       "hovertemplate": hover_template(
+                           plain(metric_name("test_accuracy", lang)), lang)})
     layout = dict(_LAYOUT, xaxis={"title": {"text": metric_name("train_s", lang, True)}},
                   yaxis={"title": {"text": metric_name("test_accuracy", lang, True)}})
     return {"data": traces, "layout": layout}
