@@ -95,4 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the runs table (default data/results/<study>/runs.csv)")
     p.add_argument("--output", type=Path, metavar="DIR",
                    help=f"where the paper goes (default {DEFAULT_OUTPUT})")
+    p.add_argument("--format", choices=sorted(FORMAT_CHOICES), default="pdf",
+                   help="pdf (the default), html (one self-contained interactive page; no TeX "
+                   "needed) or both")
     p.set_defaults(func=cmd_paper)

@@ -163,3 +163,40 @@ def test_a_registered_part_shows_in_both_formats(tmp_path: Path,
     page = pdf.with_suffix(".html").read_text(encoding="utf-8")
     assert "<h3>Late blocks</h3>" in page and "12 runs ran in block 5 or later." in page
     assert page.count('data-kind="figure"') == page.count('class="figure-plot"') - 1
+
+
+@pytest.mark.usefixtures("tex")
+def test_study_paper_format_option_and_the_cache(tmp_path: Path, quick_study,
+                                                 monkeypatch: pytest.MonkeyPatch, capsys
+                                                 ) -> None:
+    """`study paper SPEC --format html` writes the page alone (no TeX run); `--format both`
+    then adds the PDF; a third call finds both up to date and builds nothing."""
+    from fixtures.synthetic import synthetic_runs
+
+    from cloudbench.cli.main import main
+    from cloudbench.paper.cache import build_count
+
+    monkeypatch.chdir(tmp_path)
+    spec = quick_study(name="fmt", environments="""
+        [[environments]]
+        name = "a"
+
+        [[environments]]
+        name = "b"
+
+        [analysis]
+        metrics = ["train_s"]
+    """)
+    synthetic_runs(tmp_path / "data" / "results" / "fmt" / "runs.csv", environments=("a", "b"),
+                   datasets=("shapes",), repetitions=6, study="fmt")
+    build = Path("paper/build")
+    assert main(["paper", str(spec), "--format", "html"]) == 0
+    assert capsys.readouterr().out.split() == ["paper/build/fmt.html"]
+    assert (build / "fmt.html").is_file() and not (build / "fmt.pdf").exists()
+    assert not (build / "fmt" / "fmt.tex").exists()  # no LaTeX for the page
+    assert main(["paper", str(spec), "--format", "both"]) == 0
+    assert capsys.readouterr().out.split() == ["paper/build/fmt.pdf", "paper/build/fmt.html"]
+    assert (build / "fmt.pdf").is_file() and build_count(build, "fmt") == 2
+    assert main(["paper", str(spec), "--format", "both"]) == 0
+    assert build_count(build, "fmt") == 2  # nothing changed: nothing rebuilt
+    assert main(["paper", str(spec)]) == 0 and build_count(build, "fmt") == 2
