@@ -272,24 +272,23 @@ def _metric_sections(analysis: Analysis, metrics: list[str], lang: str, alternat
     return sections
 
 
-def _sweep_model(frame: pd.DataFrame, study: Study | None, envs: list[str], lang: str,
-                 folder: Path) -> dict[str, Any] | None:
+def _sweep_model(frame: pd.DataFrame, study: Study | None, envs: list[str], lang: str
+                 ) -> tuple[Any, dict[str, Any] | None]:
     """The results along each sweep parameter (analysis.factors): time and memory ratios of
     every pair against the levels, with intervals and OOM marked, and the interaction test.
-    Also writes factors.json into the build folder."""
+    Returns the factor analysis too (None without a sweep), which the build writes as
+    factors.json."""
     from cloudbench.analysis.factors import factor_analysis
     from cloudbench.paper import sweep as W
 
     if not swept(frame):
-        return None
+        return None, None
     fa = factor_analysis(frame, parameters=None, environments=envs,
                          alpha=study.analysis.alpha if study else 0.05,
                          seed=study.seed if study else 0,
                          level_order=study.sweep.parameters if study else None)
-    write_text_atomic(folder / "factors.json",
-                      json.dumps(fa.to_dict(), indent=2, allow_nan=False) + "\n")
     if fa.empty:
-        return None
+        return fa, None
     parameters = []
     for i, name in enumerate(fa.parameters):
         figures = [Figure(f"fig:{kind}:{i}", "ratio",
@@ -302,7 +301,7 @@ def _sweep_model(frame: pd.DataFrame, study: Study | None, envs: list[str], lang
             W.factor_table(fa, name, lang)))
     oom = int((frame["status"].astype(str).str.strip() == "oom").sum()) \
         if "status" in frame else 0
-    return {"parameters": parameters, "oom_runs": oom,
+    return fa, {"parameters": parameters, "oom_runs": oom,
             "configurations": int(frame["configuration"].nunique()),
             "memory_metric": metric_name(fa.memory_metric or "peak_rss_mb", lang),
             "interactions": W.interaction_table(fa, lang)}
@@ -310,13 +309,13 @@ def _sweep_model(frame: pd.DataFrame, study: Study | None, envs: list[str], lang
 
 def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
                  study: Study | None, manifest: dict[str, Any],
-                 calibration: dict[str, Any], folder: Path,
-                 protocol: Protocol | None = None, name: str = "") -> Report:
+                 calibration: dict[str, Any], protocol: Protocol | None = None,
+                 name: str = "") -> Report:
     """The report, once, in no output format: every table, sentence and figure's data.
 
     `frame` holds every run as recorded, `usable` the runs the analysis counts; `protocol`
-    is the study's notebook when it is timed by its tags (tagged_protocol). `folder` gets
-    factors.json for a sweep.
+    is the study's notebook when it is timed by its tags (tagged_protocol). Writes nothing:
+    the renderers and the build do.
     """
     from cloudbench.analysis.compare import with_cells
     from cloudbench.paper import figures as F
@@ -329,7 +328,7 @@ def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
     metrics = T.metrics_of(analysis)
     pairs = analysis.pairs
 
-    sweep = _sweep_model(frame, study, envs, lang, folder)
+    factors, sweep = _sweep_model(frame, study, envs, lang)
     # a sweep's cells are shown by its own figures instead
     figures = {} if sweep is not None else F.figure_specs(
         usable, metrics, lang, list(protocol.phases) if protocol else None)
@@ -422,7 +421,7 @@ def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         author=label("author", lang, version=toolkit_version()),
         date=_date(frame, manifest), facts=facts, tables=tables, figures=figures,
         sections=sections, sweep=sweep, explorer=F.explorer_spec(usable, metrics, lang),
-        extra=extra)
+        extra=extra, factors=factors)
 
 
 def _outputs(out_dir: Path, name: str, formats: tuple[str, ...]) -> dict[str, Path]:
@@ -461,8 +460,11 @@ def build_paper(runs_csv: Path, study: Study | None = None, out_dir: Path = Path
     manifest_file, calibration_file = beside(runs_csv)
     manifest = _read_json(manifest_file)
     calibration = _read_json(calibration_file) or manifest.get("calibration") or {}
-    report = report_model(frame, usable, analysis, study, manifest, calibration, folder,
-                          protocol, name)
+    report = report_model(frame, usable, analysis, study, manifest, calibration, protocol,
+                          name)
+    if report.factors is not None:  # a sweep's factor analysis, beside the paper's files
+        write_text_atomic(folder / "factors.json",
+                          json.dumps(report.factors.to_dict(), indent=2, allow_nan=False) + "\n")
     if "pdf" in outputs:
         from cloudbench.paper.latex import render_paper
         from cloudbench.paper.latexmk import run_latexmk

@@ -193,7 +193,8 @@ class Report:
     `figures` the report-wide figures by name; `sections` one per metric; `sweep` the
     sweep's results or None; `explorer` every usable run's metrics, for the page's
     interactive figure; `extra` the registered parts and tables (paper.tables.report_part,
-    report_table) by the section they close.
+    report_table) by the section they close; `factors` a sweep's
+    factor analysis (analysis.factors), which the build also writes as factors.json.
     """
 
     lang: str
@@ -208,3 +209,4 @@ class Report:
     sweep: dict[str, Any] | None
     explorer: Figure | None = None
     extra: dict[str, list[Part]] = field(default_factory=dict)
+    factors: Any = None

@@ -200,3 +200,26 @@ def test_study_paper_format_option_and_the_cache(tmp_path: Path, quick_study,
     assert main(["paper", str(spec), "--format", "both"]) == 0
     assert build_count(build, "fmt") == 2  # nothing changed: nothing rebuilt
     assert main(["paper", str(spec)]) == 0 and build_count(build, "fmt") == 2
+
+
+def test_every_figure_kind_is_drawn_for_the_page(tmp_path: Path) -> None:
+    """Box, bars, epochs, scatter and a tagged notebook's phases: plotly JSON with traces
+    whose run points carry their run's id, environment and block."""
+    import json
+
+    import pandas as pd
+    from fixtures.synthetic import synthetic_runs
+
+    from cloudbench.paper.figures import figure_specs
+    from cloudbench.paper.plots import plot
+
+    raw = pd.read_csv(synthetic_runs(tmp_path / "runs.csv", repetitions=4))
+    usable = raw[raw["status"].eq("ok") & ~raw["warmup"]].assign(prepare_s=1.0, fit_s=2.0)
+    specs = figure_specs(usable, ["train_s"], "es", phases=["prepare", "fit"])
+    assert {f.kind for f in specs.values()} == {"box", "bars", "epochs", "scatter", "phases"}
+    for figure in specs.values():
+        drawn = plot(figure, "es")
+        json.dumps(drawn, allow_nan=False)  # embeddable as it is
+        assert drawn["data"], figure.kind
+    box = plot(specs["box_0"], "es")["data"][0]
+    assert box["customdata"][0][0].startswith("pc-") and "Entorno" in box["hovertemplate"]
