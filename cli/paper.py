@@ -1,4 +1,5 @@
-"""`study paper SPEC | --runs RUNS.csv [--output DIR]`: tables, figures and the PDF.
+"""`study paper SPEC | --runs RUNS.csv [--output DIR] [--format pdf|html|both]`: tables,
+figures and the PDF, the self-contained interactive page, or both.
 
 The no-change path matters here: it reads the study file with tomllib only to find the
 study's name and hashes the inputs; the full validation (which opens the protocol
@@ -14,6 +15,8 @@ from pathlib import Path
 from cloudbench.errors import InputError
 
 DEFAULT_OUTPUT = Path("paper/build")
+#: --format's choices and the files each writes.
+FORMAT_CHOICES = {"pdf": ("pdf",), "html": ("html",), "both": ("pdf", "html")}
 
 
 def _study_name(spec: Path) -> str | None:
@@ -24,8 +27,10 @@ def _study_name(spec: Path) -> str | None:
         return None
 
 
-def paper_for(spec: Path | None, runs_csv: Path | None, output: Path = DEFAULT_OUTPUT) -> Path:
-    """Build (or find up to date) the paper of a study; the PDF's path.
+def paper_for(spec: Path | None, runs_csv: Path | None, output: Path = DEFAULT_OUTPUT,
+              formats: tuple[str, ...] = ("pdf",)) -> Path:
+    """Build (or find up to date) the paper of a study in `formats` ("pdf", "html"); the
+    first format's path.
 
     With `spec`, the runs default to data/results/<name>/runs.csv; with only `runs_csv`
     the study's name comes from the CSV and the methodology from the runs alone.
@@ -50,33 +55,43 @@ def paper_for(spec: Path | None, runs_csv: Path | None, output: Path = DEFAULT_O
     if spec is not None:
         name = _study_name(spec)
         if name is not None:
-            folder, pdf = output / name, output / f"{name}.pdf"
+            folder = output / name
+            paths = [output / f"{name}.{f}" for f in formats]
             digest = inputs_digest(runs_csv, spec.resolve())
-            if up_to_date(folder, pdf, digest):
-                return pdf
-    ensure_commands(TEX_COMMANDS)
+            if up_to_date(folder, paths, digest):
+                return paths[0]
+    if "pdf" in formats:
+        ensure_commands(TEX_COMMANDS)
     study = None
     if spec is not None:
         from cloudbench.study.spec import load_study
 
         study = load_study(spec, check_data=False)
-    return build_paper(runs_csv, study, output)
+    return build_paper(runs_csv, study, output, formats=formats)
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
-    """Print the PDF's path; a paper that cannot be built raises (cli.main: exit 1)."""
-    print(paper_for(args.spec, args.runs, args.output or DEFAULT_OUTPUT))
+    """Print the paths of what was built; a paper that cannot be built raises (cli.exits:
+    exit 1)."""
+    formats = FORMAT_CHOICES[getattr(args, "format", None) or "pdf"]
+    first = paper_for(args.spec, args.runs, args.output or DEFAULT_OUTPUT, formats)
+    for fmt in formats:
+        print(first.with_suffix(f".{fmt}"))
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `paper` to the `study` command."""
-    p = subparsers.add_parser("paper", help="tables, figures and the PDF of a study",
-                              description="Build paper/build/<study>.pdf from a study's runs; "
+    p = subparsers.add_parser("paper", help="tables, figures and the PDF (or page) of a study",
+                              description="Build paper/build/<study>.pdf, or the self-contained "
+                              "interactive page paper/build/<study>.html, from a study's runs; "
                               "nothing is rebuilt when nothing changed.")
     p.add_argument("spec", type=Path, nargs="?", help="the study file (TOML)")
     p.add_argument("--runs", type=Path, metavar="RUNS.csv",
                    help="the runs table (default data/results/<study>/runs.csv)")
     p.add_argument("--output", type=Path, metavar="DIR",
                    help=f"where the paper goes (default {DEFAULT_OUTPUT})")
+    p.add_argument("--format", choices=sorted(FORMAT_CHOICES), default="pdf",
+                   help="pdf (the default), html (one self-contained interactive page; no TeX "
+                   "needed) or both")
     p.set_defaults(func=cmd_paper)

@@ -141,8 +141,9 @@ def cmd_all(args: argparse.Namespace) -> int:
     ran = cmd_run(args)
     study = load_study(args.spec, check_data=False)
     runs = (args.output or default_results_dir(study.name)) / "runs.csv"
-    cmd_paper(argparse.Namespace(spec=args.spec, runs=runs, output=None))  # or raises: exit 1
-    return ran
+    # the PDF and the interactive page, both
+    return cmd_paper(argparse.Namespace(spec=args.spec, runs=runs, output=None,
+                                        format="both")) or ran
 
 
 def register(subparsers: Any) -> None:
@@ -151,7 +152,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_validate)
 
     for name, func, text in (("run", cmd_run, "run what is missing of a study"),
-                             ("all", cmd_all, "run, analyze and build the paper: the main job")):
+                             ("all", cmd_all, "run, analyze and build the paper (PDF and page): "
+                              "the main job")):
         p = subparsers.add_parser(name, help=text)
         p.add_argument("spec", type=Path)
         p.add_argument("--repetitions", type=repetitions_arg, metavar="N",

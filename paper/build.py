@@ -1,8 +1,13 @@
-"""The paper: methodology from the study file and the run fingerprints, results from the
-analysis, conclusions written from the decisions; built with latexmk.
+"""The report: methodology from the study file and the run fingerprints, results from the
+analysis, conclusions written from the decisions.
+
+:func:`report_model` builds the report once, in no output format (paper.model): every
+table, sentence and figure's data. The renderers lay it out: paper.latex and latexmk for
+the PDF, paper.html for a self-contained interactive page. :func:`build_paper` writes
+the formats asked for.
 
 A build is keyed by a hash of everything it depends on (paper.cache). When nothing changed
-the PDF on disk is returned at once: no analysis, no figures, no latexmk. That keeps
+the files on disk are returned at once: no analysis, no figures, no latexmk. That keeps
 `study paper` cheap enough to run after every `study run`.
 """
 
@@ -10,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,27 +28,27 @@ from cloudbench.paper.cache import (  # noqa: F401  (build_count: for tests and 
     up_to_date,
     write_stamp,
 )
-from cloudbench.paper.latex import (
-    LABELS,
-    check_language,
-    escape,
-    fmt_num,
-    label,
-    metric_name,
-    number_format,
-)
-from cloudbench.paper.latexmk import PaperError, jinja_env, run_latexmk
+from cloudbench.paper.latexmk import PaperError
 from cloudbench.paper.methodology import dataset_rows, fingerprints, plain_value, short, summarise
+from cloudbench.paper.model import Figure, MetricSection, Report, Statement, SweepParameter
 from cloudbench.paper.prose import (
     conclusion,
     equivalence_conclusion,
     hypotheses,
     join_names,
-    percent,
     procedure_name,
     simulated_error_text,
     stopping_text,
     the,
+)
+from cloudbench.paper.text import (
+    check_language,
+    code,
+    fmt_num,
+    label,
+    metric_name,
+    number_format,
+    percent,
 )
 from cloudbench.study.manifest import toolkit_version
 from cloudbench.study.notebook import Protocol
@@ -57,9 +61,9 @@ if TYPE_CHECKING:
     from cloudbench.analysis.results import Analysis
     from cloudbench.study.spec import Study
 
-__all__ = ["PaperError", "build_paper", "paper_context"]
-# The template's figures.
-FIGURES = ("train_total", "train_mean", "epochs", "accuracy_time", "phases")
+__all__ = ["FORMATS", "PaperError", "build_paper", "report_model"]
+#: The output formats: the PDF (LaTeX) and a self-contained interactive page.
+FORMATS = ("pdf", "html")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -177,46 +181,6 @@ def _date(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
     return str(manifest.get("created_at", ""))[:10] or datetime.now(UTC).date().isoformat()
 
 
-def _metric_sections(analysis: Analysis, metrics: list[str], lang: str,
-                     alternative: str, table: Callable[[str, str], Any],
-                     figures: dict[str, Any], swept: bool = False) -> list[dict[str, Any]]:
-    """One results subsection per metric: its box plot, its tables, its decisions.
-
-    The Mann-Whitney and ranks tables are always shown (the reference paper's test, and a
-    robustness check beside a t-test); the t-test table where a t-test was used. A sweep's
-    many cells state their significant differences one by one and count the others.
-    """
-    from markupsafe import Markup
-
-    from cloudbench.paper import tables as T
-
-    sections = []
-    for i, metric in enumerate(metrics):
-        found = T.comparisons(analysis, metric)
-        parts = [table(f"desc_{i}", T.descriptives_table(analysis, metric, lang)),
-                 table(f"shapiro_{i}", T.shapiro_table(analysis, metric, lang)),
-                 table(f"mw_{i}", T.mann_whitney_table(analysis, metric, lang, alternative)),
-                 table(f"ranks_{i}", T.ranks_table(analysis, metric, lang))]
-        if {c.test_used for c in found} & {"student_t", "welch_t"}:
-            parts.append(table(f"t_{i}", T.t_test_table(analysis, metric, lang, alternative)))
-        parts.append(table(f"bm_{i}", T.brunner_munzel_table(analysis, metric, lang)))
-        title = metric_name(metric, lang, capital=True)
-        stated = [c for c in found if c.significant] if swept else found
-        # with a margin, the four-way conclusion (faster, slower, equivalent, inconclusive)
-        conclusions = [Markup(equivalence_conclusion(c, lang) if c.equivalence is not None
-                              else conclusion(c, lang, alternative)) for c in stated]
-        if len(stated) < len(found):
-            conclusions.append(Markup(label("others_not_significant", lang,
-                                            n=len(found) - len(stated), total=len(found),
-                                            metric=metric_name(metric, lang))))
-        sections.append({
-            "title": Markup(title), "tables": [p for p in parts if p],
-            "figure": figures.get(f"box_{i}"),
-            "figure_caption": Markup(label("fig_box", lang, metric=title)),
-            "conclusions": conclusions})
-    return sections
-
-
 def _simulated_error(analysis: Analysis, metric: str, alpha: float, lang: str) -> str:
     """The procedure's simulated type-I error for the study's own group sizes and observed
     variance ratios (the primary metric's comparisons; nearest simulated scenario)."""
@@ -254,7 +218,7 @@ def _machines_text(study: Study | None, manifest: dict[str, Any], lang: str) -> 
         return ""
     if len(groups) == 1:
         return label("machines_one", lang)
-    listed = "; ".join(f"{escape(m)}: {join_names(envs, lang)}" for m, envs in groups.items())
+    listed = "; ".join(f"{m}: {join_names(envs, lang)}" for m, envs in groups.items())
     return label("machines_many", lang, n=len(groups), list=listed)
 
 
@@ -264,59 +228,96 @@ def swept(frame: pd.DataFrame) -> bool:
         frame["configuration"].astype("string").fillna("").str.strip().ne("").any())
 
 
-def _sweep_context(frame: pd.DataFrame, study: Study | None, envs: list[str], lang: str,
-                   folder: Path, table: Callable[[str, str], Any]) -> dict[str, Any] | None:
+def _statement(text: str, c: Any = None, kind: str = "") -> Statement:
+    """A sentence with the numbers of its comparison as data."""
+    numbers: dict[str, float | None] = {}
+    if c is not None:
+        numbers = {"p": c.p, "p_holm": c.p_holm, "ratio": c.median_ratio.estimate,
+                   "ratio_low": c.median_ratio.ci_low, "ratio_high": c.median_ratio.ci_high}
+    return Statement(text, numbers, kind)
+
+
+def _metric_sections(analysis: Analysis, metrics: list[str], lang: str, alternative: str,
+                     figures: dict[str, Figure], swept: bool = False) -> list[MetricSection]:
+    """One results subsection per metric: its box plot, its tables, its decisions.
+
+    The Mann-Whitney and ranks tables are always shown (the reference paper's test, and a
+    robustness check beside a t-test); the t-test table where a t-test was used. A sweep's
+    many cells state their significant differences one by one and count the others.
+    """
+    from cloudbench.paper import tables as T
+
+    sections = []
+    for i, metric in enumerate(metrics):
+        found = T.comparisons(analysis, metric)
+        parts = [T.descriptives_table(analysis, metric, lang),
+                 T.shapiro_table(analysis, metric, lang),
+                 T.mann_whitney_table(analysis, metric, lang, alternative),
+                 T.ranks_table(analysis, metric, lang)]
+        if {c.test_used for c in found} & {"student_t", "welch_t"}:
+            parts.append(T.t_test_table(analysis, metric, lang, alternative))
+        parts.append(T.brunner_munzel_table(analysis, metric, lang))
+        stated = [c for c in found if c.significant] if swept else found
+        # with a margin, the four-way conclusion (faster, slower, equivalent, inconclusive)
+        conclusions = [_statement(equivalence_conclusion(c, lang) if c.equivalence is not None
+                                  else conclusion(c, lang, alternative), c, "conclusion")
+                       for c in stated]
+        if len(stated) < len(found):
+            conclusions.append(_statement(label(
+                "others_not_significant", lang, n=len(found) - len(stated), total=len(found),
+                metric=metric_name(metric, lang)), kind="count"))
+        sections.append(MetricSection(metric, metric_name(metric, lang, capital=True),
+                                      figures.get(f"box_{i}"), [t for t in parts if t],
+                                      conclusions))
+    return sections
+
+
+def _sweep_model(frame: pd.DataFrame, study: Study | None, envs: list[str], lang: str
+                 ) -> tuple[Any, dict[str, Any] | None]:
     """The results along each sweep parameter (analysis.factors): time and memory ratios of
     every pair against the levels, with intervals and OOM marked, and the interaction test.
-    Also writes factors.json beside the tables."""
-    from markupsafe import Markup
-
+    Returns the factor analysis too (None without a sweep), which the build writes as
+    factors.json."""
     from cloudbench.analysis.factors import factor_analysis
     from cloudbench.paper import sweep as W
 
     if not swept(frame):
-        return None
+        return None, None
     fa = factor_analysis(frame, parameters=None, environments=envs,
                          alpha=study.analysis.alpha if study else 0.05,
                          seed=study.seed if study else 0,
                          level_order=study.sweep.parameters if study else None)
-    write_text_atomic(folder / "factors.json",
-                      json.dumps(fa.to_dict(), indent=2, allow_nan=False) + "\n")
     if fa.empty:
-        return None
-    figures = W.make_sweep_figures(fa, folder / "figures", lang)
+        return fa, None
     parameters = []
     for i, name in enumerate(fa.parameters):
-        caption = {"parameter": escape(name)}
-        parameters.append({
-            "name": Markup(escape(name)),
-            "levels": Markup(", ".join(W.level_text(v, lang) for v in fa.level_order[name])),
-            "speedup": Markup(f"figures/{figures[f'speedup_{i}'].name}")
-            if f"speedup_{i}" in figures else None,
-            "memory": Markup(f"figures/{figures[f'memory_ratio_{i}'].name}")
-            if f"memory_ratio_{i}" in figures else None,
-            "speedup_caption": Markup(label("fig_time_ratio", lang, **caption)),
-            "memory_caption": Markup(label("fig_memory_ratio", lang, **caption)),
-            "table": table(f"factor_{i}", W.factor_table(fa, name, lang))})
+        figures = [Figure(f"fig:{kind}:{i}", "ratio",
+                          label(f"fig_{which}_ratio", lang, parameter=name), fa,
+                          {"parameter": name, "which": which, "file": f"{kind}_{i}"})
+                   for kind, which in (("speedup", "time"), ("memory_ratio", "memory"))
+                   if W.has_ratio(fa, name, which)]
+        parameters.append(SweepParameter(
+            name, ", ".join(W.level_text(v, lang) for v in fa.level_order[name]), figures,
+            W.factor_table(fa, name, lang)))
     oom = int((frame["status"].astype(str).str.strip() == "oom").sum()) \
         if "status" in frame else 0
-    return {"parameters": parameters, "oom_runs": oom,
+    return fa, {"parameters": parameters, "oom_runs": oom,
             "configurations": int(frame["configuration"].nunique()),
-            "memory_metric": Markup(metric_name(fa.memory_metric or "peak_rss_mb", lang)),
-            "interactions": table("interactions", W.interaction_table(fa, lang))}
+            "memory_metric": metric_name(fa.memory_metric or "peak_rss_mb", lang),
+            "interactions": W.interaction_table(fa, lang)}
 
 
-def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
-                  study: Study | None, manifest: dict[str, Any],
-                  calibration: dict[str, Any], folder: Path,
-                  protocol: Protocol | None = None) -> dict[str, Any]:
-    """Everything the template shows; writes the tables and figures it refers to.
+def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
+                 study: Study | None, manifest: dict[str, Any],
+                 calibration: dict[str, Any], protocol: Protocol | None = None,
+                 name: str = "") -> Report:
+    """The report, once, in no output format: every table, sentence and figure's data.
 
     `frame` holds every run as recorded, `usable` the runs the analysis counts; `protocol`
-    is the study's notebook when it is timed by its tags (tagged_protocol).
+    is the study's notebook when it is timed by its tags (tagged_protocol). Writes nothing:
+    the renderers and the build do.
     """
-    from markupsafe import Markup
-
+    from cloudbench.analysis.compare import with_cells
     from cloudbench.paper import figures as F
     from cloudbench.paper import tables as T
 
@@ -327,27 +328,12 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
     metrics = T.metrics_of(analysis)
     pairs = analysis.pairs
 
-    tables_dir, figures_dir = folder / "tables", folder / "figures"
-    for d in (tables_dir, figures_dir):
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-
-    def table(name: str, text: str) -> Markup | None:
-        if not text:
-            return None
-        write_text_atomic(tables_dir / f"{name}.tex", text)
-        return Markup(f"tables/{name}.tex")
-
-    made = dict.fromkeys(FIGURES)
-    sweep = _sweep_context(frame, study, envs, lang, folder, table)
-    if sweep is None:  # a sweep's cells are shown by its own figures instead
-        made.update({k: Markup(f"figures/{p.name}") for k, p in
-                     F.make_figures(usable, figures_dir, metrics, lang,
-                                    list(protocol.phases) if protocol else None).items()})
-    sections = _metric_sections(analysis, metrics, lang, alternative, table, made,
+    factors, sweep = _sweep_model(frame, study, envs, lang)
+    # a sweep's cells are shown by its own figures instead
+    figures = {} if sweep is not None else F.figure_specs(
+        usable, metrics, lang, list(protocol.phases) if protocol else None)
+    sections = _metric_sections(analysis, metrics, lang, alternative, figures,
                                 swept=sweep is not None)
-    from cloudbench.analysis.compare import with_cells
-
     cells, usable_cells = with_cells(frame), with_cells(usable)
     fps = fingerprints(frame, study, lang)
     primary = metrics[0] if metrics else "train_s"
@@ -358,28 +344,25 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
     failed = int((frame["status"].astype(str).str.strip() != "ok").sum()) \
         if "status" in frame else 0
     params = dict(manifest.get("parameters") or (study.parameters if study else {}))
-    first_cols = [c for c in ("epochs", "batch_size", "model") if c in usable]
-    for col in first_cols:
+    for col in [c for c in ("epochs", "batch_size", "model") if c in usable]:
         value = summarise(usable[col], lang)
         if value and col not in params:
             params[col] = value
-    warnings = analysis.warnings  # a group's warning once, not once per pair
     margins = [c.equivalence.margin for c in analysis.comparisons if c.equivalence]
     outliers = sum(T.outlier_count(c, env) for _, env, c in
                    (g for m in metrics for g in T.groups(analysis, m)))
-    return {
-        "lang": lang,
-        "L": {k: Markup(v) for k, v in LABELS[lang].items()},
-        "title": Markup(label("title", lang, envs=join_names(envs, lang))),
-        "author": label("author", lang, version=toolkit_version()),
-        "date": _date(frame, manifest),
+    parameters = [(k, plain_value(v) if not isinstance(v, dict | list) else json.dumps(v))
+                  for k, v in params.items()]
+    facts = {
         "description": study.description.strip().rstrip(".") if study else "",
-        "env_list": Markup(join_names(envs, lang)),
+        "envs": envs,
+        "env_list": join_names(envs, lang),
         "datasets": T.ordered(usable["dataset"]) if len(usable) else [],
-        "dataset_list": Markup(join_names(T.ordered(frame["dataset"]), lang)),
-        "metric_list": Markup(join_names([the(m, lang) for m in metrics], lang, escaped=True)),
+        "dataset_list": join_names(T.ordered(frame["dataset"]), lang),
+        "metrics": metrics,
+        "metric_list": join_names([the(m, lang) for m in metrics], lang),
         "repetitions": study.repetitions if study else None,
-        "reps": Markup(_range_text(counts, lang)),
+        "reps": _range_text(counts, lang),
         "warmup": study.warmup if study else _warmup_per_group(frame, usable, failed),
         "seed": study.seed if study else None,
         "order": study.order if study else None,
@@ -389,8 +372,8 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         # Runs from another source may carry none of the protocol's timings.
         "protocol_known": bool(study or manifest or "train_s" in frame),
         "n_params": summarise(usable["n_params"], lang) if "n_params" in usable else None,
-        "parameters": [(k, plain_value(v) if not isinstance(v, dict | list)
-                        else json.dumps(v)) for k, v in params.items()],
+        "parameters": parameters,
+        "parameter_list": "; ".join(f"{code(k)} = {v}" for k, v in parameters),
         "manifest": {"version": manifest.get("toolkit_version") or toolkit_version(),
                      "commit": short(manifest.get("git_commit")),
                      "dirty": bool(manifest.get("git_dirty")),
@@ -398,46 +381,57 @@ def paper_context(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
                      "study_sha": short(manifest.get("study_sha256") or
                                          (study.file_sha256() if study else "")),
                      "created": str(manifest.get("created_at", ""))[:19]},
-        "stopping": Markup(stopping_text(manifest.get("stopping"), lang)),
+        "stopping": stopping_text(manifest.get("stopping"), lang),
         "calibration_env": calibration.get("environment", ""),
-        "alpha": Markup(fmt_num(alpha, 2, lang, bounded=True)),
+        "alpha": fmt_num(alpha, 2, lang, bounded=True),
         "alternative": alternative,
         "procedure": analysis.procedure,
-        "procedure_name": Markup(procedure_name(analysis.procedure, lang)),
-        "margin": Markup(percent(margins[0], lang)) if margins else None,
-        "simulated_error": Markup(_simulated_error(analysis, primary, alpha, lang)),
-        "h0": Markup(h0), "h1": Markup(h1),
-        "tables": {
-            "environments": table("environments", T.environments_table(fps, lang)),
-            "phases": table("phases", T.phases_table(
-                [(name, [(c.index, c.first_line) for c in protocol.cells if c.phase == name])
-                 for name in protocol.phases] if protocol else [], lang)),
-            "datasets": table("datasets", T.datasets_table(dataset_rows(frame, study), lang)),
-            "runs": table("runs", T.runs_table(cells, lang)),
-            "quality": table("quality", T.quality_table(usable_cells, lang)),
-            "resources": table("resources", T.resources_table(usable_cells, lang)),
-            "decisions": table("decisions", T.decisions_table(analysis, lang, alpha)),
-            "equivalence": table("equivalence", T.equivalence_table(analysis, lang)),
-            "kruskal": table("kruskal", T.kruskal_table(analysis, lang)),
-            "calibration": table("calibration", T.calibration_table(calibration, lang)),
-            "cost": table("cost", T.cost_table(frame, lang, _price_sources(study, manifest))),
-        },
-        "figures": made,
-        "sections": sections,
-        "sweep": sweep,
-        "machines": Markup(_machines_text(study, manifest, lang)),
+        "procedure_name": procedure_name(analysis.procedure, lang),
+        "margin": percent(margins[0], lang) if margins else None,
+        "simulated_error": _simulated_error(analysis, primary, alpha, lang),
+        "h0": h0, "h1": h1,
+        "machines": _machines_text(study, manifest, lang),
         "n_comparisons": len(analysis.comparisons),
         "n_significant": sum(c.significant for c in analysis.comparisons),
         "n_inconclusive": sum(c.equivalence is not None and c.equivalence.conclusion
                               == "inconclusive" for c in analysis.comparisons),
-        "warnings": warnings,
+        "warnings": list(analysis.warnings),  # a group's warning once, not once per pair
         "outliers": outliers,
     }
+    tables = {
+        "environments": T.environments_table(fps, lang),
+        "phases": T.phases_table(
+            [(name, [(c.index, c.first_line) for c in protocol.cells if c.phase == name])
+             for name in protocol.phases] if protocol else [], lang),
+        "datasets": T.datasets_table(dataset_rows(frame, study), lang),
+        "runs": T.runs_table(cells, lang),
+        "calibration": T.calibration_table(calibration, lang),
+        "quality": T.quality_table(usable_cells, lang),
+        "cost": T.cost_table(frame, lang, _price_sources(study, manifest)),
+        "resources": T.resources_table(usable_cells, lang),
+        "decisions": T.decisions_table(analysis, lang, alpha),
+        "equivalence": T.equivalence_table(analysis, lang),
+        "kruskal": T.kruskal_table(analysis, lang),
+    }
+    extra = T.registered_parts(T.Inputs(cells, usable_cells, analysis, study,
+                                         list(protocol.phases) if protocol else None, lang))
+    return Report(
+        lang=lang, name=name,
+        title=label("title", lang, envs=join_names(envs, lang)),
+        author=label("author", lang, version=toolkit_version()),
+        date=_date(frame, manifest), facts=facts, tables=tables, figures=figures,
+        sections=sections, sweep=sweep, explorer=F.explorer_spec(usable, metrics, lang),
+        extra=extra, factors=factors)
+
+
+def _outputs(out_dir: Path, name: str, formats: tuple[str, ...]) -> dict[str, Path]:
+    return {f: Path(out_dir) / f"{name}.{f}" for f in formats}
 
 
 def build_paper(runs_csv: Path, study: Study | None = None, out_dir: Path = Path("paper/build"),
-                analysis: Analysis | None = None) -> Path:
-    """Write out_dir/<study>/ (tex, tables, figures) and out_dir/<study>.pdf.
+                analysis: Analysis | None = None, formats: tuple[str, ...] = ("pdf",)) -> Path:
+    """Write out_dir/<study>/ (tex, tables, figures) and out_dir/<study>.pdf, and with "html"
+    in `formats` the self-contained page out_dir/<study>.html; the first format's path.
 
     `analysis`: an analysis of the runs already made (else the runs are analysed here).
     Returns at once, touching nothing, when no input changed since the last build.
@@ -445,12 +439,17 @@ def build_paper(runs_csv: Path, study: Study | None = None, out_dir: Path = Path
     runs_csv = Path(runs_csv)
     if not runs_csv.is_file():
         raise PaperError(f"no runs table at {runs_csv}; run the study first")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise PaperError(f"unknown format {unknown[0] if unknown else '(none)'}; "
+                         f"choose from {', '.join(FORMATS)}")
     name = study.name if study else study_name_from_csv(runs_csv)
-    folder, pdf = Path(out_dir) / name, Path(out_dir) / f"{name}.pdf"
+    folder = Path(out_dir) / name
+    outputs = _outputs(out_dir, name, formats)
     extra = json.dumps(analysis.to_dict(), sort_keys=True) if analysis is not None else ""
     digest = inputs_digest(runs_csv, study.path if study else None, extra)
-    if up_to_date(folder, pdf, digest):
-        return pdf
+    if up_to_date(folder, list(outputs.values()), digest):
+        return outputs[formats[0]]
 
     folder.mkdir(parents=True, exist_ok=True)
     frame, usable = _load_frames(runs_csv)
@@ -461,12 +460,23 @@ def build_paper(runs_csv: Path, study: Study | None = None, out_dir: Path = Path
     manifest_file, calibration_file = beside(runs_csv)
     manifest = _read_json(manifest_file)
     calibration = _read_json(calibration_file) or manifest.get("calibration") or {}
-    context = paper_context(frame, usable, analysis, study, manifest, calibration, folder,
-                            protocol)
-    tex = jinja_env().get_template("paper.tex.j2").render(**context)
-    write_text_atomic(folder / f"{name}.tex", tex)
-    built = run_latexmk(folder, f"{name}.tex")
-    with atomic_path(pdf) as tmp:
-        shutil.copyfile(built, tmp)
-    write_stamp(folder, digest, datetime.now(UTC).isoformat(timespec="seconds"))
-    return pdf
+    report = report_model(frame, usable, analysis, study, manifest, calibration, protocol,
+                          name)
+    if report.factors is not None:  # a sweep's factor analysis, beside the paper's files
+        write_text_atomic(folder / "factors.json",
+                          json.dumps(report.factors.to_dict(), indent=2, allow_nan=False) + "\n")
+    if "pdf" in outputs:
+        from cloudbench.paper.latex import render_paper
+        from cloudbench.paper.latexmk import run_latexmk
+
+        tex = render_paper(report, folder)
+        write_text_atomic(folder / f"{name}.tex", tex)
+        built = run_latexmk(folder, f"{name}.tex")
+        with atomic_path(outputs["pdf"]) as tmp:
+            shutil.copyfile(built, tmp)
+    if "html" in outputs:
+        from cloudbench.paper.html import render_page
+
+        write_text_atomic(outputs["html"], render_page(report))
+    write_stamp(folder, digest, datetime.now(UTC).isoformat(timespec="seconds"), formats)
+    return outputs[formats[0]]

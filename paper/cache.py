@@ -76,8 +76,17 @@ def _read_stamp(folder: Path) -> dict[str, Any]:
         return {}
 
 
-def up_to_date(folder: Path, pdf: Path, digest: str) -> bool:
-    return pdf.is_file() and _read_stamp(folder).get("digest") == digest
+def _format_of(path: Path) -> str:
+    return path.suffix.lstrip(".")
+
+
+def up_to_date(folder: Path, outputs: Path | list[Path], digest: str) -> bool:
+    """Whether every output (the PDF, the page) exists and was built from these inputs."""
+    paths = [outputs] if isinstance(outputs, Path) else list(outputs)
+    stamp = _read_stamp(folder)
+    built = set(stamp.get("formats", ["pdf"]))
+    return stamp.get("digest") == digest and all(
+        p.is_file() and _format_of(p) in built for p in paths)
 
 
 def beside(runs_csv: Path) -> tuple[Path, Path]:
@@ -85,15 +94,19 @@ def beside(runs_csv: Path) -> tuple[Path, Path]:
     return runs_csv.parent / "manifest.json", runs_csv.parent / "calibration.json"
 
 
-def write_stamp(folder: Path, digest: str, built_at: str) -> None:
+def write_stamp(folder: Path, digest: str, built_at: str,
+                formats: tuple[str, ...] = ("pdf",)) -> None:
+    """Record the build: its inputs' digest and the formats now built from them (those of
+    an earlier build of the same inputs still count)."""
     from cloudbench.data.atomic import write_text_atomic
 
     stamp = _read_stamp(folder)
+    kept = stamp.get("formats", ["pdf"]) if stamp.get("digest") == digest else []
     write_text_atomic(folder / STAMP, json.dumps({
         "digest": digest, "builds": int(stamp.get("builds", 0)) + 1,
-        "built_at": built_at}, indent=2) + "\n")
+        "formats": sorted(set(kept) | set(formats)), "built_at": built_at}, indent=2) + "\n")
 
 
 def build_count(out_dir: Path, name: str) -> int:
-    """How many times latexmk built this paper (the stamp's counter): for tests and benchmarks."""
+    """How many times this paper was built (the stamp's counter): for tests and benchmarks."""
     return int(_read_stamp(Path(out_dir) / name).get("builds", 0))

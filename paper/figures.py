@@ -1,4 +1,5 @@
-"""Figures for the paper: vector PDFs drawn with seaborn on matplotlib's Agg backend.
+"""The PDF's figures: the report model's figures (paper.model.Figure) drawn as vector PDFs
+with seaborn on matplotlib's Agg backend (the page draws the same data with plotly).
 
 Each figure needs some columns of runs.csv; when they are missing (an older CSV, timings
 gathered elsewhere) the figure is skipped and the function returns None, because a paper
@@ -20,11 +21,9 @@ import pandas as pd
 
 from cloudbench.analysis.compare import usable_runs
 from cloudbench.data.atomic import atomic_path
-from cloudbench.paper.latex import metric_name, number_format
+from cloudbench.paper.model import Figure
 from cloudbench.paper.tables import epoch_table, ordered
-
-# Axis labels come from paper.latex's LaTeX labels; these hold no TeX markup.
-_PLAIN = {"\\,": " ", "\\%": "%", "$\\alpha$": "alpha"}
+from cloudbench.paper.text import label, metric_name, number_format, plain
 
 STYLE = {
     "text.parse_math": False,  # a "$" in a name is a dollar sign, not mathtext
@@ -39,16 +38,7 @@ STYLE = {
 WIDTH_IN = 6.3  # the text width of an A4 article with the template's margins
 
 
-def plain(text: str) -> str:
-    """A LaTeX label as plain text for matplotlib."""
-    for tex, txt in _PLAIN.items():
-        text = text.replace(tex, txt)
-    return text
-
-
 def _label(key: str, lang: str) -> str:
-    from cloudbench.paper.latex import label
-
     return plain(label(key, lang))
 
 
@@ -156,7 +146,7 @@ def metric_boxplot(frame: pd.DataFrame, metric: str, path: Path, lang: str = "en
                            zorder=5)
             ax.set_title(ds)
             ax.set_xlabel("")
-            ax.set_ylabel(metric_name(metric, lang, capital=True, latex=False))
+            ax.set_ylabel(metric_name(metric, lang, capital=True))
     return path
 
 
@@ -224,8 +214,8 @@ def accuracy_vs_time(frame: pd.DataFrame, path: Path, lang: str = "en",
         sns.scatterplot(data=data, x=column, y="test_accuracy", hue=env_col,
                         hue_order=ordered(data[env_col]), style=ds_col,
                         style_order=ordered(data[ds_col]), palette="colorblind", s=18, ax=ax)
-        ax.set_xlabel(metric_name(column, lang, capital=True, latex=False))
-        ax.set_ylabel(metric_name("test_accuracy", lang, capital=True, latex=False))
+        ax.set_xlabel(metric_name(column, lang, capital=True))
+        ax.set_ylabel(metric_name("test_accuracy", lang, capital=True))
         ax.legend(frameon=False, fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
     return path
 
@@ -263,26 +253,97 @@ def phase_shares(frame: pd.DataFrame, path: Path, phases: list[str],
 
 FigureMaker = Callable[[pd.DataFrame, Path, str], Path | None]
 
+#: Report-wide figures: (name, id, kind, caption label, options).
+_FIGURES = (("train_total", "fig:train-total", "bars", "fig_total", {"estimator": "sum"}),
+            ("train_mean", "fig:train-mean", "bars", "fig_mean", {"estimator": "mean"}),
+            ("epochs", "fig:epochs", "epochs", "fig_epochs", {}),
+            ("accuracy_time", "fig:accuracy-time", "scatter", "fig_scatter", {}))
+#: The columns each figure of runs needs (with the run's id and names for hovering).
+_RUN_COLUMNS = ("run_id", "environment", "dataset", "block", "configuration")
+
+
+def _has_data(kind: str, frame: pd.DataFrame, options: dict[str, Any]) -> bool:
+    """Whether the runs allow the figure (the drawing functions' own checks, done once)."""
+    if kind == "bars":
+        return _numeric(frame, "train_s") is not None
+    if kind == "epochs":
+        return "dataset" in frame and "environment" in frame and not epoch_table(frame).empty
+    if kind == "scatter":
+        return _numeric(frame, "train_s", "test_accuracy") is not None
+    if kind == "phases":
+        return len(options["columns"]) > 1 and _numeric(frame, *options["columns"]) is not None
+    if kind == "box":
+        return _numeric(frame, options["metric"]) is not None
+    return False
+
+
+def _runs_data(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    keep = [c for c in (*_RUN_COLUMNS, *columns) if c in frame]
+    return frame[list(dict.fromkeys(keep))].reset_index(drop=True)
+
+
+def figure_specs(frame: pd.DataFrame, metrics: list[str] | tuple[str, ...], lang: str = "en",
+                 phases: list[str] | None = None) -> dict[str, Figure]:
+    """Every figure the runs allow, as data plus a kind (paper.model.Figure), keyed by name.
+
+    `frame`: the runs the analysis counts; `phases`: a tagged notebook's phases in notebook
+    order, for the shares figure."""
+    data = usable_runs(frame)
+    wanted: list[tuple[str, str, str, str, dict[str, Any]]] = list(_FIGURES)
+    if phases:
+        columns = [f"{p}_s" for p in phases if f"{p}_s" in data]
+        columns += ["other_s"] if "other_s" in data else []
+        wanted.insert(0, ("phases", "fig:phases", "phases", "fig_phases",
+                          {"phases": phases, "columns": columns}))
+    made: dict[str, Figure] = {}
+    for name, fid, kind, caption, options in wanted:
+        if _has_data(kind, data, options):
+            made[name] = Figure(fid, kind, label(caption, lang),
+                                _runs_data(data, ["train_s", "test_accuracy", "epoch_s",
+                                                  *options.get("columns", ())]), options)
+    for i, metric in enumerate(metrics):
+        options = {"metric": metric}
+        if _has_data("box", data, options):
+            title = metric_name(metric, lang, capital=True)
+            made[f"box_{i}"] = Figure(f"fig:box:{i}", "box", label("fig_box", lang, metric=title),
+                                      _runs_data(data, [metric]), options)
+    return made
+
+
+def explorer_spec(frame: pd.DataFrame, metrics: list[str], lang: str = "en") -> Figure | None:
+    """Every counted run with every metric: the page's interactive figure (a selector
+    switches metric and dataset, hovering names the run)."""
+    data = usable_runs(frame)
+    present = [m for m in metrics if _numeric(data, m) is not None]
+    if not present:
+        return None
+    return Figure("fig:explorer", "explorer", "",
+                  _runs_data(data, present), {"metrics": present})
+
+
+def draw(figure: Figure, path: Path, lang: str = "en") -> Path | None:
+    """A figure of the model as a vector PDF (None when its data allow none after all)."""
+    o, data = figure.options, figure.data
+    if figure.kind == "bars":
+        return training_time_bars(data, path, lang, o["estimator"])
+    if figure.kind == "epochs":
+        return epoch_times(data, path, lang)
+    if figure.kind == "scatter":
+        return accuracy_vs_time(data, path, lang)
+    if figure.kind == "phases":
+        return phase_shares(data, path, o["phases"], lang)
+    if figure.kind == "box":
+        return metric_boxplot(data, o["metric"], path, lang)
+    raise ValueError(f"no PDF drawing for a figure of kind {figure.kind!r}")
+
 
 def make_figures(frame: pd.DataFrame, out_dir: Path, metrics: list[str] | tuple[str, ...],
                  lang: str = "en", phases: list[str] | None = None) -> dict[str, Path]:
-    """Every figure the data allows, keyed by name; file names never hold data names.
-
-    `phases`: a tagged notebook's phases in notebook order, for the shares figure."""
-    data = usable_runs(frame)
-    makers: dict[str, FigureMaker] = {
-        "train_total": lambda f, p, lg: training_time_bars(f, p, lg, "sum"),
-        "train_mean": lambda f, p, lg: training_time_bars(f, p, lg, "mean"),
-        "epochs": epoch_times,
-        "accuracy_time": accuracy_vs_time,
-    }
-    if phases:
-        makers["phases"] = lambda f, p, lg: phase_shares(f, p, phases, lg)
-    for i, metric in enumerate(metrics):
-        makers[f"box_{i}"] = lambda f, p, lg, m=metric: metric_boxplot(f, m, p, lg)
+    """Every figure the data allow, drawn as PDFs, keyed by name; file names never hold
+    data names."""
     made = {}
-    for name, maker in makers.items():
-        path = maker(data, out_dir / f"{name}.pdf", lang)
+    for name, figure in figure_specs(frame, metrics, lang, phases).items():
+        path = draw(figure, Path(out_dir) / f"{name}.pdf", lang)
         if path is not None:
             made[name] = path
     return made

@@ -1,39 +1,19 @@
-"""LaTeX from templates, and the PDF from LaTeX: Jinja with LaTeX-safe delimiters, latexmk."""
+"""The PDF from LaTeX: latexmk, and its log's errors quoted when it fails."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from cloudbench.errors import BuildError
-from cloudbench.paper.latex import escape
 from cloudbench.study.sysdeps import require_command
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 LATEXMK = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error"]
 
 
 class PaperError(BuildError, RuntimeError):
     """The paper could not be built; the message quotes the LaTeX log where it helps."""
-
-
-def jinja_env() -> Any:
-    """Jinja with LaTeX-safe delimiters; every value is escaped unless marked as LaTeX."""
-    import jinja2
-    from markupsafe import Markup
-
-    def finalize(value: Any) -> Any:
-        return value if isinstance(value, Markup) else escape(value)
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=False,
-        block_start_string=r"\BLOCK{", block_end_string="}",
-        variable_start_string=r"\VAR{", variable_end_string="}",
-        comment_start_string=r"\#{", comment_end_string="}",
-        line_comment_prefix="%#", trim_blocks=True, lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined, finalize=finalize, keep_trailing_newline=True)
 
 
 def log_excerpt(log: Path, context: int = 3, limit: int = 40) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from cloudbench.paper.latex import label
+from cloudbench.paper.text import label
 
 if TYPE_CHECKING:
     import pandas as pd

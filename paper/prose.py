@@ -2,7 +2,8 @@
 the equivalence conclusions and the procedure's simulated type-I error.
 
 The words of each language live in paper/lang/<lang>.toml; this module only chooses which
-sentence applies and fills in names (escaped), statistics and numbers.
+sentence applies and fills in names, statistics and numbers. The sentences are neutral text
+(paper.text): each renderer sets them in its own format.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from typing import Any
 
 from cloudbench.analysis.compare import lower as lower_than
 from cloudbench.analysis.results import Comparison
-from cloudbench.paper.latex import (
+from cloudbench.paper.text import (
     METRIC_NAMES,
-    escape,
     fmt_num,
     fmt_p,
     metric_name,
     p_clause,
+    percent,
     phrase,
+    var,
     where,
 )
 
@@ -29,9 +31,9 @@ def _upper(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def join_names(names: Sequence[str], lang: str, escaped: bool = False) -> str:
-    """"a, b and c" / "a, b y c"; names are escaped unless they are LaTeX already."""
-    items = list(names) if escaped else [escape(n) for n in names]
+def join_names(names: Sequence[str], lang: str) -> str:
+    """"a, b and c" / "a, b y c"."""
+    items = [str(n) for n in names]
     if len(items) < 2:
         return "".join(items)
     return ", ".join(items[:-1]) + phrase("and", lang) + items[-1]
@@ -57,19 +59,19 @@ def statistics_clause(c: Comparison, lang: str) -> str:
 
     parts = [test_statistic(c, lang)]
     if c.test_used == "mann_whitney":
-        parts.append("$Z$ = " + fmt_num(c.mann_whitney.Z, 2, lang))
+        parts.append(var("Z") + " = " + fmt_num(c.mann_whitney.Z, 2, lang))
     parts.append(p_clause(c.p, lang))
     holm = c.p_holm
     # Holm's p is quoted only where it reads differently (not when both are "< .001").
     if holm is not None and fmt_p(holm, lang) != fmt_p(c.p, lang):
-        parts.append(phrase("holm_p", lang) + p_clause(holm, lang)[3:])
+        parts.append(phrase("holm_p", lang) + p_clause(holm, lang).removeprefix(var("p")))
     return phrase("stat_separator", lang).join(parts)
 
 
 def conclusion(c: Comparison, lang: str = "en", alternative: str = "two-sided") -> str:
     """One sentence per decision, e.g. "There is no significant difference in training
     time between pc and colab on shapes (U = 265, Z = -0.48, p = .633).\""""
-    fields = {"a": escape(c.a), "b": escape(c.b), "dataset": escape(where(c)),
+    fields = {"a": str(c.a), "b": str(c.b), "dataset": str(where(c)),
               "stats": statistics_clause(c, lang), "metric": the(c.metric, lang),
               "Metric": the(c.metric, lang, capital=True)}
     if c.significant:
@@ -95,15 +97,8 @@ def _ratio_clause(c: Comparison, lang: str) -> str:
     if ratio.ci_low is not None and ratio.ci_high is not None:
         ci = phrase("ratio_ci", lang, low=fmt_num(ratio.ci_low, 2, lang),
                     high=fmt_num(ratio.ci_high, 2, lang))
-    return phrase("ratio", lang, a=escape(c.a), b=escape(c.b),
+    return phrase("ratio", lang, a=str(c.a), b=str(c.b),
                   estimate=fmt_num(ratio.estimate, 2, lang), ci=ci)
-
-
-def percent(x: float, lang: str, digits: int = 1) -> str:
-    """A fraction as a LaTeX percentage: 0.05 -> "5\\,\\%" (0.065 -> "6.5\\,\\%")."""
-    value = 100 * float(x)
-    places = 0 if abs(value - round(value)) < 1e-9 else digits
-    return fmt_num(value, places, lang) + "\\,\\%"
 
 
 def equivalence_conclusion(c: Comparison, lang: str = "en") -> str:
@@ -113,13 +108,13 @@ def equivalence_conclusion(c: Comparison, lang: str = "en") -> str:
     eq = c.equivalence
     if eq is None:
         return conclusion(c, lang, c.alternative)
-    fields = {"a": escape(c.a), "b": escape(c.b), "dataset": escape(where(c)),
+    fields = {"a": str(c.a), "b": str(c.b), "dataset": str(where(c)),
               "stats": statistics_clause(c, lang), "metric": the(c.metric, lang),
               "Metric": the(c.metric, lang, capital=True),
               "metric_of": the(c.metric, lang, of=True), "margin": percent(eq.margin, lang)}
     have_interval = eq.ci_low is not None and eq.ci_high is not None
     low, high = (fmt_num(v, 3, lang) for v in (eq.ci_low, eq.ci_high))
-    interval = phrase("eq_interval", lang, a=escape(c.a), b=escape(c.b), low=low, high=high)
+    interval = phrase("eq_interval", lang, a=str(c.a), b=str(c.b), low=low, high=high)
     tost = p_clause(eq.p, lang)
     if eq.conclusion in ("faster", "slower", "lower", "higher"):
         within = phrase("eq_within", lang, margin=fields["margin"],
@@ -143,22 +138,21 @@ def simulated_error_text(error: Any, lang: str) -> str:
         return ""
     scenarios = [phrase("simulated_scenario", lang, n_a=n_a, n_b=n_b,
                         ratio=fmt_num(ratio, 0, lang)) for n_a, n_b, ratio in error.scenarios]
-    shown = "; ".join(scenarios[:3]) + ("; \\dots" if len(scenarios) > 3 else "")
+    shown = "; ".join(scenarios[:3]) + ("; \u2026" if len(scenarios) > 3 else "")
     low, high = percent(error.low, lang), percent(error.high, lang)
     rates = low if low == high else phrase("simulated_range", lang, low=low, high=high)
     return phrase("simulated_error", lang, plural=phrase("scenario_plural", lang)
                   if len(scenarios) > 1 else "", scenarios=shown,
                   procedure=procedure_name(error.procedure, lang),
                   alpha=fmt_num(error.alpha, 2, lang, bounded=True), range=rates,
-                  shapes=join_names([phrase(f"shape_{s}", lang) for s in error.shapes], lang,
-                                    escaped=True),
+                  shapes=join_names([phrase(f"shape_{s}", lang) for s in error.shapes], lang),
                   nominal=percent(error.alpha, lang))
 
 
 def hypotheses(metric: str, pairs: Sequence[tuple[str, str]], lang: str,
                alternative: str) -> tuple[str, str]:
     """H0 and H1 in words for the primary metric, as the reference paper states them."""
-    a, b = (escape(x) for x in pairs[0]) if len(pairs) == 1 else ("A", "B")
+    a, b = (str(x) for x in pairs[0]) if len(pairs) == 1 else ("A", "B")
     fields = {"a": a, "b": b, "metric": the(metric, lang),
               "Metric": the(metric, lang, capital=True)}
     prefix = phrase("each_pair", lang) if len(pairs) > 1 else ""
@@ -167,18 +161,18 @@ def hypotheses(metric: str, pairs: Sequence[tuple[str, str]], lang: str,
 
 
 def _percent(x: float, lang: str) -> str:
-    return fmt_num(100 * float(x), 1, lang) + "\\,\\%"
+    return fmt_num(100 * float(x), 1, lang) + "\u2009%"
 
 
 def stopping_text(stopping: Any, lang: str) -> str:
     """Why an "auto" study stopped when it did, from the scheduler's record in the manifest."""
     if not isinstance(stopping, dict) or not stopping:
         return ""
-    reps = escape(stopping.get("repetitions", "?"))
+    reps = str(stopping.get("repetitions", "?"))
     target = stopping.get("target_halfwidth")
     if not isinstance(target, int | float):  # a rule this template does not know: quote it
         return phrase("stopped_by", lang, repetitions=reps,
-                      reason=escape(stopping.get("reason", "")))
+                      reason=str(stopping.get("reason", "")))
     widths = [float(v) for v in (stopping.get("halfwidths") or {}).values()
               if isinstance(v, int | float) and not isinstance(v, bool)]
     widest = phrase("widest", lang, width=_percent(max(widths), lang)) if widths else ""

@@ -5,9 +5,9 @@ The figure is the reference thesis's (the speed-up between backends against the 
 size), with what it lacked: a 95 % interval on every point and out-of-memory cells shown,
 never left out. The y axis is the time ratio a/b (median on a over median on b: above 1, b
 is faster) on a log scale, so a speed-up and its inverse are equally far from the dashed
-line at 1. The tables give the same numbers, and the interaction test says whether the
-ratio changes with the level. Names from the data are escaped in LaTeX and drawn as plain
-text in the figures (mathtext off), as in paper.figures and paper.tables.
+line at 1. The tables give the same numbers (as paper.model tables), and the interaction
+test says whether the ratio changes with the level. Names from the data are drawn as plain
+text in the figures (mathtext off), as in paper.figures.
 """
 
 from __future__ import annotations
@@ -25,16 +25,9 @@ from cloudbench.analysis.factors import REASONS, FactorAnalysis, LevelRatio
 from cloudbench.analysis.results import MedianRatio
 from cloudbench.data.atomic import atomic_path
 from cloudbench.paper.figures import STYLE, WIDTH_IN, plain
-from cloudbench.paper.latex import (
-    MISSING,
-    escape,
-    fmt_num,
-    fmt_p,
-    label,
-    metric_name,
-    number_format,
-)
-from cloudbench.paper.tables import Table, header_row, ratio_text, slug, stacked
+from cloudbench.paper.model import Cell, Column, Table, text_cell
+from cloudbench.paper.tables import p_cell, ratio_cell, slug
+from cloudbench.paper.text import MISSING, label, metric_name, number_format
 
 #: What each figure draws: the LevelRatio field and the y axis' label.
 RATIOS = {"time": ("time_ratio", "axis_time_ratio"),
@@ -46,15 +39,14 @@ _TICK_SETS = [sorted({round(m * 10.0 ** e, 6) for e in range(-3, 4) for m in man
                                 (1, 1.1, 1.2, 1.3, 1.5, 1.7, 2, 2.5, 3, 4, 5, 6, 7, 8, 9))]
 
 
-def level_text(level: str, lang: str = "en", latex: bool = True) -> str:
+def level_text(level: str, lang: str = "en") -> str:
     """A level as it prints: a decimal number with the paper's decimal mark, else as is."""
     try:
         float(level)
         numeric = True
     except ValueError:
         numeric = False
-    text = level.replace(".", number_format("decimal_mark", lang)) if numeric else level
-    return escape(text) if latex else text
+    return level.replace(".", number_format("decimal_mark", lang)) if numeric else level
 
 
 def _panel_title(dataset: str, fixed: str) -> str:
@@ -119,7 +111,7 @@ def _limits(values: list[float], room_on_top: bool) -> tuple[float, float]:
     return math.exp(low - 0.08 * span), math.exp(high + (0.45 if room_on_top else 0.1) * span)
 
 
-def _ratio_figure(fa: FactorAnalysis, parameter: str, path: Path, lang: str, which: str
+def ratio_figure(fa: FactorAnalysis, parameter: str, path: Path, lang: str, which: str
                   ) -> Path | None:
     """One panel per dataset x fixed combination; one line per pair; OOM marked at the top."""
     import seaborn as sns
@@ -179,7 +171,7 @@ def _ratio_figure(fa: FactorAnalysis, parameter: str, path: Path, lang: str, whi
             ax.yaxis.set_major_formatter(FuncFormatter(
                 lambda v, _: f"{v:g}".replace(".", mark)))
             ax.set_xticks(range(len(order)))
-            ax.set_xticklabels([level_text(lv, lang, latex=False) for lv in order])
+            ax.set_xticklabels([level_text(lv, lang) for lv in order])
             ax.set_xlim(-0.5, len(order) - 0.5)
             ax.set_title(_panel_title(dataset, fixed))
             ax.set_xlabel(parameter)
@@ -193,17 +185,23 @@ def _ratio_figure(fa: FactorAnalysis, parameter: str, path: Path, lang: str, whi
     return path
 
 
+def has_ratio(fa: FactorAnalysis, parameter: str, which: str) -> bool:
+    """Whether the parameter's time ("time") or memory ("memory") ratio figure has points."""
+    field = RATIOS[which][0]
+    return any(getattr(e, field).estimate is not None or e.oom for e in fa.of(parameter))
+
+
 def speedup_figure(fa: FactorAnalysis, parameter: str, path: Path, lang: str = "en"
                    ) -> Path | None:
     """The time ratio a/b against the parameter's levels, with 95 % intervals: the
     thesis's speed-up figure. None when there is nothing to draw."""
-    return _ratio_figure(fa, parameter, Path(path), lang, "time")
+    return ratio_figure(fa, parameter, Path(path), lang, "time")
 
 
 def memory_ratio_figure(fa: FactorAnalysis, parameter: str, path: Path, lang: str = "en"
                         ) -> Path | None:
     """The memory ratio a/b (of fa.memory_metric) against the parameter's levels."""
-    return _ratio_figure(fa, parameter, Path(path), lang, "memory")
+    return ratio_figure(fa, parameter, Path(path), lang, "memory")
 
 
 def make_sweep_figures(fa: FactorAnalysis, out_dir: Path, lang: str = "en"
@@ -223,57 +221,40 @@ def make_sweep_figures(fa: FactorAnalysis, out_dir: Path, lang: str = "en"
 
 
 def _pair(a: str, b: str) -> str:
-    return f"{escape(a)} vs {escape(b)}"
+    return f"{a} vs {b}"
 
 
-def _ratio_cell(e: LevelRatio, ratio: MedianRatio, lang: str) -> str:
+def _ratio_cell(e: LevelRatio, ratio: MedianRatio, lang: str) -> Cell:
     """The ratio with its interval; "OOM (env)" where a side ran out of memory."""
     if e.oom:
-        return f"{label('oom', lang)} ({', '.join(escape(env) for env in e.oom)})"
-    return ratio_text(ratio, lang)
+        return text_cell(f"{label('oom', lang)} ({', '.join(e.oom)})")
+    return ratio_cell(ratio)
 
 
-def _blank_repeats(rows: list[list[str]], keys: int) -> list[list[str] | None]:
-    """The leading `keys` cells shown only where they change, a small gap between groups."""
-    out: list[list[str] | None] = []
-    previous: list[str] | None = None
-    for row in rows:
-        if previous is not None and row[:keys] != previous[:keys]:
-            out.append(None)
-        cells = list(row)
-        if previous is not None:
-            for i in range(keys):
-                if row[: i + 1] != previous[: i + 1]:
-                    break
-                cells[i] = ""
-        out.append(cells)
-        previous = row
-    return out
-
-
-def factor_table(fa: FactorAnalysis, parameter: str, lang: str = "en") -> str:
+def factor_table(fa: FactorAnalysis, parameter: str, lang: str = "en") -> Table | None:
     """One row per dataset, fixed combination, pair and level: the runs on each side, the
     time ratio and the memory ratio a/b with their 95 % intervals, "OOM" where a side ran
-    out of memory. The empty string when the parameter has no entry."""
+    out of memory. None when the parameter has no entry."""
     entries = fa.of(parameter)
     if not entries:
-        return ""
+        return None
     with_fixed = any(e.fixed for e in entries)
     with_oom = any(e.oom_a or e.oom_b for e in entries)
     rows = []
     for e in entries:
-        keys = [escape(e.dataset)] + ([escape(e.fixed)] if with_fixed else [])
-        keys.append(_pair(e.a, e.b))
-        cells = [level_text(e.level, lang), f"{e.n_a}/{e.n_b}"]
+        keys = [text_cell(e.dataset)] + ([text_cell(e.fixed)] if with_fixed else [])
+        keys.append(text_cell(_pair(e.a, e.b)))
+        cells = [text_cell(level_text(e.level, lang)), text_cell(f"{e.n_a}/{e.n_b}")]
         if with_oom:
-            cells.append(f"{e.oom_a}/{e.oom_b}")
+            cells.append(text_cell(f"{e.oom_a}/{e.oom_b}"))
         cells += [_ratio_cell(e, e.time_ratio, lang), _ratio_cell(e, e.memory_ratio, lang)]
         rows.append(keys + cells)
     n_keys = 3 if with_fixed else 2
     head = [label("dataset", lang)] + ([label("fixed", lang)] if with_fixed else [])
-    head += [label("pair", lang), escape(parameter), label("n_ab", lang)]
+    head += [label("pair", lang), parameter, label("n_ab", lang)]
     head += [label("oom_ab", lang)] if with_oom else []
-    head += [stacked(label("time_ratio", lang), 20), stacked(label("memory_ratio", lang), 20)]
+    n_ratio = len(head)
+    head += [label("time_ratio", lang), label("memory_ratio", lang)]
     memory = (metric_name(fa.memory_metric, lang) if fa.memory_metric is not None
               else MISSING)
     notes = [label("factor_note", lang, metric=metric_name(fa.metric, lang), memory=memory)]
@@ -281,39 +262,41 @@ def factor_table(fa: FactorAnalysis, parameter: str, lang: str = "en") -> str:
               for env, n in ((e.a, e.failed_a), (e.b, e.failed_b))}
     if sum(failed.values()):
         notes.append(label("factor_failed_note", lang, n=sum(failed.values())))
-    align = "l" * (n_keys + 1) + "r" * (len(head) - n_keys - 1)
-    return Table(label("factor_caption", lang, parameter=escape(parameter),
+    columns = [Column(h, "l" if i <= n_keys else "r", 20 if i >= n_ratio else None)
+               for i, h in enumerate(head)]
+    return Table(slug("tab", "factor", parameter),
+                 label("factor_caption", lang, parameter=parameter,
                        metric=metric_name(fa.metric, lang)),
-                 slug("tab", "factor", parameter), align, [header_row(head)],
-                 _blank_repeats(rows, n_keys), notes, size="\\footnotesize").render()
+                 columns, rows, notes, keys=n_keys, size="footnotesize")
 
 
-def interaction_table(fa: FactorAnalysis, lang: str = "en") -> str:
+def interaction_table(fa: FactorAnalysis, lang: str = "en") -> Table | None:
     """Per parameter, dataset, fixed combination and pair: the interaction's F(df1, df2) and
-    p (does the time ratio change with the level?). The empty string without tests."""
+    p (does the time ratio change with the level?). None without tests."""
     tests = fa.interactions_of()
     if not tests:
-        return ""
+        return None
     with_fixed = any(t.fixed for t in tests)
-    marks = {reason: f"$^{chr(ord('a') + i)}$" for i, reason in enumerate(REASONS)}
+    marks = {reason: chr((0x1d43, 0x1d47, 0x1d9c)[i]) for i, reason in enumerate(REASONS)}
     used: list[str] = []
     rows = []
     for t in tests:
-        keys = [escape(t.parameter), escape(t.dataset)]
-        keys += [escape(t.fixed)] if with_fixed else []
+        keys = [text_cell(t.parameter), text_cell(t.dataset)]
+        keys += [text_cell(t.fixed)] if with_fixed else []
         if t.F is None:
             reason = t.reason or REASONS[0]
             used.append(reason)
-            stat = MISSING + marks[reason]
+            stat = text_cell(MISSING + marks[reason])
         else:
-            stat = f"{fmt_num(t.F, 2, lang)} ({t.df_num}, {t.df_den})"
-        rows.append(keys + [_pair(t.a, t.b), stat, fmt_p(t.p, lang)])
+            stat = Cell(t.F, "num", 2, suffix=f" ({t.df_num}, {t.df_den})")
+        rows.append(keys + [text_cell(_pair(t.a, t.b)), stat, p_cell(t.p)])
     n_keys = 3 if with_fixed else 2
     head = [label("parameter", lang), label("dataset", lang)]
     head += [label("fixed", lang)] if with_fixed else []
     head += [label("pair", lang), label("interaction_f", lang), label("p", lang)]
     notes = [label("interaction_note", lang, metric=metric_name(fa.metric, lang))]
     notes += [f"{marks[r]} {label('interaction_' + r, lang)}." for r in REASONS if r in used]
-    return Table(label("interaction_caption", lang, metric=metric_name(fa.metric, lang)),
-                 "tab:interaction", "l" * (n_keys + 1) + "rr", [header_row(head)],
-                 _blank_repeats(rows, n_keys), notes, size="\\footnotesize").render()
+    columns = [Column(h, "l" if i <= n_keys else "r") for i, h in enumerate(head)]
+    return Table("tab:interaction",
+                 label("interaction_caption", lang, metric=metric_name(fa.metric, lang)),
+                 columns, rows, notes, keys=n_keys, size="footnotesize")

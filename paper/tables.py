@@ -1,17 +1,19 @@
-"""Booktabs LaTeX tables from the analysis (analysis.results' typed results) and the runs frame.
+"""The report's tables as data (paper.model.Table) from the analysis and the runs frame.
 
 The tables follow the layout of SPSS's output, which is what the reference paper shows
-(Tables 2 to 4), so a reader can put the two side by side. Every name from the data is
-escaped; every missing value prints as a dash, never as "nan", and a table with nothing
-to show is the empty string, so the template can simply skip it.
+(Tables 2 to 4), so a reader can put the two side by side. Every aggregate (means, medians,
+counts, costs) is computed here, once; the renderers only lay the cells out. A table with
+nothing to show is None, so a template can simply skip it. Adding a table is one function
+here (or in paper.build) plus its labels in paper/lang/<lang>.toml.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -24,72 +26,104 @@ from cloudbench.analysis.results import (
     MannWhitney,
     MedianRatio,
 )
-from cloudbench.paper.latex import (
+from cloudbench.paper.model import Cell, Column, Group, Part, Table, text_cell
+from cloudbench.paper.text import (
+    MINUS,
     MISSING,
     auto_digits,
-    escape,
+    code,
     fmt_df,
-    fmt_int,
     fmt_num,
-    fmt_p,
     is_missing,
     label,
     metric_name,
-    number_format,
+    var,
     where,
 )
 
-#: Longer tables (a sweep's cells) are set as longtables, which may break across pages.
-LONG_TABLE_ROWS = 40
+# --------------------------------------------------------------------------- the registry
+
+#: The sections a registered table may close, in the order the report shows them.
+SECTIONS = ("methodology", "results", "decisions")
 
 
-@dataclass
-class Table:
-    """A booktabs table: header lines and body rows already in LaTeX, plus notes below."""
+@dataclass(frozen=True)
+class Inputs:
+    """What a registered table may read: every run as recorded (`frame`), the runs the
+    analysis counts (`usable`), both with a sweep's cells named, the analysis, the study
+    file (None for runs gathered elsewhere), a tagged notebook's phases, the language."""
 
-    caption: str
-    label: str
-    align: str
-    header: list[str]
-    rows: list[list[str] | None] = field(default_factory=list)  # None: a small gap
-    notes: list[str] = field(default_factory=list)
-    size: str = "\\small"
-
-    def render(self) -> str:
-        """The table where it stands ([H], the float package's), so the paper's many tables
-        never overflow LaTeX's queue of floats; a sweep's long tables break across pages."""
-        body = []
-        for row in self.rows:
-            body.append("\\addlinespace" if row is None else " & ".join(row) + " \\\\")
-        notes = "".join(f"\\par\\smallskip\\footnotesize {n}\n" for n in self.notes)
-        if len(self.rows) > LONG_TABLE_ROWS:
-            head = "\\toprule\n" + "\n".join(self.header) + "\n\\midrule\n"
-            return (
-                f"{{{self.size}\\setlength{{\\tabcolsep}}{{3pt}}\n"
-                f"\\begin{{longtable}}{{{self.align}}}\n"
-                f"\\caption{{{self.caption}}}\\label{{{self.label}}}\\\\\n"
-                + head + "\\endfirsthead\n" + head + "\\endhead\n"
-                "\\bottomrule\n\\endlastfoot\n"
-                + "\n".join(body) + "\n\\end{longtable}}\n" + notes
-            )
-        return (
-            "\\begin{table}[H]\n\\centering\n"
-            f"\\caption{{{self.caption}}}\\label{{{self.label}}}\n{self.size}\n"
-            # Shrunk to the text width only when wider (names can be long).
-            "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
-            f"\\begin{{tabular}}{{{self.align}}}\n\\toprule\n"
-            + "\n".join(self.header) + "\n\\midrule\n"
-            + "\n".join(body) + "\n\\bottomrule\n\\end{tabular}}\n"
-            + notes + "\\end{table}\n"
-        )
+    frame: pd.DataFrame
+    usable: pd.DataFrame
+    analysis: Analysis
+    study: Any
+    phases: list[str] | None
+    lang: str
 
 
-def header_row(cells: Sequence[str]) -> str:
-    return " & ".join(cells) + " \\\\"
+@dataclass(frozen=True)
+class ReportPart:
+    """A registered piece of the report, shown at the end of `section`."""
+
+    name: str
+    section: str
+    build: Callable[[Inputs], Part | None]
+
+
+#: Every registered part (and table), in the order they were registered.
+REPORT_PARTS: list[ReportPart] = []
+
+PartBuilder = Callable[[Inputs], Part | None]
+TableBuilder = Callable[[Inputs], Table | None]
+
+
+def report_part(name: str, section: str) -> Callable[[PartBuilder], PartBuilder]:
+    """Register a part of the report (a heading, paragraphs, tables, figures): one function
+    from Inputs to a Part (or None when the runs do not allow it), with its words in
+    paper/lang/<lang>.toml; both renderings show it at the end of `section` (one of
+    SECTIONS). A figure of a kind the renderers already draw needs nothing else."""
+    if section not in SECTIONS:
+        raise ValueError(f"section {section!r} is not one of {', '.join(SECTIONS)}")
+
+    def register(build: PartBuilder) -> PartBuilder:
+        REPORT_PARTS[:] = [t for t in REPORT_PARTS if t.name != name]
+        REPORT_PARTS.append(ReportPart(name, section, build))
+        return build
+
+    return register
+
+
+def report_table(name: str, section: str, heading: str | None = None
+                 ) -> Callable[[TableBuilder], TableBuilder]:
+    """Register a table: one function from Inputs to a Table (or None when the runs do not
+    allow it) is all a new table needs, with its labels in paper/lang/<lang>.toml (its
+    caption, and `heading`, a label key, when it opens a subsection of its own)."""
+
+    def register(build: TableBuilder) -> TableBuilder:
+        def part(inputs: Inputs) -> Part | None:
+            table = build(inputs)
+            if table is None:
+                return None
+            return Part(label(heading, inputs.lang) if heading else None, tables=[table])
+
+        report_part(name, section)(part)
+        return build
+
+    return register
+
+
+def registered_parts(inputs: Inputs) -> dict[str, list[Part]]:
+    """Each section's registered parts that the runs allow."""
+    out: dict[str, list[Part]] = {s: [] for s in SECTIONS}
+    for entry in REPORT_PARTS:
+        part = entry.build(inputs)
+        if part is not None:
+            out[entry.section].append(part)
+    return out
 
 
 def slug(*parts: Any) -> str:
-    """A LaTeX label made only of safe characters, whatever the names hold."""
+    """A table id made only of safe characters, whatever the names hold."""
     return ":".join("".join(c if c.isalnum() else "-" for c in str(p)) for p in parts)
 
 
@@ -122,8 +156,8 @@ def many_pairs(analysis: Analysis) -> bool:
     return len(analysis.pairs) > 1
 
 
-def pair_text(c: Comparison) -> str:
-    return f"{escape(c.a)} vs {escape(c.b)}"
+def pair_text(c: Any) -> str:
+    return f"{c.a} vs {c.b}"
 
 
 def outlier_count(c: Comparison, env: str) -> int:
@@ -143,26 +177,38 @@ def groups(analysis: Analysis, metric: str) -> list[tuple[str, str, Comparison]]
     return [(ds, env, c) for (ds, env), c in seen.items()]
 
 
-def _grouped(rows: list[tuple[str, list[str]]]) -> list[list[str] | None]:
-    """SPSS's layout: the first cell shown once per group, a small gap between groups."""
-    out: list[list[str] | None] = []
-    previous = None
-    for key, cells in rows:
-        if previous is not None and key != previous:
-            out.append(None)
-        out.append([escape(key) if key != previous else ""] + cells)
-        previous = key
-    return out
+def _cols(labels: list[str], align: str, wraps: dict[int, int] | None = None
+          ) -> list[Column]:
+    """Columns from labels and an alignment string ("llrrr"), some with a wrap width."""
+    wraps = wraps or {}
+    return [Column(text, a, wraps.get(i)) for i, (text, a) in enumerate(zip(labels, align,
+                                                                            strict=True))]
+
+
+def num(value: Any, digits: int = 2, bounded: bool = False) -> Cell:
+    return Cell(value, "num", digits, bounded)
+
+
+def p_cell(value: Any) -> Cell:
+    return Cell(value, "p")
+
+
+def int_cell(value: Any) -> Cell:
+    return Cell(value, "int")
+
+
+def df_cell(value: Any) -> Cell:
+    return Cell(value, "df")
 
 
 # --------------------------------------------------------------------------- statistics tables
 
 
-def descriptives_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
+def descriptives_table(analysis: Analysis, metric: str, lang: str = "en") -> Table | None:
     """n, mean, SD, median, quartiles, range and CV per dataset and environment."""
     found = groups(analysis, metric)
     if not found:
-        return ""
+        return None
     digits = auto_digits(c.descriptives[env].max for _, env, c in found)
     rows = []
     flagged = 0
@@ -170,35 +216,35 @@ def descriptives_table(analysis: Analysis, metric: str, lang: str = "en") -> str
         d = c.descriptives[env]
         n_out = outlier_count(c, env)
         flagged += n_out
-        rows.append((ds, [escape(env), fmt_int(d.n)]
-                     + [fmt_num(v, digits, lang) for v in
-                        (d.mean, d.sd, d.median, d.q1, d.q3, d.min, d.max)]
-                     + [fmt_num(d.cv, 3, lang), str(n_out) if n_out else ""]))
+        rows.append([text_cell(ds), text_cell(env), int_cell(d.n)]
+                    + [num(v, digits) for v in
+                       (d.mean, d.sd, d.median, d.q1, d.q3, d.min, d.max)]
+                    + [num(d.cv, 3), Cell(n_out, "int") if n_out else text_cell("")])
     head = [label(k, lang) for k in ("dataset", "environment", "n", "mean", "sd", "median",
                                      "q1", "q3", "min", "max", "cv", "outliers_col")]
     notes = [label("outlier_note", lang, n=flagged)] if flagged else []
-    return Table(label("descriptives_caption", lang, metric=metric_name(metric, lang)),
-                 slug("tab", "desc", metric), "ll" + "r" * 10, [header_row(head)],
-                 _grouped(rows), notes, size="\\footnotesize").render()
+    return Table(slug("tab", "desc", metric),
+                 label("descriptives_caption", lang, metric=metric_name(metric, lang)),
+                 _cols(head, "ll" + "r" * 10), rows, notes, keys=1, size="footnotesize")
 
 
-def shapiro_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
+def shapiro_table(analysis: Analysis, metric: str, lang: str = "en") -> Table | None:
     """Statistic, df and Sig. per group, as the reference paper's Table 2."""
     found = groups(analysis, metric)
     if not found:
-        return ""
+        return None
     rows, missing = [], False
     for ds, env, c in found:
         w, p = c.shapiro[env].W, c.shapiro[env].p
         missing |= w is None
-        rows.append((ds, [escape(env),
-                          fmt_num(w, 3, lang, bounded=True) + ("$^a$" if w is None else ""),
-                          fmt_int(c.descriptives[env].n), fmt_p(p, lang)]))
-    notes = [f"$^a$ {label('not_computable', lang)}"] if missing else []
+        rows.append([text_cell(ds), text_cell(env),
+                     Cell(w, "num", 3, True, suffix="\u1d43" if w is None else ""),
+                     int_cell(c.descriptives[env].n), p_cell(p)])
+    notes = [f"\u1d43 {label('not_computable', lang)}"] if missing else []
     head = [label(k, lang) for k in ("dataset", "environment", "statistic", "df", "sig")]
-    return Table(label("shapiro_caption", lang, metric=metric_name(metric, lang)),
-                 slug("tab", "shapiro", metric), "llrrr", [header_row(head)],
-                 _grouped(rows), notes).render()
+    return Table(slug("tab", "shapiro", metric),
+                 label("shapiro_caption", lang, metric=metric_name(metric, lang)),
+                 _cols(head, "llrrr"), rows, notes, keys=1)
 
 
 def _row_key(c: Comparison, pairs: bool) -> str:
@@ -206,61 +252,47 @@ def _row_key(c: Comparison, pairs: bool) -> str:
 
 
 def mann_whitney_table(analysis: Analysis, metric: str, lang: str = "en",
-                       alternative: str = "two-sided") -> str:
+                       alternative: str = "two-sided") -> Table | None:
     """U, Wilcoxon W, Z, asymptotic and exact Sig. and r, as the reference's Table 3."""
     found = comparisons(analysis, metric)
     if not found:
-        return ""
+        return None
     one = alternative != "two-sided"
     pairs = many_pairs(analysis)
     rows = []
     for c in found:
         m = c.mann_whitney
-        rows.append([escape(_row_key(c, pairs)), fmt_num(m.U, 2, lang), fmt_num(m.W, 2, lang),
-                     fmt_num(m.Z, 3, lang), fmt_p(m.p_asymptotic, lang),
-                     fmt_p(m.p_exact, lang), fmt_num(m.r, 3, lang, bounded=True)])
+        rows.append([text_cell(_row_key(c, pairs)), num(m.U), num(m.W), num(m.Z, 3),
+                     p_cell(m.p_asymptotic), p_cell(m.p_exact), num(m.r, 3, True)])
     head = [label("dataset", lang), label("mann_whitney_u", lang), label("wilcoxon_w", lang),
             label("z", lang), label("p_asymptotic_one" if one else "p_asymptotic", lang),
             label("p_exact_one" if one else "p_exact", lang), label("r", lang)]
-    head = [stacked(h) for h in head]
-    return Table(label("mann_whitney_caption", lang, metric=metric_name(metric, lang)),
-                 slug("tab", "mw", metric), "lrrrrrr", [header_row(head)], rows,
-                 [label("grouping", lang)]).render()
+    return Table(slug("tab", "mw", metric),
+                 label("mann_whitney_caption", lang, metric=metric_name(metric, lang)),
+                 _cols(head, "lrrrrrr", dict.fromkeys(range(7), 14)), rows,
+                 [label("grouping", lang)])
 
 
-def stacked(cell: str, width: int = 14) -> str:
-    """A long header label broken over lines in a \\shortstack, to keep tables narrow."""
-    lines: list[str] = []
-    for word in cell.split(" "):
-        if lines and len(lines[-1]) + len(word) + 1 <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    # "\\{}" rather than "\\": a line starting with "[" must not read as \\[length].
-    return cell if len(lines) == 1 else "\\shortstack{" + "\\\\{}".join(lines) + "}"
-
-
-def ranks_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
+def ranks_table(analysis: Analysis, metric: str, lang: str = "en") -> Table | None:
     """N, mean rank and sum of ranks per group, as SPSS prints beside the test."""
     found = comparisons(analysis, metric)
     if not found:
-        return ""
+        return None
     pairs = many_pairs(analysis)
     rows = []
     for c in found:
         for env in (c.a, c.b):
             r = c.ranks[env]
-            rows.append((_row_key(c, pairs), [escape(env), fmt_int(r.n),
-                                              fmt_num(r.mean_rank, 2, lang),
-                                              fmt_num(r.sum_ranks, 2, lang)]))
+            rows.append([text_cell(_row_key(c, pairs)), text_cell(env), int_cell(r.n),
+                         num(r.mean_rank), num(r.sum_ranks)])
     head = [label(k, lang) for k in ("dataset", "environment", "n", "mean_rank", "sum_ranks")]
-    return Table(label("ranks_caption", lang, metric=metric_name(metric, lang)),
-                 slug("tab", "ranks", metric), "llrrr", [header_row(head)],
-                 _grouped(rows)).render()
+    return Table(slug("tab", "ranks", metric),
+                 label("ranks_caption", lang, metric=metric_name(metric, lang)),
+                 _cols(head, "llrrr"), rows, keys=1)
 
 
 def t_test_table(analysis: Analysis, metric: str, lang: str = "en",
-                 alternative: str = "two-sided") -> str:
+                 alternative: str = "two-sided") -> Table | None:
     """Levene's F and Sig., then t, df, Sig., mean difference and its 95 % interval.
 
     One row with equal variances assumed (Student) and one without (Welch), as SPSS.
@@ -269,116 +301,121 @@ def t_test_table(analysis: Analysis, metric: str, lang: str = "en",
     """
     found = comparisons(analysis, metric)
     if not found:
-        return ""
+        return None
     pairs = many_pairs(analysis)
     digits = auto_digits(c.descriptives[c.a].mean for c in found)
     rows = []
     for c in found:
         lev = c.levene
         for welch, t in ((False, c.student_t), (True, c.welch_t)):
-            rows.append((_row_key(c, pairs), [
-                label("unequal_var" if welch else "equal_var", lang),
-                "" if welch else fmt_num(lev.F, 3, lang),
-                "" if welch else fmt_p(lev.p, lang),
-                fmt_num(t.t, 3, lang), fmt_df(t.df, lang), fmt_p(t.p, lang),
-                fmt_num(t.mean_difference, digits, lang), fmt_num(t.ci_low, digits, lang),
-                fmt_num(t.ci_high, digits, lang)]))
+            rows.append([
+                text_cell(_row_key(c, pairs)),
+                text_cell(label("unequal_var" if welch else "equal_var", lang)),
+                text_cell("") if welch else num(lev.F, 3),
+                text_cell("") if welch else p_cell(lev.p),
+                num(t.t, 3), df_cell(t.df), p_cell(t.p),
+                num(t.mean_difference, digits), num(t.ci_low, digits),
+                num(t.ci_high, digits)])
     p_label = label("p_one" if alternative != "two-sided" else "p_two", lang)
-    head1 = ("& & \\multicolumn{2}{c}{Levene} & & & & & \\multicolumn{2}{c}{"
-             + label("ci95", lang) + "} \\\\\n\\cmidrule(lr){3-4}\\cmidrule(lr){9-10}")
-    head2 = header_row([label("dataset", lang), label("variances", lang), "F",
-                        label("sig", lang), "t", label("df", lang), stacked(p_label, 10),
-                        stacked(label("mean_difference", lang), 10), label("lower", lang),
-                        label("upper", lang)])
-    return Table(label("t_caption", lang, metric=metric_name(metric, lang)),
-                 slug("tab", "t", metric), "ll" + "r" * 8, [head1, head2], _grouped(rows),
-                 size="\\footnotesize").render()
+    head = [label("dataset", lang), label("variances", lang), "F", label("sig", lang), "t",
+            label("df", lang), p_label, label("mean_difference", lang), label("lower", lang),
+            label("upper", lang)]
+    return Table(slug("tab", "t", metric),
+                 label("t_caption", lang, metric=metric_name(metric, lang)),
+                 _cols(head, "ll" + "r" * 8, {6: 10, 7: 10}), rows,
+                 groups=[Group("Levene", 2, 2), Group(label("ci95", lang), 8, 2)],
+                 keys=1, size="footnotesize")
+
+
+def statistic_cell(c: Comparison) -> Cell:
+    """The statistic of the test used, as it is quoted: "U = 265", "t(46) = 1.23"."""
+    test = c.test
+    if isinstance(test, MannWhitney):
+        return Cell(test.U, "num", 2 if _fractional(test.U) else 0, prefix=var("U") + " = ")
+    if isinstance(test, BrunnerMunzel):
+        return bm_statistic(test, var("W") + " = ")
+    if test.t is None:
+        return text_cell(MISSING)
+    return Cell(test.t, "num", 2, prefix=f"{var('t')}({fmt_df(test.df)}) = ")
 
 
 def test_statistic(c: Comparison, lang: str = "en") -> str:
-    """The statistic of the test used, as it is quoted in the text: "U = 265", "t(46) = 1.23"."""
-    test = c.test
-    if isinstance(test, MannWhitney):
-        return "$U$ = " + fmt_num(test.U, 2 if _fractional(test.U) else 0, lang)
-    if isinstance(test, BrunnerMunzel):
-        return "$W$ = " + bm_statistic(test, lang)
-    if test.t is None:
-        return MISSING
-    return f"$t$({fmt_df(test.df, lang)}) = {fmt_num(test.t, 2, lang)}"
+    """The statistic of the test used as text in the report's language."""
+    return statistic_cell(c).text(lang)
 
 
-def bm_statistic(test: BrunnerMunzel, lang: str = "en") -> str:
+def bm_statistic(test: BrunnerMunzel, prefix: str = "") -> Cell:
     """Brunner-Munzel's W, or plus or minus infinity for a complete separation."""
     if test.statistic is None:
         if test.estimate in (0.0, 1.0):
-            return "$\\infty$" if test.estimate == 1.0 else "$-\\infty$"
-        return MISSING
-    return fmt_num(test.statistic, 2, lang)
+            return text_cell(prefix + ("\u221e" if test.estimate == 1.0 else MINUS + "\u221e"))
+        return text_cell(MISSING)
+    return Cell(test.statistic, "num", 2, prefix=prefix)
 
 
 def _fractional(x: float | None) -> bool:
     return x is not None and abs(x - round(x)) > 1e-9
 
 
-def ratio_text(ratio: MedianRatio, lang: str = "en") -> str:
+def ratio_cell(ratio: MedianRatio, digits: int = 2) -> Cell:
     """The ratio of medians a/b with its interval: "0.98 [0.95, 1.02]"."""
-    if ratio.estimate is None:
-        return MISSING
-    sep = number_format("interval_separator", lang)
-    text = fmt_num(ratio.estimate, 2, lang)
-    if ratio.ci_low is not None and ratio.ci_high is not None:
-        text += f" [{fmt_num(ratio.ci_low, 2, lang)}{sep}{fmt_num(ratio.ci_high, 2, lang)}]"
-    return text
+    return Cell(ratio.estimate, "interval", digits, low=ratio.ci_low, high=ratio.ci_high)
 
 
-def decisions_table(analysis: Analysis, lang: str = "en", alpha: float = 0.05) -> str:
+def ratio_text(ratio: MedianRatio, lang: str = "en") -> str:
+    return ratio_cell(ratio).text(lang)
+
+
+def decisions_table(analysis: Analysis, lang: str = "en", alpha: float = 0.05
+                    ) -> Table | None:
     """One line per metric, dataset and pair: the test used, its p, Holm's p, the decision."""
     found = comparisons(analysis)
     if not found:
-        return ""
+        return None
     pairs = many_pairs(analysis)
     rows = []
     for c in found:
-        cells = [escape(where(c))]
+        cells = [text_cell(metric_name(c.metric, lang, capital=True)), text_cell(where(c))]
         if pairs:
-            cells.append(pair_text(c))
-        cells += [test_statistic(c, lang), fmt_p(c.p, lang), fmt_p(c.p_holm, lang),
-                  label("yes" if c.significant else "no", lang),
-                  ratio_text(c.median_ratio, lang)]
-        rows.append((metric_name(c.metric, lang, capital=True, latex=False), cells))
+            cells.append(text_cell(pair_text(c)))
+        cells += [statistic_cell(c), p_cell(c.p), p_cell(c.p_holm),
+                  text_cell(label("yes" if c.significant else "no", lang)),
+                  ratio_cell(c.median_ratio)]
+        rows.append(cells)
     head = [label("metric", lang), label("dataset", lang)]
     head += [label("pair", lang)] if pairs else []
     head += [label(k, lang) for k in ("statistic", "p", "p_holm", "significant")]
-    head.append(stacked(label("speedup", lang), 20))
+    head.append(label("speedup", lang))
     align = "ll" + ("l" if pairs else "") + "lrrcr"
     note = "tests_note_robust" if analysis.procedure == "robust" else "tests_note"
-    return Table(label("decisions_caption", lang, alpha=fmt_num(alpha, 2, lang, bounded=True)),
-                 "tab:decisions", align, [header_row(head)], _grouped(rows),
-                 [label(note, lang)], size="\\footnotesize").render()
+    return Table("tab:decisions",
+                 label("decisions_caption", lang, alpha=fmt_num(alpha, 2, lang, bounded=True)),
+                 _cols(head, align, {len(head) - 1: 20}), rows, [label(note, lang)], keys=1,
+                 size="footnotesize")
 
 
-def brunner_munzel_table(analysis: Analysis, metric: str, lang: str = "en") -> str:
+def brunner_munzel_table(analysis: Analysis, metric: str, lang: str = "en") -> Table | None:
     """The robust procedure's test per comparison: the relative effect, W, df, the t
     approximation's Sig. and the permutation test's, with how many relabellings."""
     found = [c for c in comparisons(analysis, metric) if c.brunner_munzel is not None]
     if not found:
-        return ""
+        return None
     pairs = many_pairs(analysis)
     rows = []
     for c in found:
         bm = c.brunner_munzel
-        count = MISSING if bm.permutations is None else (
-            label("all_relabellings", lang) + f" ({bm.permutations})" if bm.exact
-            else str(bm.permutations))
-        rows.append([escape(_row_key(c, pairs)), fmt_num(bm.estimate, 3, lang, bounded=True),
-                     bm_statistic(bm, lang), fmt_df(bm.df, lang), fmt_p(bm.p, lang),
-                     fmt_p(bm.p_permutation, lang), count])
+        count = text_cell(MISSING) if bm.permutations is None else (
+            text_cell(label("all_relabellings", lang) + f" ({bm.permutations})") if bm.exact
+            else int_cell(bm.permutations))
+        rows.append([text_cell(_row_key(c, pairs)), num(bm.estimate, 3, True),
+                     bm_statistic(bm), df_cell(bm.df), p_cell(bm.p),
+                     p_cell(bm.p_permutation), count])
     head = [label("dataset", lang), label("relative_effect", lang), label("bm_w", lang),
-            label("df", lang), stacked(label("bm_p_t", lang), 10),
-            stacked(label("bm_p_perm", lang), 10), label("relabellings", lang)]
-    return Table(label("bm_caption", lang, metric=metric_name(metric, lang)),
-                 slug("tab", "bm", metric), "lrrrrrr", [header_row(head)], rows,
-                 [label("bm_note", lang)]).render()
+            label("df", lang), label("bm_p_t", lang), label("bm_p_perm", lang),
+            label("relabellings", lang)]
+    return Table(slug("tab", "bm", metric),
+                 label("bm_caption", lang, metric=metric_name(metric, lang)),
+                 _cols(head, "lrrrrrr", {4: 10, 5: 10}), rows, [label("bm_note", lang)])
 
 
 def equivalence_word(c: Comparison, lang: str = "en") -> str:
@@ -386,47 +423,41 @@ def equivalence_word(c: Comparison, lang: str = "en") -> str:
     return label(f"c_{c.equivalence.conclusion}", lang) if c.equivalence else MISSING
 
 
-def equivalence_table(analysis: Analysis, lang: str = "en") -> str:
+def equivalence_table(analysis: Analysis, lang: str = "en") -> Table | None:
     """Per metric, dataset and pair: the ratio of geometric means a/b with its 90 % interval,
     the TOST's p and the four-way conclusion (only with an equivalence margin)."""
     found = [c for c in comparisons(analysis) if c.equivalence is not None]
     if not found:
-        return ""
+        return None
     pairs = many_pairs(analysis)
-    sep = number_format("interval_separator", lang)
     rows = []
     for c in found:
         eq = c.equivalence
-        ratio = fmt_num(eq.ratio, 3, lang)
-        if eq.ci_low is not None and eq.ci_high is not None:
-            ratio += f" [{fmt_num(eq.ci_low, 3, lang)}{sep}{fmt_num(eq.ci_high, 3, lang)}]"
-        cells = [escape(where(c))] + ([pair_text(c)] if pairs else [])
-        cells += [ratio, fmt_p(eq.p, lang), equivalence_word(c, lang)]
-        rows.append((metric_name(c.metric, lang, capital=True, latex=False), cells))
+        cells = [text_cell(metric_name(c.metric, lang, capital=True)), text_cell(where(c))]
+        cells += [text_cell(pair_text(c))] if pairs else []
+        cells += [Cell(eq.ratio, "interval", 3, low=eq.ci_low, high=eq.ci_high),
+                  p_cell(eq.p), text_cell(equivalence_word(c, lang))]
+        rows.append(cells)
     head = [label("metric", lang), label("dataset", lang)]
     head += [label("pair", lang)] if pairs else []
     head += [label("geo_ratio", lang), label("p_tost", lang), label("conclusion", lang)]
     margin = round(100 * found[0].equivalence.margin, 6)
     text = fmt_num(margin, 0 if margin.is_integer() else 1, lang)
-    return Table(label("equivalence_caption", lang, margin=text + "\\,\\%"),
-                 "tab:equivalence", "ll" + ("l" if pairs else "") + "rrl", [header_row(head)],
-                 _grouped(rows), [label("equivalence_note", lang)],
-                 size="\\footnotesize").render()
+    return Table("tab:equivalence", label("equivalence_caption", lang, margin=text + "\u2009%"),
+                 _cols(head, "ll" + ("l" if pairs else "") + "rrl"), rows,
+                 [label("equivalence_note", lang)], keys=1, size="footnotesize")
 
 
-def kruskal_table(analysis: Analysis, lang: str = "en") -> str:
+def kruskal_table(analysis: Analysis, lang: str = "en") -> Table | None:
     """H, df and Sig. per metric and dataset when more than two environments were compared."""
     entries = analysis.kruskal_wallis or ()
     if not entries:
-        return ""
-    rows = []
-    for e in entries:
-        rows.append((metric_name(str(e.metric), lang, capital=True, latex=False),
-                     [escape(where(e)), fmt_num(e.H, 3, lang), fmt_df(e.df, lang),
-                      fmt_p(e.p, lang)]))
+        return None
+    rows = [[text_cell(metric_name(str(e.metric), lang, capital=True)), text_cell(where(e)),
+             num(e.H, 3), df_cell(e.df), p_cell(e.p)] for e in entries]
     head = [label(k, lang) for k in ("metric", "dataset", "h", "df", "sig")]
-    return Table(label("kruskal_caption", lang), "tab:kruskal", "llrrr", [header_row(head)],
-                 _grouped(rows)).render()
+    return Table("tab:kruskal", label("kruskal_caption", lang), _cols(head, "llrrr"), rows,
+                 keys=1)
 
 
 # --------------------------------------------------------------------------- runs tables
@@ -437,9 +468,9 @@ def ordered(values: Iterable[Any]) -> list[str]:
     return _unique(str(v) for v in values if not (isinstance(v, float) and math.isnan(v)))
 
 
-def _group_cells(frame: pd.DataFrame, columns: list[tuple[str, str, int, bool]], lang: str,
-                 envs: list[str], datasets: list[str]) -> list[list[str] | None]:
-    """Rows of dataset x environment aggregates of the given (column, how, digits) specs."""
+def _group_cells(frame: pd.DataFrame, columns: list[tuple[str, str, Any]],
+                 envs: list[str], datasets: list[str]) -> list[list[Cell]]:
+    """Rows of dataset x environment aggregates of the given (column, how, cell) specs."""
     rows = []
     grouped = {k: g for k, g in frame.groupby(["dataset", "environment"], sort=False)}
     for ds in datasets:
@@ -447,40 +478,38 @@ def _group_cells(frame: pd.DataFrame, columns: list[tuple[str, str, int, bool]],
             g = grouped.get((ds, env))
             if g is None:
                 continue
-            cells = [escape(env)]
-            for column, how, digits, bounded in columns:
+            cells = [text_cell(ds), text_cell(env)]
+            for column, how, make in columns:
                 values = pd.to_numeric(g[column], errors="coerce").dropna() \
                     if column in g else pd.Series(dtype=float)
                 value = getattr(values, how)() if len(values) else math.nan
-                cells.append(fmt_num(value, digits, lang, bounded=bounded))
-            rows.append((ds, cells))
-    return _grouped(rows)
+                cells.append(make(value))
+            rows.append(cells)
+    return rows
 
 
-def quality_table(frame: pd.DataFrame, lang: str = "en") -> str:
+def quality_table(frame: pd.DataFrame, lang: str = "en") -> Table | None:
     """Mean test loss and accuracy per dataset, environments side by side (Table 4)."""
     metrics = [m for m in ("test_loss", "test_accuracy") if m in frame]
     if not metrics or frame.empty:
-        return ""
+        return None
     envs, datasets = ordered(frame["environment"]), ordered(frame["dataset"])
     means = frame.assign(**{m: pd.to_numeric(frame[m], errors="coerce") for m in metrics}) \
         .groupby(["dataset", "environment"], sort=False)[metrics].mean()
     k = len(metrics)
-    head1 = " & " + " & ".join(f"\\multicolumn{{{k}}}{{c}}{{{escape(e)}}}" for e in envs) \
-        + " \\\\\n" + "".join(f"\\cmidrule(lr){{{2 + i * k}-{1 + (i + 1) * k}}}"
-                              for i in range(len(envs)))
-    head2 = header_row([label("dataset", lang)] + [label(m, lang) for m in metrics] * len(envs))
-    rows: list[list[str] | None] = []
+    rows = []
     for ds in datasets:
-        cells = [escape(ds)]
+        cells = [text_cell(ds)]
         for env in envs:
             for m in metrics:
                 value = means[m].get((ds, env), math.nan) if (ds, env) in means.index \
                     else math.nan
-                cells.append(fmt_num(value, 2, lang))
+                cells.append(num(value))
         rows.append(cells)
-    return Table(label("quality_caption", lang), "tab:quality", "l" + "r" * (k * len(envs)),
-                 [head1, head2], rows, [label("source", lang)]).render()
+    head = [label("dataset", lang)] + [label(m, lang) for m in metrics] * len(envs)
+    return Table("tab:quality", label("quality_caption", lang),
+                 _cols(head, "l" + "r" * (k * len(envs))), rows, [label("source", lang)],
+                 groups=[Group(e, 1 + i * k, k) for i, e in enumerate(envs)])
 
 
 def epoch_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -504,10 +533,15 @@ def epoch_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "environment", "run", "epoch", "seconds"])
 
 
-def resources_table(frame: pd.DataFrame, lang: str = "en") -> str:
+def _digits(column: str) -> int:
+    """Memory in whole MB, times to the hundredth of a second."""
+    return 0 if column.endswith("_mb") else 2
+
+
+def resources_table(frame: pd.DataFrame, lang: str = "en") -> Table | None:
     """Medians of the first epoch, the later epochs, train without warm-up and peak memory."""
     if frame.empty:
-        return ""
+        return None
     data = frame.copy()
     epochs = epoch_table(data)
     if "first_epoch_s" not in data and not epochs.empty:
@@ -522,29 +556,29 @@ def resources_table(frame: pd.DataFrame, lang: str = "en") -> str:
     present = [(col, key) for col, key in specs
                if col in data and pd.to_numeric(data[col], errors="coerce").notna().any()]
     if not present:
-        return ""
-    columns = [(col, "median", 0 if col.endswith("_mb") else 2, False) for col, _ in present]
-    rows = _group_cells(data, columns, lang, ordered(data["environment"]),
-                        ordered(data["dataset"]))
+        return None
+    columns = [(col, "median", partial(num, digits=_digits(col))) for col, _ in present]
+    rows = _group_cells(data, columns, ordered(data["environment"]), ordered(data["dataset"]))
     head = [label("dataset", lang), label("environment", lang)] + \
-        [stacked(label(k, lang), 12) for _, k in present]
-    return Table(label("resources_caption", lang), "tab:resources", "ll" + "r" * len(present),
-                 [header_row(head)], rows).render()
+        [label(k, lang) for _, k in present]
+    return Table("tab:resources", label("resources_caption", lang),
+                 _cols(head, "ll" + "r" * len(present),
+                       {i: 12 for i in range(2, 2 + len(present))}), rows, keys=1)
 
 
 def cost_table(frame: pd.DataFrame, lang: str = "en",
-               sources: dict[str, str] | None = None) -> str:
+               sources: dict[str, str] | None = None) -> Table | None:
     """Per environment: price per hour, runs, billed time and training time per run, cost
-    per run (medians) and in all; the prices' sources below. Empty when nothing has a cost.
+    per run (medians) and in all; the prices' sources below. None when nothing has a cost.
 
     `frame` is every run (failed ones were billed too); the time per run is the median
     train_s of the ok ones, beside the cost per run so the two can be read together.
     """
     if "cost" not in frame or "environment" not in frame:
-        return ""
+        return None
     cost = pd.to_numeric(frame["cost"], errors="coerce")
     if not cost.notna().any():
-        return ""
+        return None
     billed = pd.to_numeric(frame.get("billed_s"), errors="coerce")
     train = pd.to_numeric(frame.get("train_s"), errors="coerce") \
         if "train_s" in frame else pd.Series(float("nan"), index=frame.index)
@@ -556,29 +590,29 @@ def cost_table(frame: pd.DataFrame, lang: str = "en",
         here = (frame["environment"].astype(str) == env) & cost.notna()
         if not here.any():
             continue
-        unit = escape(str(currency[here].iloc[0]))
+        unit = " " + str(currency[here].iloc[0])
         per_hour = (cost[here] / billed[here] * 3600).median()
-        rows.append([escape(env), f"{fmt_num(per_hour, 2, lang)} {unit}", fmt_int(int(here.sum())),
-                     fmt_num(billed[here].median(), 1, lang),
-                     fmt_num(train[here & ok].median(), 2, lang),
-                     f"{fmt_num(cost[here].median(), 4, lang)} {unit}",
-                     f"{fmt_num(cost[here].sum(), 2, lang)} {unit}"])
+        rows.append([text_cell(env), Cell(per_hour, "num", 2, suffix=unit),
+                     int_cell(int(here.sum())), num(billed[here].median(), 1),
+                     num(train[here & ok].median(), 2),
+                     Cell(cost[here].median(), "num", 4, suffix=unit),
+                     Cell(cost[here].sum(), "num", 2, suffix=unit)])
     head = [label(k, lang) for k in ("environment", "price_per_hour", "runs", "billed_per_run",
                                      "train_per_run", "cost_per_run", "cost_total")]
     notes = [label("cost_note", lang)]
-    notes += [f"{escape(env)}: {escape(src)}" for env, src in (sources or {}).items() if src]
-    return Table(label("cost_caption", lang), "tab:cost", "lrrrrrr",
-                 [header_row([stacked(h, 12) for h in head])], rows, notes).render()
+    notes += [f"{env}: {src}" for env, src in (sources or {}).items() if src]
+    return Table("tab:cost", label("cost_caption", lang),
+                 _cols(head, "lrrrrrr", dict.fromkeys(range(7), 12)), rows, notes)
 
 
-def runs_table(frame: pd.DataFrame, lang: str = "en") -> str:
+def runs_table(frame: pd.DataFrame, lang: str = "en") -> Table | None:
     """Runs per dataset and environment: ok, out of memory (a column only when some ran out:
     a result, shown as such), failed (any other status) and warm-up.
 
     `frame` is the whole runs table, failed and warm-up runs included.
     """
     if frame.empty or "environment" not in frame or "dataset" not in frame:
-        return ""
+        return None
     status = frame["status"].fillna("ok").astype(str).str.strip() if "status" in frame \
         else pd.Series("ok", index=frame.index)
     counted = frame.index.isin(usable_runs(frame).index)
@@ -588,91 +622,113 @@ def runs_table(frame: pd.DataFrame, lang: str = "en") -> str:
                          "ok": counted, "oom": oom, "failed": (status != "ok") & ~oom,
                          "warmup": (status == "ok") & ~counted})
     kinds = ("ok", "oom", "failed", "warmup") if oom.any() else ("ok", "failed", "warmup")
-    columns = [(k, "sum", 0, False) for k in kinds]
-    rows = _group_cells(data, columns, lang, ordered(data["environment"]),
-                        ordered(data["dataset"]))
+    columns = [(k, "sum", lambda v: num(v, 0)) for k in kinds]
+    rows = _group_cells(data, columns, ordered(data["environment"]), ordered(data["dataset"]))
     head = [label(k, lang) for k in ("dataset", "environment", *kinds)]
-    return Table(label("runs_caption", lang), "tab:runs", "ll" + "r" * len(kinds),
-                 [header_row(head)], rows).render()
+    return Table("tab:runs", label("runs_caption", lang), _cols(head, "ll" + "r" * len(kinds)),
+                 rows, keys=1)
 
 
-def environments_table(fingerprints: dict[str, dict[str, str]], lang: str = "en") -> str:
+def environments_table(fingerprints: dict[str, dict[str, str]], lang: str = "en"
+                       ) -> Table | None:
     """Hardware and software per environment: one column per environment, SPSS-free."""
     keys = _unique(k for fp in fingerprints.values() for k in fp)
     if not keys:
-        return ""
+        return None
     envs = list(fingerprints)
-    rows: list[list[str] | None] = [
-        [label(k, lang)] + [escape(fingerprints[e].get(k, "")) or MISSING for e in envs]
-        for k in keys]
-    head = header_row([""] + [escape(e) for e in envs])
-    width = max(2.0, 11.0 / max(len(envs), 1))
-    align = "l" + f">{{\\raggedright\\arraybackslash}}p{{{width:.1f}cm}}" * len(envs)
-    return Table(label("environments_caption", lang), "tab:environments", align, [head],
-                 rows, size="\\footnotesize").render()
+    rows = [[text_cell(label(k, lang))] + [text_cell(fingerprints[e].get(k, "") or MISSING)
+                                           for e in envs] for k in keys]
+    return Table("tab:environments", label("environments_caption", lang),
+                 [Column("", "l")] + [Column(e, "wrap") for e in envs], rows,
+                 size="footnotesize")
 
 
-def datasets_table(datasets: list[dict[str, str]], lang: str = "en") -> str:
+def datasets_table(datasets: list[dict[str, str]], lang: str = "en") -> Table | None:
     """Name, source, images, resolution and the train/test split of each dataset."""
     keys = ("source_col", "images", "size", "n_train", "n_test")
     if not any(d.get(k) for d in datasets for k in keys):
-        return ""  # names alone: the text lists them
-    rows: list[list[str] | None] = [
-        [escape(d.get("name", ""))] + [escape(d.get(k, "")) or MISSING for k in keys]
-        for d in datasets]
-    head = header_row([label("dataset", lang)] + [label(k, lang) for k in keys])
-    return Table(label("datasets_caption", lang), "tab:datasets", "llrrrr", [head],
-                 rows).render()
+        return None  # names alone: the text lists them
+    rows = [[text_cell(d.get("name", ""))] + [text_cell(d.get(k, "") or MISSING) for k in keys]
+            for d in datasets]
+    head = [label("dataset", lang)] + [label(k, lang) for k in keys]
+    return Table("tab:datasets", label("datasets_caption", lang), _cols(head, "llrrrr"), rows)
 
 
-def phases_table(phases: list[tuple[str, list[tuple[int, str]]]], lang: str = "en") -> str:
+def phases_table(phases: list[tuple[str, list[tuple[int, str]]]], lang: str = "en"
+                 ) -> Table | None:
     """A tagged notebook's phases in notebook order, each with its column and its cells
     (number and first line), so a reader sees what each time measured."""
     if not phases:
-        return ""
-    rows: list[list[str] | None] = []
+        return None
+    rows = []
     for name, cells in phases:
-        listed = "; ".join(f"{index}: \\texttt{{{escape(line)}}}" for index, line in cells)
-        rows.append([escape(name), f"\\texttt{{{escape(name + '_s')}}}", listed])
-    head = header_row([label(k, lang) for k in ("phase", "column", "cells")])
-    return Table(label("phases_caption", lang), "tab:phases", "llp{0.6\\linewidth}", [head],
-                 rows).render()
+        listed = "; ".join(f"{index}: {code(line)}" for index, line in cells)
+        rows.append([text_cell(name), text_cell(code(name + "_s")), text_cell(listed)])
+    head = [label(k, lang) for k in ("phase", "column", "cells")]
+    return Table("tab:phases", label("phases_caption", lang),
+                 [Column(head[0], "l"), Column(head[1], "l"),
+                  Column(head[2], "wrap", width=0.6)], rows)
 
 
-def calibration_table(calibration: dict[str, Any], lang: str = "en") -> str:
+def calibration_table(calibration: dict[str, Any], lang: str = "en") -> Table | None:
     """The A/A calibration: per metric and dataset, the CV of each arm, the ratio of medians
     between identical arms with its interval (the noise floor) and the false-positive rate
     of the procedure against its nominal alpha (analysis.calibration's calibration.json,
     a file of its own, read as it is written: not the analysis JSON)."""
     entries = [e for e in calibration.get("entries") or [] if isinstance(e, dict)]
     if not entries:
-        return ""
+        return None
     rows = []
     for e in entries:
         cv = e.get("cv") or {}
         fp = e.get("false_positive") or {}
         floor = e.get("noise_floor")
-        rate = fmt_num(fp.get("rate"), 3, lang, bounded=True)
-        if not (is_missing(fp.get("ci_low")) or is_missing(fp.get("ci_high"))):
-            sep = number_format("interval_separator", lang)
-            rate += (f" [{fmt_num(fp['ci_low'], 3, lang, bounded=True)}{sep}"
-                     f"{fmt_num(fp['ci_high'], 3, lang, bounded=True)}]")
+        low, high = fp.get("ci_low"), fp.get("ci_high")
+        interval = not (is_missing(low) or is_missing(high))
         ratio = e.get("median_ratio")
-        rows.append((metric_name(str(e.get("metric", "")), lang, capital=True, latex=False),
-                     [escape(e.get("dataset", "")),
-                      f"{fmt_int(e.get('n_a'))}/{fmt_int(e.get('n_b'))}",
-                      *(fmt_num(v, 3, lang) for v in list(cv.values())[:2]),
-                      ratio_text(MedianRatio.from_dict(ratio, "calibration median_ratio")
-                                 if ratio else MedianRatio(), lang),
-                      MISSING if is_missing(floor)
-                      else "$\\pm$" + fmt_num(100 * float(floor), 1, lang) + "\\,\\%",
-                      rate, fmt_num(fp.get("nominal"), 2, lang, bounded=True)]))
+        rows.append([text_cell(metric_name(str(e.get("metric", "")), lang, capital=True)),
+                     text_cell(e.get("dataset", "")),
+                     text_cell(f"{Cell(e.get('n_a'), 'int').text(lang)}/"
+                               f"{Cell(e.get('n_b'), 'int').text(lang)}"),
+                     *(num(v, 3) for v in list(cv.values())[:2]),
+                     ratio_cell(MedianRatio.from_dict(ratio, "calibration median_ratio")
+                                if ratio else MedianRatio()),
+                     Cell(None if is_missing(floor) else 100 * float(floor), "percent", 1,
+                          prefix="±"),
+                     Cell(fp.get("rate"), "interval", 3, True,
+                          low=low if interval else None, high=high if interval else None),
+                     num(fp.get("nominal"), 2, True)])
     arms = list((entries[0].get("cv") or {}).keys())[:2] or ["A", "B"]
     head = [label("metric", lang), label("dataset", lang), label("n", lang)]
-    head += [f"CV {escape(a)}" for a in arms]
-    head += [stacked(label(k, lang), 16) for k in ("speedup", "noise_floor", "false_positive")]
-    head += ["$\\alpha$"]
-    return Table(label("calibration_caption", lang), "tab:calibration",
-                 "ll" + "r" * (len(arms) + 5), [header_row(head)], _grouped(rows),
-                 size="\\footnotesize").render()
+    head += [f"CV {a}" for a in arms]
+    head += [label(k, lang) for k in ("speedup", "noise_floor", "false_positive")]
+    head += ["α"]
+    n = len(head)
+    return Table("tab:calibration", label("calibration_caption", lang),
+                 _cols(head, "ll" + "r" * (len(arms) + 5), {n - 4: 16, n - 3: 16, n - 2: 16}),
+                 rows, keys=1, size="footnotesize")
 
+
+# --------------------------------------------------------------------------- registered tables
+
+#: The built-in protocol's phases, in the order it runs them (protocols/cnn_train.ipynb).
+BUILTIN_PHASES = ("import", "load", "build", "train", "eval")
+
+
+@report_table("phase_medians", "results", heading="phase_medians_heading")
+def phase_medians_table(inputs: Inputs) -> Table | None:
+    """The median seconds of each phase per dataset and environment: where a run's time
+    goes, beside the tests of the totals. A tagged notebook's own phases (and its other
+    cells), else the built-in protocol's; None with fewer than two phases timed."""
+    frame, lang = inputs.usable, inputs.lang
+    names = [*inputs.phases, "other"] if inputs.phases else list(BUILTIN_PHASES)
+    columns = [f"{n}_s" for n in names if f"{n}_s" in frame
+               and pd.to_numeric(frame[f"{n}_s"], errors="coerce").notna().any()]
+    if len(columns) < 2 or frame.empty:
+        return None
+    rows = _group_cells(frame, [(c, "median", num) for c in columns],
+                        ordered(frame["environment"]), ordered(frame["dataset"]))
+    head = [label("dataset", lang), label("environment", lang)]
+    head += [c.removesuffix("_s") for c in columns]
+    return Table("tab:phase-medians", label("phase_medians_caption", lang),
+                 _cols(head, "ll" + "r" * len(columns)), rows, keys=1)

@@ -1,10 +1,11 @@
-"""System commands the toolkit needs (latexmk, pdftotext, Rscript, SLURM), installed from Debian.
+"""System commands the toolkit needs (latexmk, pdftotext, Rscript, chromium, SLURM),
+installed from Debian.
 
 `study paper` and `study all` call :func:`ensure_commands` first, so the main command works
 on a fresh Debian machine: as root with apt-get, missing packages are installed; without
 root the error names the exact packages, rather than failing later inside latexmk.
 
-    python -m cloudbench.study.sysdeps tex|r|slurm|all     # used by tox and .ci/run
+    python -m cloudbench.study.sysdeps tex|r|browser|slurm|all     # used by tox and .ci/run
 
 The slurm group is for the tests: they start a single-node SLURM cluster of their own
 (tests/slurm_support.py), which needs the daemons (slurmctld, slurmd, munged) beside the
@@ -32,6 +33,9 @@ R_PACKAGES = ("r-base-core",)
 # slurm-wlm brings slurmctld, slurmd and the client commands (sbatch, squeue, scontrol,
 # scancel, sinfo); munge the authentication daemon they use.
 SLURM_PACKAGES = ("slurm-wlm", "munge")
+# The browser the report's page is tested in (tests/test_report_browser.py): Debian's
+# chromium, driven headless by playwright (its own browser download is not used).
+BROWSER_PACKAGES = ("chromium",)
 
 TEX_COMMANDS: dict[str, Sequence[str]] = {"latexmk": TEX_PACKAGES, "pdflatex": TEX_PACKAGES}
 R_COMMANDS: dict[str, Sequence[str]] = {"Rscript": R_PACKAGES}
@@ -39,11 +43,14 @@ PDFTOTEXT_COMMANDS: dict[str, Sequence[str]] = {"pdftotext": PDFTOTEXT_PACKAGES}
 SLURM_COMMANDS: dict[str, Sequence[str]] = {
     c: SLURM_PACKAGES for c in ("sbatch", "squeue", "scontrol", "scancel", "sinfo",
                                 "slurmctld", "slurmd", "munged")}
+BROWSER_COMMANDS: dict[str, Sequence[str]] = {"chromium": BROWSER_PACKAGES}
 GROUPS: dict[str, dict[str, Sequence[str]]] = {
     "tex": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS},
     "r": R_COMMANDS,
+    "browser": BROWSER_COMMANDS,
     "slurm": SLURM_COMMANDS,
-    "all": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS, **R_COMMANDS, **SLURM_COMMANDS},
+    "all": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS, **R_COMMANDS, **BROWSER_COMMANDS,
+            **SLURM_COMMANDS},
 }
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 
@@ -118,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cloudbench.study.sysdeps",
                                      description="install the Debian packages the toolkit needs")
     parser.add_argument("group", choices=sorted(GROUPS), help="tex: latexmk, pdflatex and "
-                        "pdftotext; r: Rscript; slurm: SLURM and munge (the tests' cluster); "
-                        "all: every group")
+                        "pdftotext; r: Rscript; browser: chromium; slurm: SLURM and munge (the "
+                        "tests' cluster); all: every group")
     parser.add_argument("--check", action="store_true", help="only report; install nothing")
     args = parser.parse_args(argv)
     try:

@@ -30,6 +30,7 @@ from cloudbench.analysis import results as R
 from cloudbench.analysis import stats as S
 from cloudbench.analysis.compare import AnalysisError, analyze, decide, load_runs
 from cloudbench.cli.analyze import register
+from cloudbench.paper.latex import escape
 
 
 def run_cli(argv: list[str]) -> int:
@@ -290,7 +291,7 @@ def test_four_wordings_in_both_languages(lang: str) -> None:
                        equal_runs(30, ratio=1 / 1.3, datasets=("faster",)),
                        equal_runs(3, spread=0.2, datasets=("few",))])
     result = analyze(frame, ["train_s"], equivalence=0.05)
-    text = {c.dataset: equivalence_conclusion(c, lang) for c in result.comparisons}
+    text = {c.dataset: escape(equivalence_conclusion(c, lang)) for c in result.comparisons}
     words = {"en": {"same": "are equivalent within $\\pm$5\\,\\%",
                     "slower": "pc is faster than colab",
                     "faster": "pc is slower than colab",
@@ -308,7 +309,7 @@ def test_four_wordings_in_both_languages(lang: str) -> None:
     blank = dataclasses.replace(few, equivalence=dataclasses.replace(
         few.equivalence, p=None, ci_low=None, ci_high=None))
     assert {"en": "could not be tested", "es": "no se pudo probar"}[lang] in \
-        equivalence_conclusion(blank, lang)
+        escape(equivalence_conclusion(blank, lang))
 
 
 def test_simulated_error_sentence_names_the_nearest_scenario() -> None:
@@ -318,13 +319,14 @@ def test_simulated_error_sentence_names_the_nearest_scenario() -> None:
     error = procedure_error([(24, 24, 1.1), (23, 24, 0.9)], "spss", 0.05)
     assert error.scenarios == ((24, 24, 1.0),) and 0 < error.low <= error.high < 0.2
     assert set(error.shapes) == {"normal", "lognormal", "heavy", "outliers"}
-    text = simulated_error_text(error, "en")
+    text = escape(simulated_error_text(error, "en"))
     assert "nearest simulated scenario: 24 vs 24 runs, variance ratio 1)" in text
     assert "SPSS's procedure" in text and "against the nominal 5\\,\\%" in text
-    es = simulated_error_text(procedure_error([(20, 8, 9.0), (24, 10, 3.0)], "robust"), "es")
+    es = escape(simulated_error_text(procedure_error([(20, 8, 9.0), (24, 10, 3.0)], "robust"),
+                                     "es"))
     assert "escenarios simulados más cercanos: 20 frente a 8" in es and "Brunner-Munzel" in es
     assert procedure_error([(24, 24, 1.0)], "spss", 0.2) is None  # alpha not simulated
-    assert simulated_error_text(None, "en") == ""
+    assert escape(simulated_error_text(None, "en")) == ""
 
 
 @pytest.mark.usefixtures("tex")
@@ -364,7 +366,7 @@ def test_paper_names_the_procedure_and_the_equivalence(tmp_path: Path, quick_stu
         assert analysis.procedure == "robust"
         for c in analysis.comparisons:
             assert c.test_used == "brunner_munzel" and c.equivalence is not None
-            sentence = plain(equivalence_conclusion(c, lang))
+            sentence = plain(escape(equivalence_conclusion(c, lang)))
             assert sentence[:60] in text, (lang, sentence)
 
 

@@ -30,6 +30,7 @@ from cloudbench.analysis.factors import (
     interaction_test,
     ordered_levels,
 )
+from cloudbench.paper.latex import render_table
 from cloudbench.paper.sweep import (
     factor_table,
     interaction_table,
@@ -343,17 +344,18 @@ def test_figures_are_written(fa: FactorAnalysis, tmp_path: Path) -> None:
 
 
 def test_tables(fa: FactorAnalysis) -> None:
-    table = factor_table(fa, "batch_size")
+    """The model's tables as the LaTeX renderer sets them."""
+    table = render_table(factor_table(fa, "batch_size"))
     assert "OOM (jax)" in table and "a\\_b" in table and "a_b" not in table
     assert "batch\\_size" in table and "model=lstm" in table
     assert not re.search(r"\bnan\b", table.lower())
     assert "\\begin{tabular}" in table and "failed or timed-out" in table
-    spanish = factor_table(fa, "batch_size", "es")
+    spanish = render_table(factor_table(fa, "batch_size", "es"), "es")
     assert "Razón de tiempos" in spanish and "sin memoria (OOM)" in spanish
     assert re.search(r"\d,\d\d \[\d,\d\d; \d,\d\d\]", spanish)  # decimal commas
-    assert factor_table(fa, "depth") == ""
-    tests = interaction_table(fa)
+    assert render_table(factor_table(fa, "depth")) == ""
+    tests = render_table(interaction_table(fa))
     assert "a\\_b" in tests and "(2, 2" in tests and "$^a$" in tests
     assert "fewer than 2 levels" in tests
-    assert interaction_table(factor_analysis(pd.DataFrame(
-        {"environment": ["x"], "dataset": ["d"], "train_s": [1.0]}))) == ""
+    assert render_table(interaction_table(factor_analysis(pd.DataFrame(
+        {"environment": ["x"], "dataset": ["d"], "train_s": [1.0]})))) == ""

@@ -11,7 +11,7 @@ import pytest
 from fixtures.analysis import fixture_analysis
 
 from cloudbench.paper import prose
-from cloudbench.paper.latex import LANGUAGES
+from cloudbench.paper.latex import LANGUAGES, escape
 
 LANG_DIR = Path(__file__).resolve().parent.parent / "paper" / "lang"
 
@@ -57,13 +57,13 @@ def test_the_reference_studys_sentence_in_both_languages() -> None:
                          "and colab on sports (")
     assert es.startswith("No existe diferencia significativa en el tiempo de entrenamiento "
                          "entre pc y colab con el DataSet sports (")
-    assert prose.the("my_column", "es") == "la métrica my\\_column"
+    assert escape(prose.the("my_column", "es")) == "la métrica my\\_column"
 
 
 def test_the_stopping_rule_in_words() -> None:
     rule = {"repetitions": 7, "target_halfwidth": 0.05, "met": True, "metric": "train_s",
             "halfwidths": {"shapes: a vs b": 0.042}}
-    assert prose.stopping_text(rule, "en").endswith(
+    assert escape(prose.stopping_text(rule, "en")).endswith(
         "the study stopped after 7 repetitions: the target was met (widest: $\\pm$4.2\\,\\%).")
     assert "de la razón de medianas del tiempo de entrenamiento" in \
-        prose.stopping_text(rule, "es")
+        escape(prose.stopping_text(rule, "es"))

@@ -26,7 +26,7 @@ from cloudbench.paper import tables as T
 from cloudbench.paper.build import build_paper
 from cloudbench.paper.cache import build_count, inputs_digest, study_name_from_csv
 from cloudbench.paper.figures import make_figures
-from cloudbench.paper.latex import escape, fmt_num, fmt_p, label, p_clause
+from cloudbench.paper.latex import escape, fmt_num, fmt_p, label, p_clause, render_table
 from cloudbench.paper.latexmk import PaperError, run_latexmk
 from cloudbench.paper.prose import conclusion
 from cloudbench.study import sysdeps
@@ -52,6 +52,11 @@ def fixture() -> Analysis:
 
 def entry(analysis: Analysis, metric: str, dataset: str) -> Comparison:
     return next(c for c in analysis.of_metric(metric) if c.dataset == dataset)
+
+
+def latex_of(table: T.Table | None, lang: str = "en") -> str:
+    """A table of the report model as the LaTeX renderer sets it ("" for no table)."""
+    return render_table(table, lang)
 
 
 def line_of(tex: str, start: str) -> str:
@@ -124,14 +129,14 @@ def test_the_fixture_holds_the_cases_the_tables_must_show(fixture: Analysis) -> 
 
 def test_mann_whitney_table_holds_the_spss_statistics(fixture: Analysis) -> None:
     mw = entry(fixture, "train_s", "shapes").mann_whitney
-    tex = T.mann_whitney_table(fixture, "train_s")
+    tex = latex_of(T.mann_whitney_table(fixture, "train_s"))
     row = line_of(tex, "shapes")
     assert row == (f"shapes & {mw.U:.2f} & {mw.W:.2f} & $-${abs(mw.Z):.3f} & "
                    f"{fmt_p(mw.p_asymptotic)} & {fmt_p(mw.p_exact)} & "
                    f"{fmt_num(mw.r, 3, bounded=True)} \\\\")
     assert mw.p_exact is not None and fmt_p(mw.p_exact) != fmt_p(mw.p_asymptotic)
     assert "\\toprule" in tex and "Grouping variable" in tex
-    es = T.mann_whitney_table(fixture, "train_s", "es")
+    es = latex_of(T.mann_whitney_table(fixture, "train_s", "es"), "es")
     assert line_of(es, "shapes") == row.replace(".", ",")  # every number: a decimal comma
     assert "U de" in es and "W de Wilcoxon" in es and "asintótica" in es
     assert "Variable de agrupación" in es
@@ -139,12 +144,12 @@ def test_mann_whitney_table_holds_the_spss_statistics(fixture: Analysis) -> None
 
 def test_shapiro_table_marks_groups_too_small_to_test(fixture: Analysis) -> None:
     sw = entry(fixture, "train_s", "shapes").shapiro["pc"]
-    tex = T.shapiro_table(fixture, "train_s", "es")
+    tex = latex_of(T.shapiro_table(fixture, "train_s", "es"), "es")
     assert (f"shapes & pc & {fmt_num(sw.W, 3, 'es', bounded=True)} & 12 & "
             f"{fmt_p(sw.p, 'es')} \\\\") in tex
     assert "$^a$" not in tex  # every group of train_s is large enough
     assert "Estadístico & gl & Sig." in tex
-    small = T.shapiro_table(fixture, "test_accuracy")
+    small = latex_of(T.shapiro_table(fixture, "test_accuracy"))
     assert "shapes & pc & ---$^a$ & 2 & --- \\\\" in small
     assert " & colab & ---$^a$ & 2 & --- \\\\" in small and "fewer than 3" in small
 
@@ -152,13 +157,13 @@ def test_shapiro_table_marks_groups_too_small_to_test(fixture: Analysis) -> None
 def test_descriptives_ranks_and_outliers(fixture: Analysis) -> None:
     c = entry(fixture, "train_s", "shapes")
     d = c.descriptives["pc"]
-    desc = T.descriptives_table(fixture, "train_s")
+    desc = latex_of(T.descriptives_table(fixture, "train_s"))
     assert (f"shapes & pc & 12 & {d.mean:.2f} & {d.sd:.2f} & {d.median:.2f} & {d.q1:.2f} & "
             f"{d.q3:.2f} & {d.min:.2f} & {d.max:.2f} & {fmt_num(d.cv, 3)} & 1 \\\\") in desc
     # the slow run is flagged by both rules and counted once, in its row and in the note
     assert "1 observation(s) flagged" in desc
     r = c.ranks["colab"]
-    ranks = T.ranks_table(fixture, "train_s", "es")
+    ranks = latex_of(T.ranks_table(fixture, "train_s", "es"), "es")
     assert (f" & colab & 12 & {fmt_num(r.mean_rank, 2, 'es')} & "
             f"{fmt_num(r.sum_ranks, 2, 'es')} \\\\") in ranks and "Suma de rangos" in ranks
     assert r.sum_ranks + c.ranks["pc"].sum_ranks == 24 * 25 / 2
@@ -180,7 +185,7 @@ def test_t_table_prints_the_analysis_t_tests_and_intervals(fixture: Analysis) ->
         assert t.mean_difference == pytest.approx(da.mean - db.mean, abs=1e-12)
         assert t.ci_low == pytest.approx(t.mean_difference - half, rel=1e-9)
         assert t.ci_high == pytest.approx(t.mean_difference + half, rel=1e-9)
-    tex = T.t_test_table(fixture, "train_s")
+    tex = latex_of(T.t_test_table(fixture, "train_s"))
     st, we, lev = c.student_t, c.welch_t, c.levene
     assert (f"digits & equal (Student) & {fmt_num(lev.F, 3)} & {fmt_p(lev.p)} & "
             f"{fmt_num(st.t, 3)} & 22 & {fmt_p(st.p)} & {fmt_num(st.mean_difference)} & "
@@ -189,34 +194,34 @@ def test_t_table_prints_the_analysis_t_tests_and_intervals(fixture: Analysis) ->
             f"{fmt_p(we.p)} & {fmt_num(we.mean_difference)} & {fmt_num(we.ci_low)} & "
             f"{fmt_num(we.ci_high)} \\\\") in tex
     given = replace(c, student_t=replace(st, mean_difference=-0.5, ci_low=-1.5, ci_high=0.5))
-    assert "$-$0.50 & $-$1.50 & 0.50" in T.t_test_table(Analysis(comparisons=(given,)),
-                                                         "train_s")
+    assert "$-$0.50 & $-$1.50 & 0.50" in latex_of(T.t_test_table(
+        Analysis(comparisons=(given,)), "train_s"))
 
 
 def test_decisions_table_and_conclusions(fixture: Analysis) -> None:
     first, second = entry(fixture, "train_s", "shapes"), entry(fixture, "train_s", "digits")
     mw, st, ratio = first.mann_whitney, second.student_t, first.median_ratio
     assert mw.U == round(mw.U)  # a whole U prints without decimals
-    tex = T.decisions_table(fixture)
+    tex = latex_of(T.decisions_table(fixture))
     assert (f"shapes & $U$ = {mw.U:.0f} & {fmt_p(first.p)} & {fmt_p(first.p_holm)} & no & "
             f"{ratio.estimate:.2f} [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]") in tex
     assert (f"digits & $t$(22) = $-${abs(st.t):.2f} & $<$\\,.001 & $<$\\,.001 & yes & "
             f"{second.median_ratio.estimate:.2f} [") in tex
     z, p = f"{mw.Z:.2f}", fmt_p(first.p, latex=False)
-    assert plain(conclusion(first)) == ("There is no significant difference in training time "
-                                        f"between pc and colab on shapes "
-                                        f"(U = {mw.U:.0f}, Z = {z}, p = {p}).")
-    assert plain(conclusion(first, "es")) == (
+    assert plain(escape(conclusion(first))) == (
+        "There is no significant difference in training time between pc and colab on shapes "
+        f"(U = {mw.U:.0f}, Z = {z}, p = {p}).")
+    assert plain(escape(conclusion(first, "es"))) == (
         "No existe diferencia significativa en el tiempo de entrenamiento entre pc y colab "
         f"con el DataSet shapes (U = {mw.U:.0f}; Z = {z.replace('.', ',')}; "
         f"p = {p.replace('.', ',')}).")
-    text = plain(conclusion(second))
+    text = plain(escape(conclusion(second)))
     assert text.startswith(f"Training time on digits is significantly lower on pc than on "
                            f"colab (t(22) = -{abs(st.t):.2f}, p < .001); the median on pc is "
                            f"{second.median_ratio.estimate:.2f} times that on colab (95 % CI ")
-    holm = plain(conclusion(replace(first, p=0.03, p_holm=0.06)))
+    holm = plain(escape(conclusion(replace(first, p=0.03, p_holm=0.06))))
     assert holm.endswith(f"(U = {mw.U:.0f}, Z = {z}, p = .030, Holm-adjusted p = .060).")
-    one_sided = plain(conclusion(first, alternative="less"))
+    one_sided = plain(escape(conclusion(first, alternative="less")))
     assert one_sided.startswith("There is no significant evidence that training time on "
                                 "shapes is lower on pc than on colab")
 
@@ -224,48 +229,52 @@ def test_decisions_table_and_conclusions(fixture: Analysis) -> None:
 def test_hostile_names_are_escaped_in_every_table() -> None:
     hostile = fixture_analysis(environments=(HOSTILE, "colab"), datasets=(HOSTILE_DS, "digits"))
     assert hostile.environments == [HOSTILE, "colab"] and HOSTILE_DS in hostile.datasets
-    with_envs = (T.descriptives_table(hostile, "train_s"), T.shapiro_table(hostile, "train_s"),
-                 T.ranks_table(hostile, "train_s"))
-    for tex in (*with_envs, T.decisions_table(hostile), T.mann_whitney_table(hostile, "train_s"),
-                T.t_test_table(hostile, "train_s")):
+    with_envs = tuple(latex_of(t) for t in (T.descriptives_table(hostile, "train_s"),
+                                             T.shapiro_table(hostile, "train_s"),
+                                             T.ranks_table(hostile, "train_s")))
+    for tex in (*with_envs, *(latex_of(t) for t in (T.decisions_table(hostile),
+                                                    T.mann_whitney_table(hostile, "train_s"),
+                                                    T.t_test_table(hostile, "train_s")))):
         assert escape(HOSTILE_DS) in tex
         assert "a&b" not in tex and "d&s" not in tex
     for tex in with_envs:
         assert escape(HOSTILE) in tex
-    assert escape(HOSTILE) in conclusion(hostile.comparisons[0])
+    assert escape(HOSTILE) in escape(conclusion(hostile.comparisons[0]))
 
 
 def test_kruskal_table_and_pairs_with_three_environments() -> None:
     three = fixture_analysis(environments=("pc", "colab", "lab"))
-    tex = T.kruskal_table(three)
+    tex = latex_of(T.kruskal_table(three))
     for k in three.kruskal_wallis:
         assert k.environments == ("pc", "colab", "lab") and k.df == 2
     k = three.kruskal_wallis[1]  # train_s on digits: lab is slowest
     assert (k.metric, k.dataset) == ("train_s", "digits") and k.p < 0.001
     assert f" & digits & {fmt_num(k.H, 3)} & 2 & $<$\\,.001 \\\\" in tex
     assert "Training time (s) & shapes & " in tex
-    assert "shapes (pc vs colab) & " in T.mann_whitney_table(three, "train_s")
-    assert "shapes (colab vs lab)" in T.ranks_table(three, "train_s")
+    assert "shapes (pc vs colab) & " in latex_of(T.mann_whitney_table(three, "train_s"))
+    assert "shapes (colab vs lab)" in latex_of(T.ranks_table(three, "train_s"))
     made = Analysis(kruskal_wallis=(KruskalWallis(metric="train_s", dataset="shapes",
                                                   environments=("a", "b", "c"), H=7.25, df=2,
                                                   p=0.0267),))
-    assert r"Training time (s) & shapes & 7.250 & 2 & .027 \\" in T.kruskal_table(made)
-    assert T.kruskal_table(fixture_analysis()) == ""  # two environments: no Kruskal-Wallis
-    assert T.kruskal_table(Analysis()) == ""
+    assert r"Training time (s) & shapes & 7.250 & 2 & .027 \\" in latex_of(T.kruskal_table(made))
+    # two environments: no Kruskal-Wallis
+    assert latex_of(T.kruskal_table(fixture_analysis())) == ""
+    assert latex_of(T.kruskal_table(Analysis())) == ""
 
 
 def test_runs_quality_and_resources_tables(tmp_path: Path) -> None:
     csv = synthetic_runs(tmp_path / "runs.csv", repetitions=4)
     raw = pd.read_csv(csv)
-    runs = T.runs_table(raw)
+    runs = latex_of(T.runs_table(raw))
     assert r"shapes & pc & 4 & 0 & 1 \\" in runs  # the warm-up run counted apart
     assert r" & colab & 4 & 1 & 1 \\" in runs  # the failed run (last row: colab, digits)
     usable = raw[raw["status"].eq("ok") & ~raw["warmup"]]
-    assert "Test loss & Test accuracy & Test loss & Test accuracy" in T.quality_table(usable)
-    res = T.resources_table(usable)
+    assert "Test loss & Test accuracy & Test loss & Test accuracy" in \
+        latex_of(T.quality_table(usable))
+    res = latex_of(T.resources_table(usable))
     assert "First epoch" in res and "Peak RSS" in res and "Peak GPU" not in res
-    assert T.quality_table(usable.drop(columns=["test_loss", "test_accuracy"])) == ""
-    assert T.resources_table(usable[["environment", "dataset", "train_s"]]) == ""
+    assert latex_of(T.quality_table(usable.drop(columns=["test_loss", "test_accuracy"]))) == ""
+    assert latex_of(T.resources_table(usable[["environment", "dataset", "train_s"]])) == ""
 
 
 # --------------------------------------------------------------------------- figures
@@ -310,7 +319,7 @@ def test_paper_with_hostile_names_builds_once(tmp_path: Path) -> None:
     stand_in = Comparison.from_dict(json.loads(
         json.dumps(first.to_dict()).replace(json.dumps(HOSTILE), '"ENVA"')))
     assert stand_in.a == "ENVA"
-    assert plain(conclusion(stand_in)).replace("ENVA", HOSTILE) in text
+    assert plain(escape(conclusion(stand_in))).replace("ENVA", HOSTILE) in text
 
     mtime = pdf.stat().st_mtime_ns
     assert build_paper(csv, None, out) == pdf
@@ -373,7 +382,7 @@ def test_study_paper_command_in_spanish(tmp_path: Path, quick_study, monkeypatch
     assert "asintótica" in text and "Hipótesis nula (H0)" in text
     assert "el estudio se detuvo tras 6 repeticiones: se alcanzó el objetivo" in text
     assert "Calibración A/A" in text and ",052 [,038; ,066]" in text
-    assert plain(conclusion(first, "es")) in text
+    assert plain(escape(conclusion(first, "es"))) in text
     assert build_count(Path("paper/build"), "quick") == 1
     assert paper_for(spec, None) == Path("paper/build/quick.pdf")  # no change: no rebuild
     assert build_count(Path("paper/build"), "quick") == 1
