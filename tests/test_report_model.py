@@ -31,6 +31,8 @@ def words(text: str) -> list[str]:
     text = unicodedata.normalize("NFKC", text).replace("\u2212", "-")
     text = re.sub(r"-\n(?=[a-záéíóúñ])", "", text)
     text = re.sub(r"\s+", " ", text)
+    # The study file's short hash: the file names the notebook by the checkout's path.
+    text = re.sub(r"\b[0-9a-f]{12}\b", "<hash>", text)
     return re.sub(r" ?([<>]) ?", r"\1", text).strip().split(" ")
 
 
