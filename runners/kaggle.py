@@ -358,7 +358,8 @@ class KaggleRunner(Runner):
     def check(self) -> None:
         """The client is installed and has credentials, and the owner is known."""
         try:
-            import kaggle  # noqa: F401 - its import authenticates (and may print; quietly)
+            with contextlib.redirect_stdout(io.StringIO()):  # its import authenticates and
+                import kaggle  # noqa: F401 - prints the help when it cannot
         except ImportError as exc:
             raise self._refuse("runner", f"runner \"kaggle\" needs the Kaggle client: "
                                f"{INSTALL_HINT}") from exc
