@@ -446,9 +446,11 @@ class SlurmRunner(Runner):
             state = self._state(sub, k, states)
             ended = classify(state, tail(sub.error_file(k)))
             fields = self._node_fields(sub, k)
-            if why is not None:
-                yield k, Outcome.failure(f"SLURM job {sub.job_id} cancelled: {why} "
-                                         f"({ended.error or state.state})", status="timeout",
+            if why is not None:  # our deadline: a run in flight timed out, others never ran
+                started = (sub.folder / f"started-{k}").exists()
+                yield k, Outcome.failure(f"SLURM job {sub.task_key(k)} cancelled: {why} "
+                                         f"({ended.error or state.state})",
+                                         status="timeout" if started else "failed",
                                          infrastructure=True).replace(fields=fields)
             elif (sub.folder / f"started-{k}").exists():  # the run in flight
                 status = "failed" if ended.status == "ok" else ended.status

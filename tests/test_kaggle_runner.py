@@ -149,6 +149,30 @@ def test_missing_credentials_are_refused_naming_the_fix(state: Path, tmp_path: P
     assert calls(state) == []  # nothing was sent
 
 
+@pytest.mark.parametrize("way", ["KAGGLE_API_TOKEN", "access_token", "kaggle.json",
+                                 "KAGGLE_USERNAME"])
+def test_each_way_of_giving_credentials_is_accepted(state: Path, tmp_path: Path,
+                                                    quick_protocol: Path, way: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if way == "KAGGLE_API_TOKEN":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", KEY)
+    elif way == "access_token":
+        (Path(os.environ["HOME"]) / ".kaggle").mkdir()
+        (Path(os.environ["HOME"]) / ".kaggle" / "access_token").write_text(KEY)
+    elif way == "kaggle.json":
+        config = tmp_path / "config"
+        config.mkdir()
+        (config / "kaggle.json").write_text(json.dumps({"username": "standin", "key": KEY}))
+        monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config))
+    else:
+        monkeypatch.setenv("KAGGLE_USERNAME", "standin")
+        monkeypatch.setenv("KAGGLE_KEY", KEY)
+    spec = kaggle_study(tmp_path / "study.toml", quick_protocol)
+    runner, _ = runner_of(spec, tmp_path / "out")  # check() passes
+    assert runner.owner == "standin" and runner.kernel_ref == "standin/cb-kgl-kg"
+    assert KEY in runner.secrets and runner._clean(f"token {KEY}!") == "token ***!"
+
+
 def test_a_full_block_as_one_kernel_version(credentials: Path, tmp_path: Path,
                                             quick_protocol: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,9 +244,21 @@ def test_a_version_queued_then_failed_is_retried_in_a_new_version(
     assert calls(state).count("kernels_status") >= 3  # queued, then polled to its end
 
 
-def test_rate_limits_are_waited_out(credentials: Path, tmp_path: Path,
-                                    quick_protocol: Path) -> None:
+def test_no_quota_left_refuses_the_block_before_any_push(credentials: Path, tmp_path: Path,
+                                                         quick_protocol: Path) -> None:
     state = credentials
+    control(state, quota={"gpu_quota": {"used_hours": 30, "total_hours": 30}})
+    spec = kaggle_study(tmp_path / "study.toml", quick_protocol, gpu="t4")
+    runner, tries = runner_of(spec, tmp_path / "out")
+    [result] = list(runner.run_batch(tries))
+    assert result.record["status"] == "failed" and result.infrastructure
+    assert "no Kaggle GPU quota left this week (0 h)" in result.record["error"]
+    assert calls(state) == ["quota_view"]
+
+
+def test_rate_limits_are_waited_out(state: Path, tmp_path: Path, quick_protocol: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAGGLE_API_TOKEN", KEY)  # an access token, this time
     spec = kaggle_study(tmp_path / "study.toml", quick_protocol)
     runner, tries = runner_of(spec, tmp_path / "out")
     waits: list[float] = []
@@ -234,3 +270,5 @@ def test_rate_limits_are_waited_out(credentials: Path, tmp_path: Path,
     assert waits[:3] == [2.0, 2.0, 2.0] and 2.0 < waits[3] < 3.0, waits
     log = runner.paths.runner_log.read_text()
     assert log.count(": 429; again in") == 4 and "(try 4 of 10)" in log
+    for folder in (tmp_path / "out", state):
+        assert files_containing(folder, KEY) == [], folder

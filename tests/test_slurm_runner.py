@@ -172,6 +172,18 @@ def test_failing_node_preparation_and_an_array(on_cluster: SlurmCluster, tmp_pat
     assert on_cluster.jobs() == [] and shared_left(on_cluster) == []
 
 
+def test_a_job_queued_past_max_pending_s_is_cancelled(on_cluster: SlurmCluster,
+                                                      tmp_path: Path,
+                                                      quick_protocol: Path) -> None:
+    spec = write_study(tmp_path / "study.toml", [slurm_env(
+        on_cluster, max_pending_s=3, sbatch_args=["--begin=now+3600"])], notebook=quick_protocol)
+    runner, tries = runner_of(spec, tmp_path / "out")
+    [result] = list(runner.run_batch(tries))
+    assert result.record["status"] == "failed" and result.infrastructure
+    assert "cancelled: still queued after max_pending_s" in result.record["error"]
+    assert on_cluster.jobs() == [] and shared_left(on_cluster) == []
+
+
 def _wait_for(path_glob: str, root: Path, timeout: float = 120.0) -> Path:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
