@@ -9,7 +9,8 @@ client's file and function names):
    (``dataset_create_new`` the first time, then ``dataset_create_version``), and the runner
    polls ``dataset_status`` until it is ``ready``;
 2. the weekly accelerator quota is read (``quota_view``) and the hours left are logged and
-   written into the block's records (``kaggle_quota_left_h``); none left refuses the block;
+   written into the block's records (``kaggle_gpu_quota_left_h``, ``kaggle_tpu_quota_left_h``);
+   none left of the environment's accelerator refuses the block;
 3. a pushed kernel takes no parameters, so the runner pushes a DRIVER notebook with the
    block's tries written into it (``kernels_push``: kernel-metadata.json with ``id``,
    ``title``, ``code_file``, ``language``, ``kernel_type`` = notebook, ``is_private``,
@@ -476,12 +477,14 @@ class KaggleRunner(Runner):
 
     def _block(self, batch: list[Try], folder: Path) -> dict[str, Outcome]:
         folder.mkdir(parents=True)
-        left = self._quota()
-        fields: dict[str, Any] = {"kaggle_quota_left_h": left}
+        gpu, tpu = self._quota()
+        fields: dict[str, Any] = {"kaggle_gpu_quota_left_h": gpu, "kaggle_tpu_quota_left_h": tpu}
         accelerator = self.accelerator_of(self.env)
-        if accelerator is not None and left is not None and left <= 0:
+        if accelerator is not None:
             kind = "TPU" if accelerator.startswith("Tpu") else "GPU"
-            raise KaggleError(f"no Kaggle {kind} quota left this week ({left:g} h)")
+            left = tpu if kind == "TPU" else gpu
+            if left is not None and left <= 0:
+                raise KaggleError(f"no Kaggle {kind} quota left this week ({left:g} h)")
         self._upload_stage(folder)
         ref, version = self._push(batch, folder)
         status, message = self._wait(ref, version, len(batch))
@@ -505,14 +508,14 @@ class KaggleRunner(Runner):
             return {t.job.run_id: failed.replace(fields=fields) for t in batch}
         return self._import(batch, archives[-1], folder, fields)
 
-    def _quota(self) -> float | None:
-        """The weekly quota, read before every block: logged, and the accelerator's hours
+    def _quota(self) -> tuple[float | None, float | None]:
+        """The weekly quota, read before every block: logged, and the GPU and TPU hours
         left (None when unknown)."""
         try:
             quota = self.call("quota_view")
         except Exception as exc:  # the quota is information; its absence stops nothing
             self._log(f"quota_view failed: {type(exc).__name__}: {exc}")
-            return None
+            return None, None
         gpu, tpu = quota_hours_left(getattr(quota, "gpu_quota", None)), \
             quota_hours_left(getattr(quota, "tpu_quota", None))
         refresh = getattr(quota, "quota_refresh_time", None)
@@ -520,10 +523,7 @@ class KaggleRunner(Runner):
                   f"{'unknown' if gpu is None else f'{gpu:.1f} h'}, TPU "
                   f"{'unknown' if tpu is None else f'{tpu:.1f} h'}"
                   + (f"; refreshes {refresh}" if refresh else ""))
-        accelerator = self.accelerator_of(self.env)
-        if accelerator is None:
-            return gpu
-        return tpu if accelerator.startswith("Tpu") else gpu
+        return gpu, tpu
 
     def _upload_stage(self, folder: Path) -> None:
         """The stage as a private dataset version (once per stage), then wait until ready."""

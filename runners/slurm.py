@@ -410,7 +410,15 @@ class SlurmRunner(Runner):
             if self._interrupted:
                 self._cancel(sub)
                 raise KeyboardInterrupt
-            states = self.client.states(sub.job_id)
+            try:
+                states = self.client.states(sub.job_id)
+            except SlurmError as exc:  # the controller is gone (after its own retries)
+                self._log(f"job {sub.job_id}: {exc}")
+                for rest in range(k, len(sub.tries)):
+                    yield rest, Outcome.failure(
+                        f"SLURM job {sub.task_key(rest)}: its state could not be read: {exc}",
+                        infrastructure=True).replace(fields=self._node_fields(sub, rest))
+                return
             now = time.monotonic()
             if sub.running_since is None and any(s.state == "RUNNING" for s in states.values()):
                 sub.running_since = now
