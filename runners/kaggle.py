@@ -83,7 +83,7 @@ CREDENTIALS_HELP = ("give the Kaggle client credentials in one of its ways: KAGG
                     "(the token from kaggle.com/settings/api, or a file holding it), "
                     "~/.kaggle/access_token, kaggle.json in KAGGLE_CONFIG_DIR or ~/.kaggle, "
                     "or KAGGLE_USERNAME and KAGGLE_KEY (see docs/remote.md)")
-INSTALL_HINT = "pip install 'kaggle>=2.2.5,<3'"
+INSTALL_HINT = "pip install -e '.[kaggle]' (kaggle>=2.2.5,<3)"
 LICENCE = "CC0-1.0"
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{4,49}$")
 #: Kernel states (KernelWorkerStatus names) after which a version does not change.

@@ -134,6 +134,16 @@ def test_accelerator_defaults_from_the_gpu_key(tmp_path: Path, quick_protocol: P
     assert KaggleRunner.accelerator_of(study.environment("kg")) == "NvidiaTeslaT4"
 
 
+def test_a_missing_client_is_refused_with_the_install_command(
+        tmp_path: Path, quick_protocol: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _drop_kaggle_modules()
+    monkeypatch.setitem(sys.modules, "kaggle", None)  # as if not installed
+    spec = kaggle_study(tmp_path / "study.toml", quick_protocol)
+    with pytest.raises(SpecError, match=r"environments\[0\]\.runner: .*needs the Kaggle client"
+                       r".*\.\[kaggle\]"):
+        runner_of(spec, tmp_path / "out")
+
+
 # -- against the stand-in --------------------------------------------------------------------
 
 
