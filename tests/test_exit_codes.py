@@ -92,6 +92,7 @@ EXPECTED = {
     "SlurmError": (InfrastructureError, RuntimeError),
     "SlurmUnavailable": (InfrastructureError, RuntimeError),
     "JobWaitTimeout": (InfrastructureError, RuntimeError),
+    "KaggleError": (InfrastructureError, RuntimeError),
 }
 
 

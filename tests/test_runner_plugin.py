@@ -64,7 +64,7 @@ def test_the_runner_declares_and_checks_its_own_keys(sandbox: None, tmp_path: Pa
 
 
 def test_an_unknown_runner_names_the_known_ones(tmp_path: Path, quick_study) -> None:
-    spec = study_file(tmp_path, quick_study, '[[environments]]\nname = "x"\nrunner = "slurm"\n')
-    with pytest.raises(SpecError, match=r"environments\[0\]\.runner: 'slurm' is not one of: "
-                                        r".*colab.*jupyter.*local"):
+    spec = study_file(tmp_path, quick_study, '[[environments]]\nname = "x"\nrunner = "ssh"\n')
+    with pytest.raises(SpecError, match=r"environments\[0\]\.runner: 'ssh' is not one of: "
+                                        r".*colab.*jupyter.*kaggle.*local.*slurm"):
         load_study(spec)

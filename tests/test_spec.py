@@ -78,8 +78,8 @@ def test_wrong_type(tmp_path: Path) -> None:
 
 
 def test_bad_choice(tmp_path: Path) -> None:
-    refuse(tmp_path, GOOD.replace('runner = "local"', 'runner = "slurm"'),
-           "environments[0].runner", "'slurm'", "local")
+    refuse(tmp_path, GOOD.replace('runner = "local"', 'runner = "ssh"'),
+           "environments[0].runner", "'ssh'", "local")
 
 
 def test_env_values_must_be_strings(tmp_path: Path) -> None:
