@@ -369,6 +369,9 @@ def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
         "total_runs": len(frame),
         "failed_runs": failed,
         "notebook": study.notebook.name if study else manifest.get("notebook", ""),
+        # A notebook timed by its tags: the paper speaks of it, not of the built-in CNN.
+        "own_notebook": protocol is not None,
+        "phase_list": join_names([code(p) for p in protocol.phases], lang) if protocol else "",
         # Runs from another source may carry none of the protocol's timings.
         "protocol_known": bool(study or manifest or "train_s" in frame),
         "n_params": summarise(usable["n_params"], lang) if "n_params" in usable else None,
@@ -417,7 +420,8 @@ def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
                                          list(protocol.phases) if protocol else None, lang))
     return Report(
         lang=lang, name=name,
-        title=label("title", lang, envs=join_names(envs, lang)),
+        title=label("title_notebook" if protocol is not None else "title", lang,
+                    envs=join_names(envs, lang), notebook=facts["notebook"]),
         author=label("author", lang, version=toolkit_version()),
         date=_date(frame, manifest), facts=facts, tables=tables, figures=figures,
         sections=sections, sweep=sweep, explorer=F.explorer_spec(usable, metrics, lang),

@@ -105,5 +105,8 @@ def test_the_regression_tutorial_keeps_what_it_saves_and_the_paper_names_it(
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
                           text=True, check=True).stdout
     assert "regression.ipynb" in text
+    flat = " ".join(text.split())
+    assert "Running regression.ipynb on pc and one-thread" in flat  # the title: the notebook
+    assert "convolutional" not in flat  # not the built-in protocol's network
     assert "save_s" in text and "109: dnn_model.save('dnn_model.keras')" in text
     assert json.loads((tmp_path / "paper" / "regression" / "analysis.json").read_text())
