@@ -189,7 +189,7 @@ def client_home(home: Path) -> dict[str, str]:
     (config / "settings.json").write_text(json.dumps(SETTINGS), encoding="utf-8")
     for rel in (".config/colab-cli/token.json", ".colab-cli-oauth-config.json"):
         source, link = real / rel, home / rel
-        if source.exists() and not link.is_symlink():
+        if source.exists() and not link.exists() and not link.is_symlink():
             link.symlink_to(source)
     env = {"HOME": str(home)}
     for name, path in (("CLOUDSDK_CONFIG", real / ".config" / "gcloud"),
