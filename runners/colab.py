@@ -2,33 +2,48 @@
 
 A session runner (runners.session): one VM per block, staged once, every repetition run
 there with the local runner. This module is only the transport: Google's command-line
-client, command by command, with what it printed logged (cleaned) and its failures classified.
+client, command by command, with what it printed logged (cleaned, tokens masked) and its
+failures classified.
 
 Client syntax (google-colab-cli 0.7): `colab new -s NAME [--gpu T4|--tpu v5e1]`,
-`colab upload -s NAME LOCAL REMOTE`, `colab install -s NAME -r REQUIREMENTS`,
-`colab exec -s NAME -f FILE --timeout S`, `colab download -s NAME REMOTE LOCAL`,
-`colab stop -s NAME`, `colab sessions`, `colab usage`, `colab version`. Remote paths are
-relative to the VM's `/`; `exec` runs in `/content`, in one kernel that persists across
-calls. What the client does not do, the runner does itself: `exec` exits 0 even when the
-code raised and never enforces `--timeout` (the runner kills the client, with its process
-tree, at its own deadline); `install` exits 0 even when pip failed (its output is checked);
-`stop` may fail and keep the VM (the runner checks `colab sessions` after it).
+`colab upload -s NAME LOCAL REMOTE`, `colab exec -s NAME -f FILE --timeout S`,
+`colab download -s NAME REMOTE LOCAL`, `colab stop -s NAME`, `colab sessions`, `colab usage`,
+`colab version`. Remote paths are relative to the VM's `/`; `exec` runs in `/content`, in one
+kernel that persists across calls. What the client does not do, the runner does itself
+(docs/remote.md has the details, read from the client's source):
+- `exec` exits 0 even when the code raised, and past its `--timeout` its wait loop spins at
+  a full core (for ever when the kernel died): the runner passes a `--timeout` (and
+  jupyter-kernel-client's REQUEST_TIMEOUT) beyond its own deadline, so the client blocks
+  until the runner kills it, with its process tree, at that deadline.
+- `install` exits 0 when pip failed and has a hidden 10 s deadline: the runner installs
+  with pip through `exec` and checks pip's exit status.
+- a `new` that timed out may leave a VM the client has no entry for (`[?] ENDPOINT` in
+  `colab sessions`): the runner compares the endpoints listed before and after, and stops
+  such an orphan through a state file naming its endpoint, the only way the client can.
+- the client prints transfer URLs with the runtime proxy token, logs the bearer token and
+  keeps every exec's code and output under ~/.config/colab-cli: it runs with a HOME of the
+  runner's (<results>/colab/home/ENV, its update check off), cleared after each block, and
+  what it prints is masked (runners.secrets.redact) before any log or error.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cloudbench.runners.base import Amendments, Outcome, utc_now
 from cloudbench.runners.processes import kill_tree
+from cloudbench.runners.secrets import redact
 from cloudbench.runners.session import SessionRunner, Transport, TransportError, tail
 from cloudbench.study.layout import RunPaths
 from cloudbench.study.plan import RunJob
@@ -45,19 +60,49 @@ TPUS = ("v5e1", "v6e1")
 CLIENT_VERSION = (0, 7)
 INSTALL_HINT = ("uv tool install --python 3.12 'google-colab-cli==0.7.*' (or: pipx install "
                 "--python python3.12 'google-colab-cli==0.7.*')")
-#: The versions the toolkit was tested with, pinned in the VM (`colab install -r`).
+#: The versions the toolkit was tested with, pinned in the VM.
 PINS = {"papermill": "2.7.0"}
+#: What the client's deadlines get beyond the runner's own, so that the runner's kill comes
+#: first: past its deadline the client's wait loop would spin at a full core.
+CLIENT_SLACK_S = 120.0
+#: The client's settings in the runner's HOME: no daily update check, no upgrade banner.
+SETTINGS = {"enable_update_check": False}
+#: The scopes `gcloud auth application-default login` needs for the client.
+SCOPES = ("openid,https://www.googleapis.com/auth/cloud-platform,"
+          "https://www.googleapis.com/auth/userinfo.email,"
+          "https://www.googleapis.com/auth/colaboratory")
+#: What the client prints when it has no usable credentials (ADC: a SystemExit after "No valid
+#: default credentials found", or an uncaught DefaultCredentialsError; OAuth: the consent
+#: prompt, with stdin closed). `usage` turns them into a warning, `sessions` may exit 0.
+CREDENTIALS = ("DefaultCredentialsError", "default credentials were not found",
+               "No valid default credentials", "To authorize colab-cli", "RefreshError",
+               "invalid_grant", "Aborted.")
+AUTH_FIX = ("authenticate the client once: `gcloud auth application-default login "
+            f"--scopes={SCOPES}` with STUDY_COLAB_OPTIONS=\"--auth=adc\", or the browser "
+            "consent of `colab sessions` in a terminal (see docs/remote.md)")
 #: Refusals that no retry can change: stop the environment.
-PERMANENT = ("Backend rejected accelerator", "no quota or entitlement", "Aborted.",
-             "No valid default credentials", "unsupported client")
+PERMANENT = ("Backend rejected accelerator", "no quota or entitlement", "unsupported client",
+             "No matching distribution", "Could not find a version")
+#: A session that is gone: "appears to be lost (404/401)", "Session 'X' not found." (its
+#: assignment gone when the client refreshed its token), or a dropped websocket.
+LOST = re.compile(r"Session '[^']*' (?:appears to be lost|not found)|Connection was lost")
+#: A file the VM does not have (a 404 of the contents API): not a lost session.
+MISSING = "File or directory not found"
 #: Failures worth another try after a wait.
-TRANSIENT = ("Allocation refused", "Connection was lost", "not found", "HTTP 5", " 500 ",
-             " 502 ", " 503 ", " 504 ", "Internal Server Error", "Service Unavailable",
-             "Bad Gateway", "TimeoutError")
-INSTALL_ERRORS = ("ERROR:", "No matching distribution", "Could not find a version")
+TRANSIENT = ("Allocation refused", "HTTP 5", " 500 ", " 502 ", " 503 ", " 504 ",
+             "Internal Server Error", "Service Unavailable", "Bad Gateway", "TimeoutError")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
 _BOX = re.compile(r"[\u2500-\u259f]+")
-_BALANCE = re.compile(r"balance[^0-9\n]*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
+#: The upgrade banner's lines (off in the runner's settings, dropped should it show).
+_BANNER = re.compile(r"^\[colab\] (?:A new version of Colab CLI|You can run 'colab update|"
+                     r"Run '.*' to update|To silence this check)")
+#: `colab usage`: "Current balance: 97.53 compute units" (two decimals, the whole account).
+_BALANCE = re.compile(r"Current balance:\s*(-?[0-9]+(?:\.[0-9]+)?)")
+_ACTIVE = re.compile(r"Active assignments:\s*([0-9]+)")
+#: `colab sessions`: "[NAME] ENDPOINT | Hardware: T4 | ..."; NAME is "?" for an orphan.
+_LISTED = re.compile(r"^\[(?P<name>[^\]]*)\] (?P<endpoint>\S+) \| Hardware: (?P<hw>[^|]+)",
+                     re.MULTILINE)
+_NO_SESSIONS = "No active sessions found on server."
 
 # Runs the driver in a child Python: the exec kernel persists across calls, and nothing of
 # its state (sys.path, modules of an earlier stage, globals) may reach a timed repetition.
@@ -80,44 +125,87 @@ def _cloudbench_child(source, timeout):
 _cloudbench_child({source!r}, {timeout!r})
 '''
 
-# Shuts down the idle kernels the VM has besides this busy one (`colab install` leaves one).
-IDLE_KERNELS = '''# cloudbench: no idle kernel beside the timed runs (from runners/colab.py)
-def _cloudbench_idle_kernels():
-    import glob, json, os, urllib.request
-    from jupyter_core.paths import jupyter_runtime_dir
-    stopped = 0
-    for info in glob.glob(os.path.join(jupyter_runtime_dir(), "jpserver-*.json")):
-        server = json.load(open(info))
-        url, head = server["url"].rstrip("/") + "/api/kernels", {
-            "Authorization": "token " + server.get("token", "")}
-        try:
-            kernels = json.load(urllib.request.urlopen(urllib.request.Request(
-                url, headers=head), timeout=10))
-        except OSError:
-            continue
-        for kernel in kernels:
-            if kernel.get("execution_state") == "idle":
-                urllib.request.urlopen(urllib.request.Request(
-                    url + "/" + kernel["id"], headers=head, method="DELETE"), timeout=10)
-                stopped += 1
-    print("CLOUDBENCH-IDLE-KERNELS %d" % stopped)
+# Installs through `exec`, in the one kernel: pip's output is captured there (the client's
+# `install` loses it, runs with a hidden 10 s deadline, and exits 0 when pip failed).
+INSTALL = '''# cloudbench: the pinned packages, pip's exit status checked (from runners/colab.py)
+def _cloudbench_install(packages):
+    import subprocess, sys
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-input",
+                           "--disable-pip-version-check", *packages], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    print(proc.stdout[-6000:])
+    print("CLOUDBENCH-PIP-EXIT %d" % proc.returncode, flush=True)
 
 
-_cloudbench_idle_kernels()
+_cloudbench_install({packages!r})
 '''
+_PIP_EXIT = re.compile(r"CLOUDBENCH-PIP-EXIT (-?[0-9]+)")
 
 
 def clean(text: str) -> str:
-    """The client's output without ANSI colours or rich's box drawing, for logs and errors."""
+    """The client's output without ANSI colours, rich's box drawing or the upgrade banner,
+    its tokens masked (a transfer's URL, a bearer header): for logs and errors."""
     text = _BOX.sub(" ", _ANSI.sub("", text))
-    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+    return redact("\n".join(line.strip() for line in text.splitlines()
+                            if line.strip() and not _BANNER.match(line.strip())))
+
+
+def credentials_failed(text: str) -> bool:
+    """Whether the client said that it has no usable credentials."""
+    return any(m in text for m in CREDENTIALS)
 
 
 def classify(text: str) -> str:
     """"permanent", "transient" or "failed" (retried as an infrastructure failure)."""
-    if any(m in text for m in PERMANENT):
+    if credentials_failed(text) or any(m in text for m in PERMANENT):
         return "permanent"
-    return "transient" if any(m in text for m in TRANSIENT) else "failed"
+    if MISSING in text:
+        return "failed"
+    if LOST.search(text) or any(m in text for m in TRANSIENT):
+        return "transient"
+    return "failed"
+
+
+class Listed(NamedTuple):
+    """One assignment of `colab sessions`: its local name ("?": none) and hardware."""
+
+    name: str
+    hardware: str
+
+
+def listed(text: str) -> dict[str, Listed]:
+    """The assignments `colab sessions` printed, by endpoint."""
+    return {m["endpoint"]: Listed(m["name"], m["hw"].strip()) for m in _LISTED.finditer(text)}
+
+
+def client_home(home: Path) -> dict[str, str]:
+    """Make `home` the client's HOME (its history, colab.log and settings live under
+    ~/.config/colab-cli): the update check off, the user's OAuth token and client config
+    linked, and what else the client finds through HOME (gcloud's ADC, a user install)
+    pointed back at the user's own. Returns the environment variables to set."""
+    real = Path.home()
+    config = home / ".config" / "colab-cli"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "settings.json").write_text(json.dumps(SETTINGS), encoding="utf-8")
+    for rel in (".config/colab-cli/token.json", ".colab-cli-oauth-config.json"):
+        source, link = real / rel, home / rel
+        if source.exists() and not link.exists() and not link.is_symlink():
+            link.symlink_to(source)
+    env = {"HOME": str(home)}
+    for name, path in (("CLOUDSDK_CONFIG", real / ".config" / "gcloud"),
+                       ("PYTHONUSERBASE", real / ".local"), ("PYENV_ROOT", real / ".pyenv")):
+        if name not in os.environ and path.exists():
+            env[name] = str(path)
+    return env
+
+
+def clear_home(home: Path) -> None:
+    """Delete what the client kept of the study's sessions: every exec's code and output
+    (history/), and its debug log, which holds the bearer token."""
+    config = home / ".config" / "colab-cli"
+    shutil.rmtree(config / "history", ignore_errors=True)
+    for log in config.glob("colab.log*"):
+        log.unlink(missing_ok=True)
 
 
 class ColabError(TransportError):
@@ -134,20 +222,32 @@ class ColabTransport(Transport):
     executable = "colab"
 
     def __init__(self, environment: Environment, log: Path | None, setup_timeout_s: float,
-                 grace_s: float, config: Path | None = None):
+                 grace_s: float, config: Path | None = None, home: Path | None = None):
         self.env, self.log = environment, log
         self.setup_timeout_s, self.grace_s = setup_timeout_s, grace_s
-        self.config = config
+        self.config, self.home = config, home
         self.session: str | None = None
         self.failure: str | None = None  # the kind of the last failure it raised
         self.left: list[str] = []  # sessions `colab sessions` still listed after their stop
+        self.assignments = 0  # the account's active assignments at the last `colab usage`
+        self._before: dict[str, Listed] | None = None  # listed before `new`
+        self._asked = False  # whether `new` was called: else there is no VM to stop
+        self._made = False  # whether `new` returned: else it may have left an orphan
+
+    @property
+    def hardware(self) -> str:
+        """The environment's accelerator as `colab sessions` shows it."""
+        return (self.env.gpu or self.env.tpu or "CPU").upper()
 
     def start(self, label: str) -> None:
         accelerator = (["--gpu", self.env.gpu.upper()] if self.env.gpu else
                        ["--tpu", self.env.tpu.lower()] if self.env.tpu else [])
-        self.session = label  # set first: a `new` that timed out may still have made one
+        self.session, self._made = label, False  # first: a `new` that failed may have made one
+        self._before = self._listing(strict=True)
+        self._asked = True
         self._client(["new", "-s", label, *accelerator], self.setup_timeout_s,
                      f"Colab did not give a {self.env.accelerator.upper()} session")
+        self._made = True
 
     def upload(self, local: Path, remote: str) -> None:
         self._client(["upload", "-s", self._name, str(local), f"{REMOTE_HOME}/{remote}"],
@@ -155,33 +255,31 @@ class ColabTransport(Transport):
                      "failed")
 
     def install(self, packages: tuple[str, ...]) -> None:
-        """Pinned, checked by what pip printed (the client exits 0 whatever happened), and
-        the idle kernel the client's install leaves behind shut down before any timing."""
+        """Pinned, with pip run through `exec` and its exit status checked."""
         folder = self.log.parent if self.log is not None else Path.cwd()
-        requirements = folder / f"{self.env.name}.colab-requirements.txt"
-        requirements.write_text("".join(f"{p}=={PINS[p]}\n" if p in PINS else f"{p}\n"
-                                        for p in packages), encoding="utf-8")
-        proc = self._client(["install", "-s", self._name, "-r", str(requirements)],
-                            self.setup_timeout_s, "installing in the VM failed")
-        printed = clean(f"{proc.stdout}\n{proc.stderr}")
-        if any(m in printed for m in INSTALL_ERRORS):
-            kind = "permanent" if "No matching distribution" in printed or \
-                "Could not find a version" in printed else "failed"
-            self.failure = kind
-            raise ColabError(f"installing {', '.join(packages)} in the VM failed: "
+        script = folder / f"{self.env.name}.colab-install.py"
+        script.write_text(INSTALL.format(packages=[f"{p}=={PINS[p]}" if p in PINS else p
+                                                   for p in packages]), encoding="utf-8")
+        printed = self._exec(script, self.setup_timeout_s, "installing in the VM failed")
+        status = _PIP_EXIT.search(printed)
+        if status is None or status.group(1) != "0":
+            kind = self.failure = classify(printed) if status else "failed"
+            said = f"pip exited {status.group(1)}" if status else "pip did not finish"
+            raise ColabError(f"installing {', '.join(packages)} in the VM failed ({said}): "
                              f"{tail(printed)}", kind)
-        script = folder / f"{self.env.name}.colab-idle.py"
-        script.write_text(IDLE_KERNELS, encoding="utf-8")
-        self._client(["exec", "-s", self._name, "-f", str(script), "--timeout", "60"],
-                     120.0, "shutting down the VM's idle kernels failed")
 
     def exec(self, script: Path, timeout: float) -> str:
         """The script in a child Python of the exec kernel; the runner's own deadline."""
         wrapper = script.with_name(script.stem + ".child.py")
         wrapper.write_text(CHILD.format(source=script.read_text(encoding="utf-8"),
                                         timeout=timeout), encoding="utf-8")
-        proc = self._client(["exec", "-s", self._name, "-f", str(wrapper), "--timeout",
-                             f"{timeout:g}"], timeout + self.grace_s, "the run in the VM failed")
+        return self._exec(wrapper, timeout + self.grace_s, "the run in the VM failed")
+
+    def _exec(self, script: Path, deadline: float, what: str) -> str:
+        """`colab exec` killed at `deadline`: its own `--timeout` lies beyond, so that its
+        wait loop blocks until then instead of spinning."""
+        proc = self._client(["exec", "-s", self._name, "-f", str(script), "--timeout",
+                             f"{math.ceil(deadline + CLIENT_SLACK_S)}"], deadline, what)
         return clean(f"{proc.stdout}\n{proc.stderr}")  # a traceback of the driver is on stderr
 
     def download(self, remote: str, local: Path) -> None:
@@ -189,9 +287,10 @@ class ColabTransport(Transport):
                      self.setup_timeout_s, "downloading the run's results failed")
 
     def stop(self) -> None:
-        """Stop (twice if the backend's unassign failed), then make sure no VM is left."""
+        """Stop (twice if the backend's unassign failed), stop an orphan of a `new` that
+        failed, then make sure no VM is left."""
         name, self.session = self.session, None
-        if name is None:
+        if name is None or not self._asked:
             return
         kept = self.failure  # the run's failure, not the stop's, decides what follows
         try:
@@ -201,27 +300,74 @@ class ColabTransport(Transport):
 
     def _stop_and_check(self, name: str) -> None:
         for _ in range(2):
-            try:
+            try:  # a session without a local entry is "not found", exit 0
                 self._client(["stop", "-s", name], 120.0, "stopping the session failed")
                 break
-            except TransportError as exc:  # noted in the client log
-                if "not found" in str(exc):
-                    break  # no local entry: `colab sessions` says whether a VM is left
-        try:
-            listed = self._client(["sessions"], 120.0, "listing the sessions failed")
-        except TransportError:
-            listed = None
-        if listed is None or name in listed.stdout:
+            except TransportError:  # noted in the client log
+                continue
+        now = self._listing()
+        orphans = self._orphans(now)
+        adopted: Path | None = None
+        if len(orphans) == 1:
+            adopted = self._stop_orphan(name, orphans[0])
+            now = self._listing()
+            orphans = self._orphans(now)
+        if now is None or orphans or any(s.name == name for s in now.values()):
             self.left.append(name)
-            message = (f"the Colab session {name} may still be running (and billed): free it "
-                       f"with `colab stop -s {name}` (with the study's options: "
-                       f"{shlex.join(self._options()) or 'none'}), or in Colab's web UI, "
-                       "Runtime > Manage sessions")
+            options = shlex.join(self._options(adopted)) or "none"
+            command = (f"`colab --config {adopted} stop -s {name}`" if adopted and orphans
+                       else f"`colab stop -s {name}` (with the study's options: {options})")
+            found = f" (its endpoint: {', '.join(orphans)})" if orphans else ""
+            message = (f"the Colab session {name} may still be running (and billed){found}: "
+                       f"free it with {command}, or in Colab's web UI, Runtime > Manage "
+                       "sessions")
             self._note(message)
             warnings.warn(message, ColabSessionLeft, stacklevel=2)
+        elif adopted is not None:
+            adopted.unlink(missing_ok=True)
+            Path(f"{adopted}.lock").unlink(missing_ok=True)
+
+    def _orphans(self, now: dict[str, Listed] | None) -> list[str]:
+        """Endpoints that appeared during a `new` that did not return, listed without a name
+        and with the environment's hardware: the VM that `new` made."""
+        if self._made or now is None or self._before is None:
+            return []
+        return [e for e, s in now.items() if e not in self._before and s.name == "?"
+                and s.hardware.upper() == self.hardware]
+
+    def _stop_orphan(self, name: str, endpoint: str) -> Path:
+        """Stop a VM the client has no entry for: `colab stop` with a state file of its own
+        naming the endpoint (without a token expiry, the client refreshes the entry from the
+        server's assignments, then unassigns that endpoint)."""
+        folder = self.config.parent if self.config is not None else self.home or Path.cwd()
+        adopted = folder / f"{name}.orphan.json"
+        adopted.parent.mkdir(parents=True, exist_ok=True)
+        adopted.write_text(json.dumps({name: {"name": name, "token": "", "url": "",
+                                              "endpoint": endpoint}}), encoding="utf-8")
+        self._note(f"`colab new -s {name}` did not return and left {endpoint}: stopping it")
+        try:
+            self._client(["stop", "-s", name], 120.0, "stopping the orphaned VM failed",
+                         config=adopted)
+        except TransportError:
+            pass
+        return adopted
+
+    def _listing(self, strict: bool = False) -> dict[str, Listed] | None:
+        """`colab sessions` by endpoint; None when it cannot tell. `strict`: a credentials
+        failure raises (before `new`: it would fail every command after it)."""
+        try:
+            proc = self._client(["sessions"], 120.0, "listing the sessions failed")
+        except ColabError as exc:
+            if strict and exc.kind == "permanent":
+                raise
+            return None
+        except TransportError:
+            return None
+        return listed(clean(proc.stdout))
 
     def usage(self) -> float | None:
-        """The account's compute-unit balance (`colab usage`), None when it cannot tell."""
+        """The account's compute-unit balance (`colab usage`, two decimals, every session of
+        the account), None when it cannot tell; `assignments` keeps its session count."""
         kept = self.failure
         try:
             proc = self._client(["usage"], 120.0, "reading the compute units failed")
@@ -229,7 +375,9 @@ class ColabTransport(Transport):
             return None
         finally:
             self.failure = kept
-        found = _BALANCE.search(clean(proc.stdout))
+        printed = clean(proc.stdout)
+        found, active = _BALANCE.search(printed), _ACTIVE.search(printed)
+        self.assignments = int(active.group(1)) if active else 0
         return float(found.group(1)) if found else None
 
     @property
@@ -238,18 +386,32 @@ class ColabTransport(Transport):
             raise TransportError("no Colab session is open")
         return self.session
 
-    def _options(self) -> list[str]:
+    def _options(self, config: Path | None = None) -> list[str]:
+        """The user's global options, then the study's state file (`config` replaces any)."""
         options = shlex.split(os.environ.get(OPTIONS_ENV, ""))
+        if config is not None:
+            kept = [o for i, o in enumerate(options) if not o.startswith("--config")
+                    and (i == 0 or options[i - 1] != "--config")]
+            return [*kept, "--config", str(config)]
         if self.config is not None and not any(o.startswith("--config") for o in options):
             options += ["--config", str(self.config)]
         return options
 
-    def _client(self, args: list[str], timeout: float, what: str
-                ) -> subprocess.CompletedProcess[str]:
-        """Run one client command under our own deadline (the client keeps none), log what
-        it said, and raise ColabError, classified, when it failed."""
-        command = [self.executable, *self._options(), *args]
-        env = {**os.environ, "TYPER_STANDARD_TRACEBACK": "1", "NO_COLOR": "1", "TERM": "dumb"}
+    def _environment(self, deadline: float) -> dict[str, str]:
+        """The client's environment: plain output, a HOME of the runner's, and
+        jupyter-kernel-client's request deadline beyond the runner's own."""
+        env = {**os.environ, "TYPER_STANDARD_TRACEBACK": "1", "NO_COLOR": "1", "TERM": "dumb",
+               "REQUEST_TIMEOUT": str(math.ceil(deadline + CLIENT_SLACK_S))}
+        if self.home is not None:
+            env.update(client_home(self.home))
+        return env
+
+    def _client(self, args: list[str], timeout: float, what: str,
+                config: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run one client command under our own deadline, log what it said (cleaned, its
+        tokens masked), and raise ColabError, classified, when it failed."""
+        command = [self.executable, *self._options(config), *args]
+        env = self._environment(timeout)
         if self.config is not None:
             self.config.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -270,13 +432,22 @@ class ColabTransport(Transport):
                              "and was killed", "transient", status="timeout") from exc
         self._log(args, out, err, f"exit {proc.returncode}")
         done = subprocess.CompletedProcess(command, proc.returncode, out, err)
-        if proc.returncode != 0:
-            last = tail(clean(f"{out}\n{err}"))
-            kind = self.failure = classify(last)
+        # `sessions` exits 0 when the login failed with no local session (it lists none).
+        unauthorised = args[0] != "exec" and credentials_failed(clean(err or ""))
+        if proc.returncode != 0 or unauthorised:
+            printed = clean(f"{out}\n{err}")
+            last = tail(printed)
+            kind = self.failure = classify(printed if unauthorised else last)
+            if credentials_failed(printed):
+                kind = self.failure = "permanent"
+                raise ColabError(f"{what}: the colab client has no valid credentials: {last}; "
+                                 f"{AUTH_FIX}", kind)
             if kind == "permanent":
                 raise ColabError(f"{what}: Colab refused for good: {last}", kind)
-            if args[0] in ("exec", "download") and ("not found" in last or "lost" in last):
-                raise ColabError(f"the Colab session was lost during the run: {last}", kind)
+            if MISSING in last:
+                raise ColabError(f"{what}: the file is not in the VM: {last}", kind)
+            if LOST.search(last):
+                raise ColabError(f"the Colab session was lost: {last}", kind)
             raise ColabError(f"{what}: {last}", kind)
         return done
 
@@ -284,7 +455,7 @@ class ColabTransport(Transport):
         if self.log is None:  # check(): nothing is written before the study starts
             return
         with open(self.log, "a", encoding="utf-8") as fh:
-            fh.write(f"[{utc_now()}] $ colab {shlex.join(args)}  ({outcome})\n")
+            fh.write(f"[{utc_now()}] $ colab {redact(shlex.join(args))}  ({outcome})\n")
             for text in (out, err):
                 text = clean(text or "")
                 if text:
@@ -315,6 +486,7 @@ class ColabRunner(SessionRunner):
         self._last: ColabTransport | None = None
         self._block_runs: list[RunJob] = []
         self._balance: float | None = None
+        self._others = 0  # the account's other sessions at the block's first usage read
 
     @classmethod
     def validate(cls, environment: Environment) -> None:
@@ -326,6 +498,12 @@ class ColabRunner(SessionRunner):
             raise OptionError("tpu", f"{environment.tpu!r} is not a Colab TPU: one of "
                               f"{', '.join(TPUS)} (any case)")
 
+    @property
+    def home(self) -> Path:
+        """The client's HOME for this environment: its history and log, cleared after each
+        block (docs/remote.md)."""
+        return self.paths.state / "home" / re.sub(r"[^A-Za-z0-9_.-]", "-", self.env.name)
+
     def check(self) -> None:
         """The client is there, of a version we know, and authenticated."""
         if not shutil.which(ColabTransport.executable):
@@ -333,34 +511,37 @@ class ColabRunner(SessionRunner):
                          f"Python 3.12+, apart from the toolkit): {INSTALL_HINT}; then "
                          "authenticate once (see docs/remote.md), or export the environment "
                          "as a notebook with `study export colab`")
-        probe = self._transport(None)
-        try:
-            version = probe._client(["version"], 60.0, "`colab version` failed").stdout
-        except TransportError as exc:
-            self._refuse(f"{exc}; reinstall the client: {INSTALL_HINT}")
-        found = re.search(r"(\d+)\.(\d+)\.(\d+)", version)
-        if found is None or tuple(int(v) for v in found.groups()[:2]) != CLIENT_VERSION:
-            self._refuse(f"unsupported client: `colab version` says {version.strip()!r}, the "
-                         f"runner needs google-colab-cli 0.7.x: {INSTALL_HINT}")
-        try:
-            probe._client(["usage"], 120.0, "the authentication probe (`colab usage`) failed")
-        except TransportError as exc:
-            self._refuse(f"{exc}; authenticate the client (see docs/remote.md, e.g. "
-                         "STUDY_COLAB_OPTIONS=\"--auth=adc\" after gcloud's login)")
+        with tempfile.TemporaryDirectory(prefix="cloudbench-colab-") as home:
+            probe = ColabTransport(self.env, None, self.setup_timeout_s, self.margin_s,
+                                   home=Path(home))
+            try:
+                version = probe._client(["version"], 60.0, "`colab version` failed").stdout
+            except TransportError as exc:
+                self._refuse(f"{exc}; reinstall the client: {INSTALL_HINT}")
+            found = re.search(r"(\d+)\.(\d+)\.(\d+)", version)
+            if found is None or tuple(int(v) for v in found.groups()[:2]) != CLIENT_VERSION:
+                self._refuse(f"unsupported client: `colab version` says {version.strip()!r}, "
+                             f"the runner needs google-colab-cli 0.7.x: {INSTALL_HINT}")
+            try:
+                probe._client(["usage"], 120.0, "the authentication probe (`colab usage`) "
+                              "failed")
+            except TransportError as exc:
+                hint = "" if AUTH_FIX in str(exc) else f"; {AUTH_FIX}"
+                self._refuse(f"{exc}{hint}")
 
     def _refuse(self, message: str) -> None:
         raise SpecError(self.study.path, f"{self.key}.runner", message)
 
-    def _transport(self, config: Path | None) -> ColabTransport:
-        log = self.paths.runner_log if config else None
-        return ColabTransport(self.env, log, self.setup_timeout_s, self.margin_s, config)
-
     def make_transport(self) -> ColabTransport:
-        """A transport with the study's own client state file, apart from other studies."""
+        """A transport with the study's own client state file and HOME, apart from other
+        studies and from the user's own client."""
         self.paths.logs.mkdir(parents=True, exist_ok=True)
-        self._last = self._transport(self.paths.state / "sessions.json")
+        self._last = ColabTransport(self.env, self.paths.runner_log, self.setup_timeout_s,
+                                    self.margin_s, self.paths.state / "sessions.json",
+                                    self.home)
         if self._balance is None:
             self._balance = self._last.usage()
+            self._others = self._last.assignments
         return self._last
 
     def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
@@ -388,16 +569,22 @@ class ColabRunner(SessionRunner):
         return outcome
 
     def close_block(self) -> Amendments:
-        """Stop the session; the compute units of the block, shared among its tries, as
-        amendments to the runs' records (the scheduler writes them through the store)."""
+        """Stop the session; clear the client's history and log; the account's compute
+        units spent over the block, shared among its tries, as amendments to the runs'
+        records (the scheduler writes them through the store)."""
         transport, self._last = self._last, None
-        super().close_block()
-        jobs, self._block_runs = self._block_runs, []
-        before, self._balance = self._balance, None
-        if transport is None or before is None or not jobs:
-            return {}
-        after = transport.usage()
-        if after is None:
-            return {}
+        try:
+            super().close_block()
+            jobs, self._block_runs = self._block_runs, []
+            before, self._balance = self._balance, None
+            if transport is None or before is None or not jobs:
+                return {}
+            after = transport.usage()
+            if after is None:
+                return {}
+        finally:
+            clear_home(self.home)
         share = round(max(0.0, before - after) / len(jobs), 6)
-        return {job.run_id: {"compute_units": share} for job in jobs}
+        others = max(self._others, transport.assignments)
+        return {job.run_id: {"compute_units_account": share,
+                             "compute_units_other_sessions": others} for job in jobs}
