@@ -4,7 +4,7 @@
 on a fresh Debian machine: as root with apt-get, missing packages are installed; without
 root the error names the exact packages, rather than failing later inside latexmk.
 
-    python -m cloudbench.study.sysdeps tex|r|slurm|all     # used by tox and .ci/run
+    python -m cloudbench.study.sysdeps tex|r|slurm|cron|all     # used by tox and .ci/run
 
 The slurm group is for the tests: they start a single-node SLURM cluster of their own
 (tests/slurm_support.py), which needs the daemons (slurmctld, slurmd, munged) beside the
@@ -32,6 +32,9 @@ R_PACKAGES = ("r-base-core",)
 # slurm-wlm brings slurmctld, slurmd and the client commands (sbatch, squeue, scontrol,
 # scancel, sinfo); munge the authentication daemon they use.
 SLURM_PACKAGES = ("slurm-wlm", "munge")
+# crontab: `study schedule install` falls back to a crontab line where systemd's user
+# manager is absent (containers, WSL); the tests install and remove one for real.
+CRON_PACKAGES = ("cron",)
 
 TEX_COMMANDS: dict[str, Sequence[str]] = {"latexmk": TEX_PACKAGES, "pdflatex": TEX_PACKAGES}
 R_COMMANDS: dict[str, Sequence[str]] = {"Rscript": R_PACKAGES}
@@ -39,11 +42,14 @@ PDFTOTEXT_COMMANDS: dict[str, Sequence[str]] = {"pdftotext": PDFTOTEXT_PACKAGES}
 SLURM_COMMANDS: dict[str, Sequence[str]] = {
     c: SLURM_PACKAGES for c in ("sbatch", "squeue", "scontrol", "scancel", "sinfo",
                                 "slurmctld", "slurmd", "munged")}
+CRON_COMMANDS: dict[str, Sequence[str]] = {"crontab": CRON_PACKAGES}
 GROUPS: dict[str, dict[str, Sequence[str]]] = {
     "tex": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS},
     "r": R_COMMANDS,
     "slurm": SLURM_COMMANDS,
-    "all": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS, **R_COMMANDS, **SLURM_COMMANDS},
+    "cron": CRON_COMMANDS,
+    "all": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS, **R_COMMANDS, **SLURM_COMMANDS,
+            **CRON_COMMANDS},
 }
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="install the Debian packages the toolkit needs")
     parser.add_argument("group", choices=sorted(GROUPS), help="tex: latexmk, pdflatex and "
                         "pdftotext; r: Rscript; slurm: SLURM and munge (the tests' cluster); "
-                        "all: every group")
+                        "cron: crontab (study schedule); all: every group")
     parser.add_argument("--check", action="store_true", help="only report; install nothing")
     args = parser.parse_args(argv)
     try:
