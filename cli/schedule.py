@@ -22,6 +22,7 @@ slots fall on any minute), else every 15: a block starts at most that late.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -78,7 +79,9 @@ class Target:
 
     @property
     def tag(self) -> str:
-        return f"{CRON_TAG} {self.unit} (study {self.study!r}, {self.spec})"
+        # no % (cron's newline) and no line break, so remove finds the line as written
+        text = f"{CRON_TAG} {self.unit} (study {self.study!r}, {self.spec})"
+        return re.sub(r"[%\r\n]", "_", text)
 
     def command(self) -> list[str]:
         out = [self.python, "-m", "cloudbench.cli.main", "run", str(self.spec), "--due"]
@@ -174,8 +177,9 @@ def timer_text(target: Target, minutes: int) -> str:
 def cron_line(target: Target, minutes: int, log: Path) -> str:
     env = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} " \
         if os.environ.get("PYTHONPATH") else ""
-    return (f"*/{minutes} * * * * cd {shlex.quote(str(target.workdir))} && {env}"
+    line = (f"*/{minutes} * * * * cd {shlex.quote(str(target.workdir))} && {env}"
             f"{shlex.join(target.command())} >> {shlex.quote(str(log))} 2>&1 {target.tag}")
+    return line.replace("%", "\\%")  # cron reads % as a newline
 
 
 # --------------------------------------------------------------------------- the commands
@@ -290,12 +294,17 @@ def cmd_remove(args: argparse.Namespace) -> int:
 def block_states(study: Any, results: Path, slots: list[Any], now: dt.datetime
                  ) -> dict[int, str]:
     """done (every run of the block ok or out of memory), due (its time has come) or
-    pending, from the results folder's records when it exists."""
+    pending; the statuses from the results folder's runs.csv (two columns read, no lock
+    taken: a study may be running) when there is one."""
     from cloudbench.study.plan import block_jobs
     from cloudbench.study.record import FINAL_STATUSES
-    from cloudbench.study.store import ResultsStore
 
-    statuses = ResultsStore(results).statuses() if (results / "records").is_dir() else {}
+    statuses = {}
+    try:
+        with (results / "runs.csv").open(encoding="utf-8", newline="") as handle:
+            statuses = {row.get("run_id"): row.get("status") for row in csv.DictReader(handle)}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        pass  # no results yet, or a table being rebuilt: nothing is done
     out = {}
     for slot in slots:
         jobs = block_jobs(study, slot.block)
