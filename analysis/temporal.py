@@ -454,13 +454,14 @@ def _iso(when: Any) -> str | None:
 def simulated_study(rng: np.random.Generator, blocks: int = 36, hours: float = 72,
                     cv: float = 0.04, slowdown: float = 0.03, slow_hours: tuple[int, int]
                     = (12, 18), windows: int = 6, runs_per_block: int = 1,
-                    session_sd: float = 0.0) -> pd.DataFrame:
+                    session_sd: float = 0.0, outliers: float = 0.0) -> pd.DataFrame:
     """A study of two environments ("local", "cloud") in `blocks` interleaved blocks whose
     slots are stratified over the windows of the day across `hours`, as study.schedule does;
     log-normal times with coefficient of variation `cv`; the cloud is `slowdown` slower from
     slow_hours[0] to slow_hours[1] local time. With runs_per_block > 1 each environment runs
     that many in one session per block, sessions differing by a random shift (session_sd,
-    on the log scale)."""
+    on the log scale). A share `outliers` of the runs is slowed by 20 to 100 % (a noisy
+    neighbour, a throttled VM)."""
     size = 24 / windows
     days = max(1, math.ceil(hours / 24))
     shares = rng.permutation(np.arange(blocks) % windows)
@@ -478,6 +479,8 @@ def simulated_study(rng: np.random.Generator, blocks: int = 36, hours: float = 7
                 hour = at % 24
                 slow = env == "cloud" and slow_hours[0] <= hour < slow_hours[1]
                 train = base[env] * (1 + slowdown * slow) * math.exp(rng.normal(0, sd) + shift)
+                if outliers and rng.random() < outliers:
+                    train *= 1.2 + 0.8 * rng.random()
                 rows.append({"environment": env, "dataset": "d", "block": block,
                              "status": "ok", "session": f"{env}-{block}",
                              "device_name": "T4" if env == "cloud" else "cpu",
@@ -529,10 +532,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slowdown", type=float, default=0.03)
     parser.add_argument("--runs-per-block", type=int, default=1)
     parser.add_argument("--session-sd", type=float, default=0.0)
+    parser.add_argument("--outliers", type=float, default=0.0,
+                        help="share of runs slowed by 20 to 100 %%")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     study = {"blocks": args.blocks, "hours": args.hours, "cv": args.cv,
-             "runs_per_block": args.runs_per_block, "session_sd": args.session_sd}
+             "runs_per_block": args.runs_per_block, "session_sd": args.session_sd,
+             "outliers": args.outliers}
     out = {"power": simulate(args.studies, args.seed, args.slowdown, **study),
            "type_i": simulate(args.studies, args.seed + 1, 0.0, **study)}
     json.dump(out, sys.stdout, indent=2)
