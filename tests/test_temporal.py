@@ -154,3 +154,17 @@ def test_too_few_runs_give_empty_parts_not_errors() -> None:
     assert result.pairs[0].interaction is None and result.pairs[0].sessions is None
     assert T.analyze_time(frame.drop(columns=["started_at"]), ["train_s"]) == ()
     assert T.window_label(3, 6) == "12-16" and T.window_label(0, 5) == "00-4.8"
+
+
+def test_the_summary_says_whether_the_difference_holds_at_every_window() -> None:
+    from cloudbench.analysis.summary import summary_text, time_lines
+
+    result = analyze(study(seed=3, slowdown=0.0), ["train_s"], environments=["local", "cloud"])
+    lines = time_lines(result)
+    assert lines[0].startswith("train_s, d: local vs cloud: ratio 1.1")
+    assert "same side of 1 in every window" in lines[0]
+    assert "across time" in summary_text(result)
+    slowed = analyze(study(blocks=72, hours=144, slowdown=0.10), ["train_s"],
+                     environments=["local", "cloud"])
+    assert "not the same in every window" in time_lines(slowed)[0]
+    assert any("hour of the day" in line for line in time_lines(slowed))
