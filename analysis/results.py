@@ -581,11 +581,13 @@ def _many(cls: type[Result]) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class HourEffect(Result):
-    """A harmonic regression of log time on the hour of the day (sin and cos of 2 pi h / 24),
-    F test against the intercept-only model. ``amplitude`` is the fitted curve's half range
-    as a relative change (0.015: +-1.5 %), ``peak_hour`` the hour it is slowest."""
+    """A harmonic regression on the hour of the day (sin and cos of 2 pi h / 24): the F test
+    against the intercept-only model on the ranks of the times (Conover and Iman's rank
+    transform: robust to outlying runs, docs/statistics.md), ``amplitude`` and ``peak_hour``
+    from the same regression on log times: the fitted curve's half range as a relative
+    change (0.015: +-1.5 %) and the hour it is slowest."""
 
-    method: str = "harmonic_f"
+    method: str = "harmonic_rank_f"
     n: int = 0
     statistic: float | None = None  # F
     df_num: int | None = None
@@ -658,8 +660,11 @@ class EnvironmentTime(Result):
     device_test: GroupTest | None = None  # with more than one device
     sessions: int | None = None
     max_runs_per_session: int | None = None
+    #: The unit of the time tests: "run", or "session" (each session's mean log time, at its
+    #: mean start) where a session holds several runs: they share its hour and machine.
+    unit: str = "run"
 
-    _readers = {"environment": _STR, "n": _INT, "first": _optional(_STR),
+    _readers = {"unit": _STR, "environment": _STR, "n": _INT, "first": _optional(_STR),
                 "last": _optional(_STR), "hour": _one(HourEffect), "windows": _one(GroupTest),
                 "weekday": _one(GroupTest), "drift": _one(Drift),
                 "devices": _optional(_counts), "device_test": _one(GroupTest),

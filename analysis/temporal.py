@@ -108,15 +108,12 @@ def prepare(frame: pd.DataFrame, metric: str, timezone: str | None = None,
         local = when.dt.tz_localize(None) + pd.to_timedelta(offset, unit="min")
     else:
         local = when.dt.tz_localize(None)
-    hour = local.dt.hour + local.dt.minute / 60 + local.dt.second / 3600
     out = pd.DataFrame({
         "environment": frame["environment"].astype(str),
         "dataset": frame["dataset"].astype(str) if "dataset" in frame else "",
         "y": np.log(values.where(keep, 1.0)),
         "utc": when,
-        "hour": hour,
-        "window": (hour // (24 / windows)).clip(0, windows - 1),
-        "weekday": local.dt.day_of_week,
+        "local": local,
     })
     block = pd.to_numeric(frame["block"], errors="coerce") if "block" in frame else None
     if block is not None and block[keep].notna().all() and block[keep].nunique() > 1:
@@ -127,9 +124,16 @@ def prepare(frame: pd.DataFrame, metric: str, timezone: str | None = None,
         text = _text(frame, column)
         out[name] = text if text is not None else ""
     out = out[keep].copy()
-    out["window"] = out["window"].astype(int)
-    out["weekday"] = out["weekday"].astype(int)
+    _clock_columns(out, windows)
     return out
+
+
+def _clock_columns(frame: pd.DataFrame, windows: int) -> None:
+    """hour (decimal), window and weekday from the local clock's column."""
+    local = frame["local"]
+    frame["hour"] = local.dt.hour + local.dt.minute / 60 + local.dt.second / 3600
+    frame["window"] = (frame["hour"] // (24 / windows)).clip(0, windows - 1).astype(int)
+    frame["weekday"] = local.dt.day_of_week.astype(int)
 
 
 # --------------------------------------------------------------------------- tests
@@ -142,8 +146,10 @@ def _ols(y: np.ndarray, x: np.ndarray) -> Any:
 
 
 def hour_effect(hours: np.ndarray, y: np.ndarray, alpha: float = 0.05) -> HourEffect | None:
-    """The harmonic regression of y (log time) on the hour; None with fewer than 6 runs or
-    fewer than 3 distinct hours (nothing to fit a daily curve to)."""
+    """The harmonic regression of y (log time) on the hour, tested on the ranks of y (as
+    robust to a slow run as Kruskal-Wallis, as powerful as the F test on log times without
+    one: docs/statistics.md); None with fewer than 6 runs or fewer than 3 distinct hours
+    (nothing to fit a daily curve to)."""
     n = len(y)
     if n < 6 or len(np.unique(np.round(hours))) < 3 or np.ptp(y) == 0:
         return None
@@ -151,7 +157,8 @@ def hour_effect(hours: np.ndarray, y: np.ndarray, alpha: float = 0.05) -> HourEf
     design = np.column_stack([np.ones(n), np.sin(angle), np.cos(angle)])
     fit = _ols(y, design)
     b_sin, b_cos = float(fit.params[1]), float(fit.params[2])
-    f, p = _num(fit.fvalue), _num(fit.f_pvalue)
+    ranked = _ols(sps.rankdata(y), design)
+    f, p = _num(ranked.fvalue), _num(ranked.f_pvalue)
     return HourEffect(n=n, statistic=f, df_num=2, df_den=n - 3, pvalue=p,
                       amplitude=math.expm1(math.hypot(b_sin, b_cos)),
                       peak_hour=(math.degrees(math.atan2(b_sin, b_cos)) / 15) % 24,
@@ -338,19 +345,41 @@ def session_check(runs: pd.DataFrame, a: str, b: str,
 # --------------------------------------------------------------------------- the analysis
 
 
+def by_session(runs: pd.DataFrame, windows: int) -> pd.DataFrame:
+    """One row per session of several runs (their mean log time, at their mean start; the
+    first block and device), runs without a session as they are: runs of one session share
+    its hour and its machine, so they are not independent evidence of either."""
+    named = runs["session"].ne("")
+    groups = runs[named].groupby(["environment", "session"], sort=False)
+    if not len(groups) or groups.size().max() < 2:
+        return runs
+    rows = groups.agg(dataset=("dataset", "first"), y=("y", "mean"), x=("x", "min"),
+                      device=("device", "first"), utc=("utc", "mean"),
+                      local=("local", "mean")).reset_index()
+    _clock_columns(rows, windows)
+    out = pd.concat([rows[runs.columns], runs[~named]], ignore_index=True)
+    out.attrs.update(runs.attrs, unit="session")
+    return out
+
+
 def environment_time(runs: pd.DataFrame, env: str, windows: int,
-                     alpha: float = 0.05, x_name: str = "block") -> EnvironmentTime:
-    mine = runs[runs["environment"] == env]
+                     alpha: float = 0.05, x_name: str = "block",
+                     units: pd.DataFrame | None = None) -> EnvironmentTime:
+    """One environment over time; the tests on `units` (by_session's rows) when given."""
+    every = runs[runs["environment"] == env]
+    units = runs if units is None else units
+    mine = units[units["environment"] == env]
     y = mine["y"].to_numpy()
-    first, last = mine["utc"].min(), mine["utc"].max()
-    span_h = (last - first).total_seconds() / 3600 if len(mine) else None
-    devices = {d: int(n) for d, n in mine["device"].value_counts(sort=False).items() if d}
-    sessions = mine.loc[mine["session"] != "", "session"]
+    first, last = every["utc"].min(), every["utc"].max()
+    span_h = (last - first).total_seconds() / 3600 if len(every) else None
+    devices = {d: int(n) for d, n in every["device"].value_counts(sort=False).items() if d}
+    sessions = every.loc[every["session"] != "", "session"]
     weekday = None
     if span_h is not None and mine["weekday"].nunique() > 1:
         weekday = group_test([WEEKDAYS[d] for d in mine["weekday"]], y, alpha)
     return EnvironmentTime(
-        environment=env, n=len(mine), first=_iso(first), last=_iso(last),
+        unit=units.attrs.get("unit", "run"), environment=env, n=len(every), first=_iso(first),
+        last=_iso(last),
         span_hours=span_h, hour=hour_effect(mine["hour"].to_numpy(), y, alpha),
         windows=group_test([window_label(w, windows) for w in mine["window"]], y, alpha),
         weekday=weekday, drift=drift(mine["x"].to_numpy(dtype=float), y, x_name, alpha),
@@ -420,10 +449,12 @@ def analyze_time(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
             if len(runs) < 2:
                 continue
             x_name = runs.attrs["x"]
+            units = by_session(runs, windows)
             here = [e for e in envs if (runs["environment"] == e).any()]
-            per_env = {e: environment_time(runs, e, windows, alpha, x_name) for e in here}
-            pairs = [TimePair(a=a, b=b, interaction=interaction(runs, a, b, windows, alpha),
-                              devices=device_comparisons(runs, a, b, alpha),
+            per_env = {e: environment_time(runs, e, windows, alpha, x_name, units)
+                       for e in here}
+            pairs = [TimePair(a=a, b=b, interaction=interaction(units, a, b, windows, alpha),
+                              devices=device_comparisons(units, a, b, alpha),
                               sessions=session_check(runs, a, b, alpha))
                      for i, a in enumerate(here) for b in here[i + 1:]]
             clock = timezone or ("recorded offset" if "local_offset_min" in frame.columns
@@ -454,20 +485,21 @@ def _iso(when: Any) -> str | None:
 def simulated_study(rng: np.random.Generator, blocks: int = 36, hours: float = 72,
                     cv: float = 0.04, slowdown: float = 0.03, slow_hours: tuple[int, int]
                     = (12, 18), windows: int = 6, runs_per_block: int = 1,
-                    session_sd: float = 0.0, outliers: float = 0.0) -> pd.DataFrame:
+                    session_sd: float = 0.0, outliers: float = 0.0, ratio: float = 0.9
+                    ) -> pd.DataFrame:
     """A study of two environments ("local", "cloud") in `blocks` interleaved blocks whose
     slots are stratified over the windows of the day across `hours`, as study.schedule does;
     log-normal times with coefficient of variation `cv`; the cloud is `slowdown` slower from
     slow_hours[0] to slow_hours[1] local time. With runs_per_block > 1 each environment runs
     that many in one session per block, sessions differing by a random shift (session_sd,
     on the log scale). A share `outliers` of the runs is slowed by 20 to 100 % (a noisy
-    neighbour, a throttled VM)."""
+    neighbour, a throttled VM). The cloud's typical time is `ratio` times the local one's."""
     size = 24 / windows
     days = max(1, math.ceil(hours / 24))
     shares = rng.permutation(np.arange(blocks) % windows)
     starts = np.sort([rng.integers(days) * 24 + (w + rng.random()) * size for w in shares])
     sd = math.sqrt(math.log1p(cv ** 2))
-    base = {"local": 100.0, "cloud": 90.0}
+    base = {"local": 100.0, "cloud": 100.0 * ratio}
     rows = []
     origin = pd.Timestamp("2026-12-07T00:00:00Z")
     for block, start in enumerate(starts, start=1):
@@ -500,7 +532,8 @@ def simulate(n_studies: int = 200, seed: int = 0, slowdown: float = 0.03, **stud
     rng = np.random.default_rng(seed)
     hits: dict[str, int] = {}
     keys = ("cloud_hour", "cloud_windows", "local_hour", "local_windows", "cloud_drift",
-            "interaction", "holds_at_every_window", "sessions_disagree")
+            "interaction", "holds_at_every_window", "sessions_disagree", "runs_test",
+            "sessions_test")
     for key in keys:
         hits[key] = 0
     for _ in range(n_studies):
@@ -517,6 +550,11 @@ def simulate(n_studies: int = 200, seed: int = 0, slowdown: float = 0.03, **stud
         hits["holds_at_every_window"] += bool(pair.interaction
                                               and pair.interaction.holds_at_every_window)
         hits["sessions_disagree"] += bool(pair.sessions and not pair.sessions.agree)
+        if pair.sessions is not None:  # a vs b with the run, and the session, as the unit
+            hits["runs_test"] += bool(pair.sessions.runs_pvalue is not None
+                                      and pair.sessions.runs_pvalue < 0.05)
+            hits["sessions_test"] += bool(pair.sessions.pvalue is not None
+                                          and pair.sessions.pvalue < 0.05)
     return {"settings": {"n_studies": n_studies, "seed": seed, "slowdown": slowdown, **study},
             "rates": {k: v / n_studies for k, v in hits.items()}}
 
@@ -534,11 +572,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session-sd", type=float, default=0.0)
     parser.add_argument("--outliers", type=float, default=0.0,
                         help="share of runs slowed by 20 to 100 %%")
+    parser.add_argument("--ratio", type=float, default=0.9,
+                        help="the cloud's typical time over the local one's")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     study = {"blocks": args.blocks, "hours": args.hours, "cv": args.cv,
              "runs_per_block": args.runs_per_block, "session_sd": args.session_sd,
-             "outliers": args.outliers}
+             "outliers": args.outliers, "ratio": args.ratio}
     out = {"power": simulate(args.studies, args.seed, args.slowdown, **study),
            "type_i": simulate(args.studies, args.seed + 1, 0.0, **study)}
     json.dump(out, sys.stdout, indent=2)

@@ -168,3 +168,24 @@ def test_the_summary_says_whether_the_difference_holds_at_every_window() -> None
                      environments=["local", "cloud"])
     assert "not the same in every window" in time_lines(slowed)[0]
     assert any("hour of the day" in line for line in time_lines(slowed))
+
+
+def test_runs_of_one_session_count_once_in_the_time_tests() -> None:
+    frame = study(seed=9, blocks=12, runs_per_block=3, session_sd=0.03, ratio=1.0)
+    result = one(frame)
+    cloud = result.environments["cloud"]
+    assert cloud.unit == "session" and cloud.n == 36 and cloud.sessions == 12
+    assert cloud.max_runs_per_session == 3
+    assert cloud.hour is not None and cloud.hour.n == 12  # one per session
+    assert sum(cloud.windows.sizes) <= 12  # windows of one session are left out
+    assert result.pairs[0].sessions is not None
+    units = T.by_session(T.prepare(frame, "train_s"), 6)
+    assert len(units) == 24 and units.attrs["unit"] == "session"
+    # a session's hour is its runs' mean start, on the local clock
+    first = frame[frame["session"] == "cloud-1"]
+    mean = pd.to_datetime(first["started_at"], utc=True).mean()
+    row = units[(units["environment"] == "cloud") & (units["session"] == "cloud-1")]
+    assert row["hour"].iloc[0] == pytest.approx(mean.hour + mean.minute / 60
+                                                + mean.second / 3600, abs=1e-6)
+    single = one(study(seed=9, blocks=12))
+    assert single.environments["cloud"].unit == "run"
