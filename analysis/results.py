@@ -674,11 +674,13 @@ class EnvironmentTime(Result):
 @dataclass(frozen=True, kw_only=True)
 class Difference(Result):
     """a over b in one part of the runs (a window of the day, a device): the ratio of
-    geometric means with its 95 % interval, Welch's t on log times, Holm's p over the parts."""
+    geometric means with its 95 % interval, Welch's t on log times, Holm's p over the parts;
+    the ratio of medians beside it (robust: what "on the same side of 1" is judged by)."""
 
     label: str
     n_a: int
     n_b: int
+    median_ratio: float | None = None
     ratio: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
@@ -706,6 +708,7 @@ class Interaction(Result):
     pvalue: float | None = None
     significant: bool = False
     ratio: float | None = None  # overall, a / b, geometric means
+    median_ratio: float | None = None  # overall, a / b, medians
     per_window: tuple[Difference, ...] = ()
     holds_at_every_window: bool = False
     differing_windows: tuple[str, ...] = ()

@@ -206,20 +206,25 @@ def drift(x: np.ndarray, y: np.ndarray, what: str = "block",
 
 
 def difference(label: str, a: np.ndarray, b: np.ndarray) -> Difference:
-    """a over b as a ratio of geometric means (Welch's t on log times, 95 % interval)."""
-    if len(a) < 2 or len(b) < 2:
-        return Difference(label=label, n_a=len(a), n_b=len(b),
-                          ratio=math.exp(np.mean(a) - np.mean(b)) if len(a) and len(b)
-                          else None)
+    """a over b (log times) as a ratio of geometric means (Welch's t, 95 % interval) and of
+    medians."""
+    if not len(a) or not len(b):
+        return Difference(label=label, n_a=len(a), n_b=len(b))
+    medians = math.exp(float(np.median(a) - np.median(b)))
     diff = float(np.mean(a) - np.mean(b))
+    if len(a) < 2 or len(b) < 2:
+        return Difference(label=label, n_a=len(a), n_b=len(b), median_ratio=medians,
+                          ratio=math.exp(diff))
     va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
     se = math.sqrt(va + vb)
     if se == 0:
-        return Difference(label=label, n_a=len(a), n_b=len(b), ratio=math.exp(diff))
+        return Difference(label=label, n_a=len(a), n_b=len(b), median_ratio=medians,
+                          ratio=math.exp(diff))
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     t = diff / se
     q = float(sps.t.ppf(0.975, df))
-    return Difference(label=label, n_a=len(a), n_b=len(b), ratio=math.exp(diff),
+    return Difference(label=label, n_a=len(a), n_b=len(b), median_ratio=medians,
+                      ratio=math.exp(diff),
                       ci_low=math.exp(diff - q * se), ci_high=math.exp(diff + q * se),
                       statistic=t, pvalue=float(2 * sps.t.sf(abs(t), df)))
 
@@ -262,14 +267,17 @@ def interaction(runs: pd.DataFrame, a: str, b: str, windows: int,
                    pair.loc[(pair["window"] == w) & (is_a == 0), "y"].to_numpy())
         for w, label in zip(used, labels, strict=True)], alpha)
     overall = math.exp(float(np.mean(y[is_a == 1]) - np.mean(y[is_a == 0])))
+    medians = math.exp(float(np.median(y[is_a == 1]) - np.median(y[is_a == 0])))
     significant = p is not None and p < alpha
-    same_side = all(d.ratio is not None and (d.ratio - 1) * (overall - 1) > 0
+    # judged by medians: one slow run in a window of six must not flip its side
+    same_side = all(d.median_ratio is not None and (d.median_ratio - 1) * (medians - 1) > 0
                     for d in per_window)
     differing = tuple(d.label for d in per_window if d.significant)
     return Interaction(
         windows_used=tuple(labels), statistic=_num(statistic), df_num=df_num, df_den=df_den,
-        pvalue=_num(p), significant=significant, ratio=overall, per_window=tuple(per_window),
-        holds_at_every_window=not significant and same_side and overall != 1,
+        pvalue=_num(p), significant=significant, ratio=overall, median_ratio=medians,
+        per_window=tuple(per_window),
+        holds_at_every_window=not significant and same_side and medians != 1,
         differing_windows=differing,
         a_faster_windows=tuple(d.label for d in per_window if d.significant and d.ratio < 1),
         b_faster_windows=tuple(d.label for d in per_window if d.significant and d.ratio > 1))
