@@ -185,13 +185,14 @@ def cron_line(target: Target, minutes: int, log: Path) -> str:
 # --------------------------------------------------------------------------- the commands
 
 
-def _study(args: argparse.Namespace) -> tuple[Any, Any, Target, Path]:
+def _study(args: argparse.Namespace, need_schedule: bool = True
+           ) -> tuple[Any, Any, Target, Path]:
     from cloudbench.study.spec import load_study
     from cloudbench.study.store import default_results_dir
 
     spec = Path(args.spec).absolute()
     study = load_study(spec, check_data=False)
-    if study.schedule is None:
+    if study.schedule is None and need_schedule:
         raise InputError("no [schedule] table: add one (spread = \"72h\" or every = \"2h\") "
                          "to run the blocks over time", path=spec, key="schedule")
     output = Path(args.output).absolute() if args.output else None
@@ -266,7 +267,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    _, _, target, _ = _study(args)
+    _, _, target, _ = _study(args, need_schedule=False)  # [schedule] may be gone since
     removed = []
     units = [unit_dir() / f"{target.unit}.{kind}" for kind in ("timer", "service")]
     if any(u.exists() for u in units):

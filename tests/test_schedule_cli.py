@@ -73,7 +73,10 @@ def test_install_writes_a_tagged_crontab_line_and_remove_deletes_exactly_it(
     assert len(lines) == 1 and lines[0].startswith("*/15 ")
     assert main(["schedule", "show", str(spec)]) == 0
     assert "crontab: */15" in capsys.readouterr().out.replace("\n", "")
-    assert main(["schedule", "remove", str(spec)]) == 0
+    spec.write_text(spec.read_text().replace("[schedule]", "[schedule_gone]\n[x]"))
+    assert main(["schedule", "remove", str(spec)]) == EXIT_INPUT  # the file must be valid
+    spec.write_text(spec.read_text().split("[schedule_gone]")[0])
+    assert main(["schedule", "remove", str(spec)]) == 0  # the table removed since: still
     assert C.CRON_TAG not in crontab()
     assert crontab() == user_crontab + "# the user's own line\n"
     assert main(["schedule", "remove", str(spec)]) == 0
