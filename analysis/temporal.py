@@ -7,16 +7,17 @@ and a session gets whatever GPU the provider assigns. A study spread over days
 offset (``local_offset_min``), its block, session and device; from those, per metric (the
 times) and dataset:
 
-* per environment: the hour of the day (a harmonic regression of log time on sin and cos
-  of the hour, F test against the intercept-only model: the primary test, see
-  docs/statistics.md), the windows of the day and the days of the week (Kruskal-Wallis,
-  robust to outliers), the drift over the study (OLS slope of log time over the block,
-  with its interval; Spearman's rho beside it) and the devices it got;
+* per environment: the hour of the day (a harmonic regression on sin and cos of the hour,
+  F test against the intercept-only model on the ranks of the times, size and peak on log
+  times: the primary test, see docs/statistics.md), the windows of the day and the days of
+  the week (Kruskal-Wallis), the drift over the study (OLS slope of log time over the
+  block, with its interval; Spearman's rho beside it) and the devices it got;
 * per pair: whether the difference depends on the window (environment x window on log
   time, F test against the additive model, and each window's ratio, Holm-adjusted), the
   comparison per device when an environment got several, and, where a session holds
   several runs, a mixed model with the session as the unit beside the run-level test,
-  with a warning when they disagree.
+  with a warning when they disagree. Where sessions hold several runs, the time tests take
+  the session as the unit (by_session): its runs share its hour and machine.
 
 :func:`simulate` measures the power and type-I error of these tests on generated studies
 (``python -m cloudbench.analysis.temporal``); docs/statistics.md has the numbers.
