@@ -4,9 +4,11 @@ timetable with each block's state."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,21 +35,28 @@ def spec(quick_study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+#: One test at a time may change the user's crontab, across pytest-xdist workers and test
+#: runs on the same machine: a lock file, as tests/slurm_support.py's clusters.
+CRONTAB_LOCK = Path(tempfile.gettempdir()) / "cloudbench-tests-crontab.lock"
+
+
 @pytest.fixture
 def user_crontab() -> Iterator[str]:
     """The user's crontab, saved and put back after the test (crontab is per user, whatever
     HOME says; `crontab -u` only picks another user): never a line left behind."""
     if shutil.which("crontab") is None:
         pytest.skip("no crontab command (apt-get install cron: study.sysdeps's cron group)")
-    saved = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    had = saved.returncode == 0
-    try:
-        yield saved.stdout if had else ""
-    finally:
-        if had:
-            subprocess.run(["crontab", "-"], input=saved.stdout, text=True, check=True)
-        else:
-            subprocess.run(["crontab", "-r"], capture_output=True, check=False)
+    with CRONTAB_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+        had = saved.returncode == 0
+        try:
+            yield saved.stdout if had else ""
+        finally:
+            if had:
+                subprocess.run(["crontab", "-"], input=saved.stdout, text=True, check=True)
+            else:
+                subprocess.run(["crontab", "-r"], capture_output=True, check=False)
 
 
 def crontab() -> str:
@@ -55,6 +64,7 @@ def crontab() -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
+@pytest.mark.xdist_group("crontab")
 def test_install_writes_a_tagged_crontab_line_and_remove_deletes_exactly_it(
         spec: Path, user_crontab: str, capsys: pytest.CaptureFixture[str]) -> None:
     subprocess.run(["crontab", "-"], input=user_crontab + "# the user's own line\n",
@@ -83,6 +93,7 @@ def test_install_writes_a_tagged_crontab_line_and_remove_deletes_exactly_it(
     assert "nothing installed" in capsys.readouterr().out
 
 
+@pytest.mark.xdist_group("crontab")
 def test_auto_falls_back_to_cron_where_systemd_user_does_not_work(
         spec: Path, user_crontab: str, capsys: pytest.CaptureFixture[str]) -> None:
     if C.systemd_user() is None:
