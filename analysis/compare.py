@@ -26,8 +26,9 @@ run_ids]}}, ``warnings``, ``alternative`` and ``alpha``; the t-tests also carry
 ``mean_difference``, ``ci_low``, ``ci_high`` and the Hodges-Lehmann shift its ``method``;
 ``brunner_munzel`` under the robust procedure, ``equivalence`` with a margin and
 ``configuration`` with a sweep. At the top level, ``procedure``, and ``kruskal_wallis`` when
-there are more than two environments. The JSON carries ``"format": "cloudbench-analysis"``
-and ``"format_version"`` (analysis.results: version 3).
+there are more than two environments, and ``time`` (analysis.temporal) when the runs carry
+their start times. The JSON carries ``"format": "cloudbench-analysis"`` and
+``"format_version"`` (analysis.results: version 4 with ``time``, else 3).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import pandas as pd
 
 from cloudbench.analysis import equivalence as E
 from cloudbench.analysis import stats as S
+from cloudbench.analysis import temporal as T
 from cloudbench.analysis.procedures import Pair, Procedure, load_procedure
 from cloudbench.analysis.results import (
     Analysis,
@@ -476,5 +478,10 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
         if c.equivalence is not None:
             comparisons[i] = replace(c, equivalence=E.conclude(
                 c.equivalence, c.significant, lower(c), timing(c.metric)))
+    # Across time: the times (train_s, total_s) among the metrics, when runs carry start times
+    time_metrics = [m for m in chosen if m in T.TIME_METRICS] or \
+        [m for m in chosen if timing(m)]
+    time = T.analyze_time(frame, time_metrics, envs, alpha) if T.has_times(frame) else ()
     return Analysis(procedure=procedure, comparisons=tuple(comparisons),
-                    kruskal_wallis=tuple(kruskal) if len(envs) > 2 else None)
+                    kruskal_wallis=tuple(kruskal) if len(envs) > 2 else None,
+                    time=time or None)

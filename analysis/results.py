@@ -10,12 +10,15 @@ strings, lists and ``None`` (never NaN). :meth:`Analysis.to_dict` adds ``"format
 JSON back and refuses another format or version with a message that says so.
 
 Version history of the JSON: 1 is the unversioned layout of earlier toolkits; 2 is the
-same layout with ``format`` and ``format_version`` at the top; 3 (this one) adds
-``procedure`` at the top, and per comparison ``brunner_munzel`` (the robust procedure's
-test), ``equivalence`` (with a margin) and ``configuration`` (a sweep's cell), the last
-three only where they apply. Version 2 is still read (as procedure "spss"); a toolkit that
-reads only 2 refuses a 3 with a message, rather than misreading it. A procedure is read if
-the procedure catalogue (data.procedures) knows its name.
+same layout with ``format`` and ``format_version`` at the top; 3 adds ``procedure`` at
+the top, and per comparison ``brunner_munzel`` (the robust procedure's test),
+``equivalence`` (with a margin) and ``configuration`` (a sweep's cell), the last three only
+where they apply; 4 (this one) adds ``time`` at the top (:class:`TimeAnalysis`: the
+analysis across the hours and days of a study whose runs carry ``started_at``). A JSON
+without a ``time`` section is still written as version 3, so a toolkit that reads only 3
+reads every analysis it can understand, and refuses one with ``time`` with a message rather
+than misreading it. Versions 2 and 3 are still read (2 as procedure "spss"). A procedure is
+read if the procedure catalogue (data.procedures) knows its name.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ from cloudbench.data.procedures import procedure_names
 from cloudbench.errors import InputError
 
 FORMAT = "cloudbench-analysis"
-FORMAT_VERSION = 3
-#: The versions this toolkit reads: the current one, and 2 (no procedure: SPSS's).
-READABLE_VERSIONS = (2, 3)
+FORMAT_VERSION = 4
+#: The version written for an analysis without a ``time`` section (which version 3 reads).
+FORMAT_VERSION_WITHOUT_TIME = 3
+#: The versions this toolkit reads: the current one, 3 (no time section) and 2 (no
+#: procedure: SPSS's).
+READABLE_VERSIONS = (2, 3, 4)
 
 T = TypeVar("T", bound="Result")
 TESTS = ("mann_whitney", "student_t", "welch_t", "brunner_munzel")
@@ -481,15 +487,20 @@ class Analysis(Result):
     procedure: str = "spss"
     comparisons: tuple[Comparison, ...] = ()
     kruskal_wallis: tuple[KruskalWallis, ...] | None = None
+    #: The analysis across time (TimeAnalysis, below), one per metric and dataset, when the
+    #: runs carry their start times; None otherwise, and left out.
+    time: tuple[TimeAnalysis, ...] | None = None
 
     _readers = {"procedure": _procedure, "comparisons": _read_list(Comparison),
-                "kruskal_wallis": _optional(_read_list(KruskalWallis))}
-    _omitted = frozenset({"kruskal_wallis"})
+                "kruskal_wallis": _optional(_read_list(KruskalWallis)),
+                "time": _optional(lambda v, w: read_time(v, w))}
+    _omitted = frozenset({"kruskal_wallis", "time"})
 
     def to_dict(self) -> dict[str, Any]:
-        """The analysis JSON: format and version first, then the comparisons."""
-        return {"format": self.format, "format_version": self.format_version,
-                **Result.to_dict(self)}
+        """The analysis JSON: format and version first (3 without a time section, which a
+        toolkit reading version 3 understands), then the comparisons."""
+        version = self.format_version if self.time is not None else FORMAT_VERSION_WITHOUT_TIME
+        return {"format": self.format, "format_version": version, **Result.to_dict(self)}
 
     @classmethod
     def from_dict(cls, data: Any, where: str | None = None) -> Analysis:
@@ -515,6 +526,9 @@ class Analysis(Result):
                    if isinstance(version, int) else ""))
         body = {k: v for k, v in data.items() if k not in ("format", "format_version")}
         body.setdefault("procedure", "spss")  # version 2: always SPSS's
+        if "time" in body and version < FORMAT_VERSION:
+            raise AnalysisFormatError(f"{where}: 'time' needs format_version "
+                                      f"{FORMAT_VERSION}, the file says {version}")
         return super().from_dict(body, where)
 
     # ---- convenience for readers of the analysis (the report, the summary)
@@ -543,3 +557,254 @@ class Analysis(Result):
     def warnings(self) -> list[str]:
         """Every comparison's warnings, each once (a group's are repeated in its pairs)."""
         return list(dict.fromkeys(w for c in self.comparisons for w in c.warnings))
+
+
+# --------------------------------------------------------------------------- across time
+# The ``time`` section (format version 4): analysis.temporal.analyze_time returns one
+# TimeAnalysis per metric and dataset, for a study spread over hours and days. Every test
+# carries ``statistic`` and ``pvalue`` (None where it could not be computed).
+
+
+def _counts(value: Any, where: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise AnalysisFormatError(f"{where}: expected an object of counts, got {value!r}")
+    return {str(k): _INT(v, f"{where}.{k}") for k, v in value.items()}
+
+
+def _one(cls: type[Result]) -> Any:
+    return _optional(lambda v, w: cls.from_dict(v, w))
+
+
+def _many(cls: type[Result]) -> Any:
+    return _items(lambda v, w: cls.from_dict(v, w))
+
+
+@dataclass(frozen=True, kw_only=True)
+class HourEffect(Result):
+    """A harmonic regression on the hour of the day (sin and cos of 2 pi h / 24): the F test
+    against the intercept-only model on the ranks of the times (Conover and Iman's rank
+    transform: robust to outlying runs, docs/statistics.md), ``amplitude`` and ``peak_hour``
+    from the same regression on log times: the fitted curve's half range as a relative
+    change (0.015: +-1.5 %) and the hour it is slowest."""
+
+    method: str = "harmonic_rank_f"
+    n: int = 0
+    statistic: float | None = None  # F
+    df_num: int | None = None
+    df_den: int | None = None
+    pvalue: float | None = None
+    amplitude: float | None = None
+    peak_hour: float | None = None
+    significant: bool = False
+
+    _readers = {"method": _STR, "n": _INT, "df_num": _optional(_INT),
+                "df_den": _optional(_INT), "significant": _BOOL}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupTest(Result):
+    """Kruskal-Wallis across groups of runs (windows of the day, days of the week, devices):
+    the groups' labels and sizes, H as ``statistic``, its df and p; ``median_ratio`` is the
+    slowest group's median over the fastest's."""
+
+    method: str = "kruskal_wallis"
+    groups: tuple[str, ...] = ()
+    sizes: tuple[int, ...] = ()
+    statistic: float | None = None
+    df: int | None = None
+    pvalue: float | None = None
+    median_ratio: float | None = None
+    significant: bool = False
+
+    _readers = {"method": _STR, "groups": _NAMES, "sizes": _POSITIONS, "df": _optional(_INT),
+                "significant": _BOOL}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drift(Result):
+    """The trend of log time over the study: an OLS slope on the block (or on the run order
+    where there are no blocks), as a relative change per block with its 95 % interval and
+    over the whole study; Spearman's rho beside it (robust to outliers)."""
+
+    method: str = "ols_log_slope"
+    x: str = "block"  # "block" | "order"
+    n: int = 0
+    per_block: float | None = None  # relative change per step of x (0.001: +0.1 %)
+    ci_low: float | None = None
+    ci_high: float | None = None
+    over_study: float | None = None  # relative change from the first to the last step
+    statistic: float | None = None  # t of the slope
+    pvalue: float | None = None
+    spearman_rho: float | None = None
+    spearman_pvalue: float | None = None
+    significant: bool = False
+
+    _readers = {"method": _STR, "x": _STR, "n": _INT, "significant": _BOOL}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvironmentTime(Result):
+    """One environment's runs over time: their span, the effects of time on them, the
+    devices and sessions they got."""
+
+    environment: str
+    n: int
+    first: str | None = None  # UTC ISO of the first and last run
+    last: str | None = None
+    span_hours: float | None = None
+    hour: HourEffect | None = None
+    windows: GroupTest | None = None
+    weekday: GroupTest | None = None
+    drift: Drift | None = None
+    devices: dict[str, int] | None = None  # device name -> runs
+    device_test: GroupTest | None = None  # with more than one device
+    sessions: int | None = None
+    max_runs_per_session: int | None = None
+    #: The unit of the time tests: "run", or "session" (each session's mean log time, at its
+    #: mean start) where a session holds several runs: they share its hour and machine.
+    unit: str = "run"
+
+    _readers = {"unit": _STR, "environment": _STR, "n": _INT, "first": _optional(_STR),
+                "last": _optional(_STR), "hour": _one(HourEffect), "windows": _one(GroupTest),
+                "weekday": _one(GroupTest), "drift": _one(Drift),
+                "devices": _optional(_counts), "device_test": _one(GroupTest),
+                "sessions": _optional(_INT), "max_runs_per_session": _optional(_INT)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Difference(Result):
+    """a over b in one part of the runs (a window of the day, a device): the ratio of
+    geometric means with its 95 % interval, Welch's t on log times, Holm's p over the parts;
+    the ratio of medians beside it (robust: what "on the same side of 1" is judged by)."""
+
+    label: str
+    n_a: int
+    n_b: int
+    median_ratio: float | None = None
+    ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    statistic: float | None = None
+    pvalue: float | None = None
+    p_holm: float | None = None
+    significant: bool = False
+
+    _readers = {"label": _STR, "n_a": _INT, "n_b": _INT, "significant": _BOOL}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Interaction(Result):
+    """Whether a's difference from b depends on the window of the day: an OLS on log time
+    with environment x window against environment + window (F test), and each window's
+    difference. ``holds_at_every_window``: the interaction is not significant and every
+    window's ratio lies on the same side of 1 as the overall one (the paper's "faster at
+    every hour"); ``differing_windows``: the windows (labels) where a and b differ (Holm)."""
+
+    method: str = "ols_f"
+    windows_used: tuple[str, ...] = ()
+    statistic: float | None = None
+    df_num: int | None = None
+    df_den: int | None = None
+    pvalue: float | None = None
+    significant: bool = False
+    ratio: float | None = None  # overall, a / b, geometric means
+    median_ratio: float | None = None  # overall, a / b, medians
+    per_window: tuple[Difference, ...] = ()
+    holds_at_every_window: bool = False
+    differing_windows: tuple[str, ...] = ()
+    a_faster_windows: tuple[str, ...] = ()  # windows where a is significantly lower
+    b_faster_windows: tuple[str, ...] = ()
+
+    _readers = {"method": _STR, "windows_used": _NAMES, "df_num": _optional(_INT),
+                "df_den": _optional(_INT), "significant": _BOOL,
+                "per_window": _many(Difference), "holds_at_every_window": _BOOL,
+                "differing_windows": _NAMES, "a_faster_windows": _NAMES,
+                "b_faster_windows": _NAMES}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceComparison(Result):
+    """One device of an environment that got several, against the other environment of the
+    pair (all its runs): ``difference.label`` is the device."""
+
+    environment: str
+    other: str
+    difference: Difference
+
+    _readers = {"environment": _STR, "other": _STR,
+                "difference": lambda v, w: Difference.from_dict(v, w)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionCheck(Result):
+    """a vs b with the run as the unit (Welch's t on log times) and with the session as the
+    unit (a linear mixed model, random intercept per session, statsmodels MixedLM; Welch's t
+    on the sessions' mean log times if it fails). ``icc``: the share of the variance between
+    sessions. ``agree``: both tests reach the same decision at alpha."""
+
+    n_sessions_a: int
+    n_sessions_b: int
+    max_runs_per_session: int
+    icc: float | None = None
+    runs_statistic: float | None = None
+    runs_pvalue: float | None = None
+    method: str = "mixedlm"  # "mixedlm" | "session_means_welch"
+    ratio: float | None = None  # a / b from the model
+    ci_low: float | None = None
+    ci_high: float | None = None
+    statistic: float | None = None
+    pvalue: float | None = None
+    agree: bool = True
+
+    _readers = {"n_sessions_a": _INT, "n_sessions_b": _INT, "max_runs_per_session": _INT,
+                "method": _STR, "agree": _BOOL}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimePair(Result):
+    """One pair of environments (a, b) across time."""
+
+    a: str
+    b: str
+    interaction: Interaction | None = None
+    devices: tuple[DeviceComparison, ...] = ()
+    sessions: SessionCheck | None = None
+
+    _readers = {"a": _STR, "b": _STR, "interaction": _one(Interaction),
+                "devices": _many(DeviceComparison), "sessions": _one(SessionCheck)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeAnalysis(Result):
+    """The analysis across time of one metric and dataset: the clock the hours are read in
+    (an IANA zone, or "recorded offset": each run's local_offset_min, or "UTC"), the windows
+    of the day (``windows`` of 24 / windows hours, labelled "12-16"), per environment and
+    per pair; ``warnings`` in sentences."""
+
+    metric: str
+    dataset: str
+    clock: str
+    windows: int
+    alpha: float
+    environments: dict[str, EnvironmentTime]
+    pairs: tuple[TimePair, ...] = ()
+    warnings: tuple[str, ...] = ()
+    configuration: str | None = None
+
+    _readers = {"metric": _STR, "dataset": _STR, "clock": _STR, "windows": _INT,
+                "alpha": _REAL,
+                "environments": lambda v, w: _environments(v, w),
+                "pairs": _many(TimePair), "warnings": _NAMES,
+                "configuration": _optional(_STR)}
+    _omitted = frozenset({"configuration"})
+
+
+def _environments(value: Any, where: str) -> dict[str, EnvironmentTime]:
+    if not isinstance(value, dict):
+        raise AnalysisFormatError(f"{where}: expected an object per environment, got {value!r}")
+    return {str(k): EnvironmentTime.from_dict(v, f"{where}.{k}") for k, v in value.items()}
+
+
+def read_time(value: Any, where: str) -> tuple[TimeAnalysis, ...]:
+    """The analysis JSON's ``time`` list."""
+    return _many(TimeAnalysis)(value, where)

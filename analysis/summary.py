@@ -154,6 +154,34 @@ def print_summary(analysis: Analysis, console: Console | None = None) -> None:
             console.print(f"  - {w}", highlight=False, markup=False)
         if len(warnings) > MAX_WARNINGS:
             console.print(f"  ... and {len(warnings) - MAX_WARNINGS} more in the JSON")
+    lines = time_lines(analysis)
+    if lines:
+        console.print("across time (hours, days, devices, sessions):")
+        for line in lines:
+            console.print(f"  - {line}", highlight=False, markup=False)
+
+
+def time_lines(analysis: Analysis) -> list[str]:
+    """One line per pair on whether its difference holds at every window of the day, then
+    the time section's warnings (each once)."""
+    out, warned = [], []
+    for entry in analysis.time or ():
+        where = f"{entry.metric}, {entry.dataset}" + (f" ({entry.configuration})"
+                                                      if entry.configuration else "")
+        for pair in entry.pairs:
+            i = pair.interaction
+            if i is None:
+                verdict = "too few runs per window to compare them"
+            elif i.holds_at_every_window:
+                verdict = (f"ratio {fmt(i.ratio)}, on the same side of 1 in every window "
+                           f"(interaction p {fmt_p(i.pvalue)})")
+            else:
+                verdict = (f"ratio {fmt(i.ratio)}, not the same in every window (interaction "
+                           f"p {fmt_p(i.pvalue)}; differ in: "
+                           f"{', '.join(i.differing_windows) or 'none alone'})")
+            out.append(f"{where}: {pair.a} vs {pair.b}: {verdict}")
+        warned += [w for w in entry.warnings if w not in warned]
+    return out + warned[:MAX_WARNINGS]
 
 
 def summary_text(analysis: Analysis, width: int = WIDE) -> str:

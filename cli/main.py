@@ -7,6 +7,7 @@ imports what it drives only when it runs, so `study --help` and `study validate`
     study analyze | plan                     cli.analyze
     study paper                              cli.paper
     study export colab | import              cli.bundle
+    study schedule install | remove | show   cli.schedule
 
 A command returns 0 or 3 (cloudbench.errors.EXIT_CODES) and raises for anything else;
 `main` runs it through cli.exits.run_command, the one place where errors become exit codes.
@@ -18,7 +19,7 @@ import argparse
 import sys
 import textwrap
 
-from cloudbench.cli import analyze, bundle, calibrate, paper, run
+from cloudbench.cli import analyze, bundle, calibrate, paper, run, schedule
 from cloudbench.cli.exits import run_command
 from cloudbench.errors import EXIT_CODES
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="study", description="Statistically rigorous cloud-vs-local studies of CNN training.",
         epilog=f"exit codes:\n{codes}", formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, calibrate, analyze, paper, bundle):
+    for module in (run, calibrate, analyze, paper, bundle, schedule):
         module.register(sub)
     return parser
 

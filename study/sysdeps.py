@@ -5,7 +5,7 @@ installed from Debian.
 on a fresh Debian machine: as root with apt-get, missing packages are installed; without
 root the error names the exact packages, rather than failing later inside latexmk.
 
-    python -m cloudbench.study.sysdeps tex|r|browser|slurm|all     # used by tox and .ci/run
+    python -m cloudbench.study.sysdeps tex|r|browser|slurm|cron|all     # used by tox and .ci/run
 
 The slurm group is for the tests: they start a single-node SLURM cluster of their own
 (tests/slurm_support.py), which needs the daemons (slurmctld, slurmd, munged) beside the
@@ -36,6 +36,9 @@ SLURM_PACKAGES = ("slurm-wlm", "munge")
 # The browser the report's page is tested in (tests/test_report_browser.py): Debian's
 # chromium, driven headless by playwright (its own browser download is not used).
 BROWSER_PACKAGES = ("chromium",)
+# crontab: `study schedule install` falls back to a crontab line where systemd's user
+# manager is absent (containers, WSL); the tests install and remove one for real.
+CRON_PACKAGES = ("cron",)
 
 TEX_COMMANDS: dict[str, Sequence[str]] = {"latexmk": TEX_PACKAGES, "pdflatex": TEX_PACKAGES}
 R_COMMANDS: dict[str, Sequence[str]] = {"Rscript": R_PACKAGES}
@@ -44,13 +47,15 @@ SLURM_COMMANDS: dict[str, Sequence[str]] = {
     c: SLURM_PACKAGES for c in ("sbatch", "squeue", "scontrol", "scancel", "sinfo",
                                 "slurmctld", "slurmd", "munged")}
 BROWSER_COMMANDS: dict[str, Sequence[str]] = {"chromium": BROWSER_PACKAGES}
+CRON_COMMANDS: dict[str, Sequence[str]] = {"crontab": CRON_PACKAGES}
 GROUPS: dict[str, dict[str, Sequence[str]]] = {
     "tex": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS},
     "r": R_COMMANDS,
     "browser": BROWSER_COMMANDS,
     "slurm": SLURM_COMMANDS,
+    "cron": CRON_COMMANDS,
     "all": {**TEX_COMMANDS, **PDFTOTEXT_COMMANDS, **R_COMMANDS, **BROWSER_COMMANDS,
-            **SLURM_COMMANDS},
+            **SLURM_COMMANDS, **CRON_COMMANDS},
 }
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="install the Debian packages the toolkit needs")
     parser.add_argument("group", choices=sorted(GROUPS), help="tex: latexmk, pdflatex and "
                         "pdftotext; r: Rscript; browser: chromium; slurm: SLURM and munge (the "
-                        "tests' cluster); all: every group")
+                        "tests' cluster); cron: crontab (study schedule); all: every group")
     parser.add_argument("--check", action="store_true", help="only report; install nothing")
     args = parser.parse_args(argv)
     try:

@@ -430,7 +430,9 @@ def test_cli_analyze_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert run_cli(["analyze", str(runs), "--json", str(out), "--metric", "train_s",
                     "--alternative", "greater", "--alpha", "0.01"]) == 0
     data = json.loads(out.read_text())
-    assert (data["format"], data["format_version"]) == (R.FORMAT, R.FORMAT_VERSION)
+    # no start times, no time section: written as version 3, which older toolkits read
+    assert (data["format"], data["format_version"]) == (R.FORMAT,
+                                                        R.FORMAT_VERSION_WITHOUT_TIME)
     assert {e["metric"] for e in data["comparisons"]} == {"train_s"}
     assert data["comparisons"][0]["alpha"] == 0.01
     assert data["comparisons"][0]["alternative"] == "greater"
@@ -543,10 +545,12 @@ def test_from_dict_refuses_other_formats_and_versions() -> None:
     with pytest.raises(R.AnalysisFormatError, match="format 'other' is not 'cloudbench-an"):
         R.Analysis.from_dict({**good, "format": "other"})
     with pytest.raises(R.AnalysisFormatError, match="format_version 1 is not supported.*"
-                                                    "reads version 3.*study analyze"):
+                                                    "reads version 4.*study analyze"):
         R.Analysis.from_dict({**good, "format_version": 1})
-    with pytest.raises(R.AnalysisFormatError, match="format_version 4 is not supported.*newer"):
-        R.Analysis.from_dict({**good, "format_version": 4})
+    with pytest.raises(R.AnalysisFormatError, match="format_version 5 is not supported.*newer"):
+        R.Analysis.from_dict({**good, "format_version": 5})
+    with pytest.raises(R.AnalysisFormatError, match="'time' needs format_version 4"):
+        R.Analysis.from_dict({**good, "time": []})
     # version 2 (before the procedure was recorded) is still read, as SPSS's procedure
     old = {k: v for k, v in good.items() if k != "procedure"} | {"format_version": 2}
     assert R.Analysis.from_dict(old).procedure == "spss"
