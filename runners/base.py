@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import json
 import shutil
 import time
@@ -232,6 +233,11 @@ class Runner:
             outcome = self.execute(job, attempt, paths)
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
+        except OSError as exc:
+            outcome = exception_outcome(exc)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                outcome = outcome.replace(error=f"{outcome.error} (writing under "
+                                                f"{paths.work.parent.parent})")
         except BaseException as exc:  # noqa: BLE001 - a record, whatever the runner raised
             outcome = exception_outcome(exc)
         finally:
