@@ -162,9 +162,9 @@ class JupyterRunner(LocalRunner):
             left = []
         return super().keep_artifacts(paths, {}, paths.work / WRITTEN, left)
 
-    def kernel_env(self) -> dict[str, str]:
+    def kernel_env(self, mark: str | None = None) -> dict[str, str]:
         """The child's environment: the gateway's URL and token, our settings; never a file."""
-        env = super().kernel_env()
+        env = super().kernel_env(mark)
         for stale in [k for k in env if k.startswith("JUPYTER_GATEWAY_")]:
             del env[stale]
         env["JUPYTER_GATEWAY_URL"] = self.url or ""

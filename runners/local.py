@@ -22,7 +22,13 @@ import psutil
 from cloudbench.data.atomic import write_text_atomic
 from cloudbench.runners import phases
 from cloudbench.runners.base import Outcome, Runner, run_parameters
-from cloudbench.runners.processes import TreeMemory, kill_tree
+from cloudbench.runners.processes import (
+    RUN_MARK,
+    TreeMemory,
+    adopt_orphans,
+    kill_leftovers,
+    kill_tree,
+)
 from cloudbench.study.layout import RunPaths
 from cloudbench.study.notebook import DEFAULT_KERNEL
 from cloudbench.study.plan import RunJob
@@ -92,7 +98,7 @@ class LocalRunner(Runner):
     def memory_limit_mb(self) -> float | None:
         return self.env.options.get("memory_limit_mb")
 
-    def kernel_env(self) -> dict[str, str]:
+    def kernel_env(self, mark: str | None = None) -> dict[str, str]:
         """The child's (and so the kernel's) environment: ours, the study's, import paths,
         and the Keras backend, set before anything in the kernel imports Keras. The
         kernel's interpreter's folder comes first on PATH, so `!pip install` in a cell
@@ -104,6 +110,8 @@ class LocalRunner(Runner):
         env["PATH"] = os.pathsep.join(dict.fromkeys(p for p in searched if p))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["KERAS_BACKEND"] = self.env.backend
+        if mark is not None:
+            env[RUN_MARK] = mark
         return env
 
     def parameters(self, job: RunJob, record_path: Path) -> dict[str, Any]:
@@ -202,7 +210,9 @@ class LocalRunner(Runner):
                 "report": str(work / "report.json"),
                 "kernel_manager_class": self.kernel_manager_class}
         write_text_atomic(work / "job.json", json.dumps(spec))
+        adopt_orphans()
         outcome, sampled_mb = self._execute(work, paths)
+        left = kill_leftovers(self._mark(paths))
         measured: dict[str, Any] = {}
         if outcome.status == "ok":
             try:
@@ -217,8 +227,13 @@ class LocalRunner(Runner):
         if executed.exists() and executed.stat().st_size > 0:  # a full disk writes 0 bytes
             os.replace(executed, paths.notebook)
         artifacts = self.keep_artifacts(paths, staged)
-        return outcome.replace(fields={**measured, **artifacts,
+        return outcome.replace(fields={**measured, **artifacts, "leftover_processes": left,
                                        "peak_rss_mb": round(peak, 1) if peak else None})
+
+    @staticmethod
+    def _mark(paths: RunPaths) -> str:
+        """The run's mark on its processes (RUN_MARK): its work folder, unique per try."""
+        return str(paths.work)
 
     def _measured(self, protocol_record: Path, executed: Path) -> dict[str, Any]:
         """The protocol's measurements: the record the notebook wrote (the built-in way),
@@ -252,7 +267,8 @@ class LocalRunner(Runner):
         job = json.loads((work / "job.json").read_text(encoding="utf-8"))
         oom_before = _oom_kills()
         start = time.perf_counter()
-        run = inprocess.InProcessRun(job, self.kernel_env(), paths.home, paths.log, work)
+        run = inprocess.InProcessRun(job, self.kernel_env(self._mark(paths)), paths.home,
+                                     paths.log, work)
         self._inprocess = run
         try:
             peak, stop = self._watch(lambda: run.alive(SAMPLE_INTERVAL_S),
@@ -301,7 +317,8 @@ class LocalRunner(Runner):
         # which is unsafe while other threads (rich's progress refresh) run.
         proc = subprocess.Popen([sys.executable, "-m", "cloudbench.runners.execute",
                                  str(work / "job.json"), str(os.getpid())],
-                                env=self.kernel_env(), stdout=log, stderr=log,
+                                env=self.kernel_env(self._mark(paths)), stdout=log,
+                                stderr=log,
                                 start_new_session=True)
         self._proc = proc
         def running() -> bool:

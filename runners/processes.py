@@ -95,3 +95,36 @@ def kill_tree(root: psutil.Process | subprocess.Popen[Any] | None) -> None:
         with contextlib.suppress(OSError):
             popen.kill()
     psutil.wait_procs(victims, timeout=10)
+
+
+#: The variable every process of a run inherits: how its leftovers are found at its end.
+RUN_MARK = "CLOUDBENCH_RUN"
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux): a process a
+    notebook starts with setsid or a double fork then stays our descendant when its parent
+    dies, so that :func:`kill_leftovers` finds it. False where the system cannot."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def kill_leftovers(mark: str) -> int:
+    """Kill what a run left running (setsid children, double forks): our descendants whose
+    environment carries RUN_MARK=`mark`. Returns how many there were."""
+    found = []
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(RUN_MARK) == mark:
+                found.append(proc)
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(found, timeout=10)
+    return len(found)

@@ -116,6 +116,7 @@ class Bookkeeping(TypedDict, total=False):
     late_s: float | None  # how long after its slot the run started
     local_offset_min: int  # the controller's UTC offset when the run started (local time)
     required_device: str | None  # require_device, when a wrong_device run says what it got
+    leftover_processes: int  # processes the run left running (setsid, double fork), killed
     artifacts: int  # files the notebook wrote in its working folder, kept in artifacts/
     artifacts_bytes: int
     artifacts_not_kept: int  # over keep_artifacts: named in artifacts/<run_id>/NOT-KEPT.txt

@@ -79,3 +79,44 @@ def test_kill_tree_takes_a_popen_and_the_orphans_of_its_group() -> None:
                      orphan.status() == psutil.STATUS_ZOMBIE)
     proc.wait(timeout=10)
     proc.stdout.close()
+
+
+LEAVES_CHILDREN = '''
+import os, subprocess, sys, time
+marker = f"cloudbench-leftover-{os.getpid()}"
+subprocess.Popen(["sleep", "300"], start_new_session=True)  # setsid
+if os.fork() == 0:  # a double fork: the grandchild's parent exits at once
+    if os.fork() == 0:
+        os.setsid()
+        time.sleep(300)
+    os._exit(0)
+os.wait()
+'''
+
+
+def test_processes_a_run_leaves_behind_are_killed_and_counted(tmp_path, quick_study) -> None:
+    """A notebook that starts a setsid child and a double-forked grandchild: both outlive
+    the kernel, both are found by the run's mark and killed, and the record counts them."""
+    import io
+
+    from rich.console import Console
+
+    from cloudbench.runners.processes import RUN_MARK
+    from cloudbench.runners.scheduler import run_study
+    from cloudbench.study.spec import load_study
+    from conftest import write_quick_notebook
+
+    write_quick_notebook(tmp_path / "quick.ipynb", LEAVES_CHILDREN)
+    spec = quick_study(name="leaves", repetitions=1, environments='[[environments]]\n'
+                                                                   'name = "a"\n')
+    [record] = run_study(load_study(spec), output=tmp_path / "out",
+                         console=Console(file=io.StringIO())).executed
+    assert record["leftover_processes"] == 2
+    left = []
+    for proc in psutil.process_iter():
+        try:
+            if str(tmp_path) in proc.environ().get(RUN_MARK, ""):
+                left.append(proc)
+        except psutil.Error:
+            continue
+    assert left == []
