@@ -104,6 +104,7 @@ def test_processes_a_run_leaves_behind_are_killed_and_counted(tmp_path, quick_st
     from cloudbench.runners.processes import RUN_MARK
     from cloudbench.runners.scheduler import run_study
     from cloudbench.study.spec import load_study
+
     from conftest import write_quick_notebook
 
     write_quick_notebook(tmp_path / "quick.ipynb", LEAVES_CHILDREN)
