@@ -21,6 +21,7 @@ runner staged that code.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -176,3 +177,9 @@ def quick_study(tmp_path: Path, quick_notebook: Path):
         """)
 
     return make
+
+
+def examples(default: int) -> int:
+    """Hypothesis examples of a property test: `default` in CI (a few hundred), more for a
+    longer hunt: ``FUZZ_EXAMPLES=5000 bin/tox -e tests -- -k "hostile or property"``."""
+    return int(os.environ.get("FUZZ_EXAMPLES", default))

@@ -30,7 +30,7 @@ from cloudbench.study.registry import register_runner
 from cloudbench.study.spec import Study, load_study
 from cloudbench.study.store import ResultsStore
 
-from conftest import write_quick_notebook
+from conftest import examples, write_quick_notebook
 
 GOOD = {"run_id": "a+shapes+r001", "study": "s", "environment": "a", "dataset": "shapes",
         "block": 1, "repetition": 1, "status": "ok", "error": None, "train_s": 1.0,
@@ -111,7 +111,7 @@ JSON_VALUE = st.recursive(JSON_LEAF, lambda inner: st.one_of(
 NAMES = st.sampled_from([*COLUMNS, "run_id", "status", "block"]) | st.text(max_size=10)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(base=st.booleans(), changes=st.dictionaries(NAMES, JSON_VALUE, max_size=6))
 def test_a_hostile_record_either_builds_valid_or_raises_the_record_error(
         base: bool, changes: dict[str, Any]) -> None:

@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from cloudbench.cli.main import main
 from cloudbench.study.notebook import NotebookError, Protocol, inspect
 
+from conftest import examples
+
 
 def code(source: str, *tags: str) -> dict[str, Any]:
     return {"cell_type": "code", "execution_count": None, "id": f"c{abs(hash(source)) % 10**8}",
@@ -80,7 +82,7 @@ def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=examples(300), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_mutation_gives_a_protocol_or_a_clear_error(tmp_path: Path, data: st.DataObject
@@ -97,7 +99,7 @@ def test_any_mutation_gives_a_protocol_or_a_clear_error(tmp_path: Path, data: st
     check(write(tmp_path, nb))
 
 
-@settings(max_examples=100, deadline=None,
+@settings(max_examples=examples(100), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(0, len(json.dumps(VALID))), junk=st.text(max_size=5))
 def test_a_damaged_file_gives_a_clear_error(tmp_path: Path, cut: int, junk: str) -> None:

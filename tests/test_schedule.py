@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from cloudbench.study.schedule import ScheduleError, due, parse_schedule, timetable
 from cloudbench.study.spec import SpecError, load_study
 
+from conftest import examples
+
 ANCHOR = dt.datetime(2026, 12, 7, 9, 30, tzinfo=dt.UTC)  # a Monday
 
 
@@ -71,7 +73,7 @@ def test_a_spread_with_no_allowed_time_is_refused() -> None:
         timetable(schedule, 3, seed=1, anchor=ANCHOR)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(blocks=st.integers(1, 40), windows=st.integers(1, 24), hours=st.integers(1, 400),
        seed=st.integers(0, 2**32 - 1), start_minute=st.integers(0, 7 * 24 * 60))
 def test_every_block_gets_one_slot_inside_the_spread(blocks: int, windows: int, hours: int,

@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 
 from cloudbench.runners.secrets import MASK, forms, redact, scrub, scrub_file
 
+from conftest import examples
+
 tokens = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=12,
                  max_size=40).filter(lambda t: t.strip() == t and MASK not in t)
 
 
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=examples(200), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(token=tokens)
 def test_no_form_of_the_token_is_left_in_a_notebook_or_a_log(tmp_path: Path, token: str

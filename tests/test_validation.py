@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from hypothesis import strategies as st
 
 from cloudbench.study.notebook import Rule
 from cloudbench.study.spec import SpecError, load_study
+
+from conftest import examples
 
 BASE = {
     "study": {"name": "v", "repetitions": 2},
@@ -171,7 +172,7 @@ def study_files(draw: st.DrawFn) -> dict[str, Any]:
 
 
 #: More examples for a longer hunt: FUZZ_EXAMPLES=2000 pytest tests/test_validation.py
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+EXAMPLES = examples(150)
 
 
 @settings(max_examples=EXAMPLES, deadline=None,
