@@ -220,7 +220,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from cloudbench.analysis import simulation as M
 
-    cells = M.scenarios(sizes=((5, 5), (24, 10)), effects=(0.0, 0.1)) if args.quick else None
+    cells = M.scenarios(sizes=((5, 5), (24, 10)), ratios=(1.0, 9.0, 25.0),
+                        effects=(0.0, 0.1)) if args.quick else None
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -229,7 +230,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     data = M.simulate(cells, replicates=args.replicates, seed=args.seed,
-                      n_perm=args.permutations, jobs=args.jobs, progress=progress)
+                      n_perm=args.permutations, jobs=args.jobs, progress=progress,
+                      power_replicates=args.power_replicates)
     data["settings"]["seconds"] = round(time.perf_counter() - start, 1)
     try:
         if args.json is not None:
@@ -241,8 +243,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return _fail(exc)
     for line in M.summary(data):
         print(line)
-    print(f"{len(data['scenarios'])} scenarios x {args.replicates} replicates in "
-          f"{data['settings']['seconds']} s")
+    power = data["settings"]["power_replicates"]
+    print(f"{len(data['scenarios'])} scenarios x {args.replicates} replicates"
+          + (f" ({power} with an effect)" if power != args.replicates else "")
+          + f" in {data['settings']['seconds']} s")
     return 0
 
 
@@ -300,11 +304,13 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("simulate", help="error rates and power of the procedures",
                               description="Type-I error and power of SPSS's procedure, of the "
-                                          "robust one (Brunner-Munzel's permutation test) "
+                                          "robust one (Yuen's and Brunner-Munzel's tests) "
                                           "and of other single tests, by simulation "
                                           "(docs/statistics.md).")
     p.add_argument("--replicates", type=_positive_int, default=40_000,
                    help="per scenario (default 40000: every rate's standard error <= 0.0025)")
+    p.add_argument("--power-replicates", type=_positive_int, default=None, metavar="N",
+                   help="per scenario with an effect (default: as --replicates)")
     p.add_argument("--permutations", type=_positive_int, default=999,
                    help="relabellings of the permutation test of medians (default 999)")
     p.add_argument("--jobs", type=_positive_int, default=1, help="processes (default 1)")
