@@ -303,6 +303,37 @@ def robust_p(x: np.ndarray, y: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarr
     return p["brunner_munzel_perm"]
 
 
+def robust_p_rows(x: np.ndarray, y: np.ndarray, alternative: str = "two-sided"
+                  ) -> np.ndarray:
+    """The robust procedure's p per row for any alternative, and nothing else: what
+    analysis.power simulates for a study's size (without SPSS's pre-tests or the other
+    methods)."""
+    S.check_alternative(alternative)
+    if robust_rule.large_enough(x.shape[1], y.shape[1]):
+        t, df_y = S.yuen_rows(np.log(x), np.log(y))[:2]
+        w, df_w = brunner_munzel_w(x, y)
+        with np.errstate(invalid="ignore"):
+            if alternative == "two-sided":
+                p_bm = _two_sided_t(w, df_w)
+                p_y = _two_sided_t(t, df_y)
+            else:
+                p_bm = _t_sides(-w, df_w)[alternative]
+                p_y = _t_sides(t, df_y)[alternative]
+            separated = ~np.isfinite(w)  # the exact tail, as the analysis
+            p_bm[separated] = [S.separation_p(x.shape[1], y.shape[1], alternative,
+                                              a_below=bool(v > 0)) for v in w[separated]]
+            both = np.maximum(p_y, p_bm)
+            return np.where(t * w < 0, both, 1.0) if alternative == "two-sided" else both
+    if alternative == "two-sided":
+        return brunner_munzel_perm_p(x, y)
+    w = brunner_munzel_w(x, y)[0]
+    null, exact = _bm_null_signed(x.shape[1], y.shape[1])
+    tol = 1e-9 * np.maximum(1.0, np.where(np.isfinite(w), np.abs(w), 1.0))
+    k = (null.size - np.searchsorted(null, w - tol, side="left") if alternative == "less"
+         else np.searchsorted(null, w + tol, side="right"))
+    return k / null.size if exact else (1 + k) / (null.size + 1)
+
+
 def one_sided_p(x: np.ndarray, y: np.ndarray, p: dict[str, np.ndarray]
                 ) -> dict[str, dict[str, np.ndarray]]:
     """{method: {"less": p, "greater": p}} per row for :data:`ONE_SIDED`, from the same

@@ -28,6 +28,8 @@ from cloudbench.data.procedures import (
 )
 
 EXIT_INPUT = 2
+#: analysis.results.SMALL_STUDY_RUNS, spelled out for the same reason as ALTERNATIVES
+SMALL_STUDY_RUNS = 8
 # analysis.stats.ALTERNATIVES, spelled out so that registering the subcommands does not
 # import scipy.stats (half a second) into every `study` command (a test keeps them equal)
 ALTERNATIVES = ("two-sided", "less", "greater")
@@ -136,6 +138,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                   power=args.power, alternative=study.hypothesis,
                                   datasets=datasets, seed=study.seed, margin=margin)
                  for a, b in itertools.combinations(envs, 2)]
+        runs = study_runs(study)
+        spread = None
+        if runs < SMALL_STUDY_RUNS:
+            from cloudbench.analysis.power import pilot_spread
+
+            spread = pilot_spread(frame, args.metric)
         if args.json is not None:
             _write_json(args.json, {"plans": plans})
     except (AnalysisError, SpecError, OSError) as exc:
@@ -147,8 +155,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     table = Table(title=f"{study.name}: repetitions per environment for a {effect:.1%} "
                         f"difference in {args.metric}, power {args.power}, alpha {alpha}, "
                         f"H1 {study.hypothesis}", title_justify="left", box=box.SIMPLE_HEAD)
+    for line in small_study_lines(study, spread):  # fewer than 8 runs a group: before any run
+        console.print(f"[yellow]warning[/]: {line}", highlight=False)
     names = ["a vs b", "dataset", "pilot n", "median", "sd", "Cohen's d", "t-test",
-             "Mann-Whitney", "ratio CI half-width now"]
+             "Mann-Whitney", "robust", "ratio CI half-width now"]
     if margin is not None:
         names.append(f"equivalence ±{margin:.0%}")
     for name in names:
@@ -159,7 +169,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                      f"{row['n_pilot_a']} / {row['n_pilot_b']}", f"{row['median']:.4g}",
                      "-" if row["sd_pooled"] is None else f"{row['sd_pooled']:.3g}",
                      "-" if row["cohen_d"] is None else f"{row['cohen_d']:.2f}",
-                     _n(row["n_t_test"]), _n(row["n_mann_whitney"]),
+                     _n(row["n_t_test"]), _n(row["n_mann_whitney"]), _n(row["n_robust"]),
                      "-" if row["ratio_halfwidth"] is None else f"{row['ratio_halfwidth']:.1%}"]
             if margin is not None:
                 cells.append(_n(row["n_equivalence"]))
@@ -182,7 +192,41 @@ def cmd_plan(args: argparse.Namespace) -> int:
                       "applies when the times are not normal)")
         for line in plan_cost(study, frame, max(needed)):
             console.print(line)
+    robust = [p["n_robust"] for p in plans]
+    console.print("the robust procedure (Yuen's and Brunner-Munzel's tests from 8 runs a "
+                  "group), for the pilot's own spread in each environment: "
+                  + ("[yellow]not reachable within the limit for some cells[/]"
+                     if None in robust else
+                     f"[bold]{max(robust)}[/] repetitions per environment and dataset"
+                     + (f" (the study plans {study_runs(study)})"
+                        if max(robust) > study_runs(study) else "")))
     return 0
+
+
+def study_runs(study: Any) -> int:
+    """The runs per environment and dataset a study file plans: its repetitions, or the
+    fewest an "auto" study may stop at."""
+    return study.repetitions if isinstance(study.repetitions, int) else study.min_repetitions
+
+
+def small_study_lines(study: Any, spread: float | None = None) -> list[str]:
+    """The small-study warning (analysis.power.small_study) for a study file, before any
+    run: nothing from 8 runs per environment and dataset. ``spread``: a pilot's sd of log
+    times (default: the reference study's); the family is the datasets x configurations
+    of one metric and pair, as the analysis adjusts them."""
+    if study_runs(study) >= SMALL_STUDY_RUNS:
+        return []
+    from cloudbench.analysis.power import REFERENCE_SPREAD, small_study
+
+    found = small_study(study_runs(study), len(study.datasets) * len(study.configurations),
+                        study.analysis.alpha, study.hypothesis,
+                        spread if spread else REFERENCE_SPREAD, seed=study.seed)
+    lines = found.lines() if found else []
+    if found and not spread:
+        lines[1] += " (the reference study's spread; `study plan` uses a pilot's)"
+    if study.repetitions == "auto":
+        lines[0] = lines[0].replace("only ", "an \"auto\" study may stop at ", 1)
+    return lines
 
 
 def plan_cost(study: Any, pilot: Any, repetitions: int) -> list[str]:
