@@ -8,9 +8,10 @@
   time differs from b's and that a run of a tends to be faster (or slower) than one of b.
   On the simulated grid (variance ratios up to 25, groups from 8 to 50 with the noisier one
   small or large, normal, log-normal, heavy-tailed and slow-outlier noise) its type-I
-  error stayed at or under 5.2 % two-sided and 5.6 % one-sided, where each test alone
-  reached 6.8 % (Yuen's) or 6.8 % (Brunner-Munzel's), and Yuen's one-sided 10 % with slow
-  outliers; it costs about 4 points of power against either (docs/statistics.md).
+  error at alpha .05 stayed at or under 4.7 % two-sided and 5.2 % one-sided, where Yuen's
+  test alone reached 10.1 % one-sided (slow outliers move the trimmed means) and
+  Brunner-Munzel's 6.7 % (t approximation) and 7.1 % (permutation) with a small, noisy
+  group; it costs about 4 points of power against either (docs/statistics.md).
 - Below that, or with a value that is not positive: Brunner-Munzel's studentized
   permutation test (Neubert and Brunner 2007), over every relabelling of the pooled ranks
   when there are at most 20,000 (analysis.stats.BM_PERMUTATIONS: up to 8 vs 8, 5 vs 15),
