@@ -4,7 +4,12 @@
                            [--procedure NAME] [--equivalence 0.05]
     study plan SPEC --pilot RUNS.csv --effect 5% [--metric train_s] [--alpha A] [--power 0.8]
                     [--equivalence 0.05]
-    study simulate [--replicates N] [--jobs J] [--json OUT] [--markdown OUT]
+    study simulate [--replicates N] [--power-replicates N] [--jobs J] [--json OUT]
+                   [--markdown OUT]
+
+`study plan` (and `study validate`, through :func:`small_study_lines`) warn a study of
+fewer than 8 runs a group before any run, and `study plan` gives the robust procedure's
+repetitions for the pilot's spread.
 
 Errors in the input (a missing or malformed CSV, an unknown metric, a bad study file) print
 one line to stderr and return 2, so scripts can tell them from a crash. ``python -m
