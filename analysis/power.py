@@ -254,7 +254,8 @@ def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, e
     values = pd.to_numeric(frame[metric], errors="coerce")
     available = list(dict.fromkeys(frame["dataset"].astype(str)))
     rows = []
-    for dataset in datasets if datasets is not None else available:
+    wanted = list(datasets if datasets is not None else available)
+    for dataset in wanted:
         here = frame["dataset"].astype(str) == dataset
         a = values[here & (frame["environment"].astype(str) == env_a)].to_numpy(float)
         b = values[here & (frame["environment"].astype(str) == env_b)].to_numpy(float)
@@ -275,7 +276,7 @@ def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, e
             "ratio_halfwidth": ratio_halfwidth(a, b, seed=seed),
             "sd_log_a": _sd_log(a), "sd_log_b": _sd_log(b),
             "n_robust": robust_repetitions(a, b, effect, alpha, power, alternative,
-                                           seed=seed),
+                                           seed=seed, family=len(wanted)),
         })
         if margin is not None:
             logs = S.positive(a) and S.positive(b)
@@ -400,15 +401,18 @@ def pilot_spread(frame: pd.DataFrame, metric: str) -> float | None:
 
 def robust_repetitions(a: S.Values, b: S.Values, effect: float, alpha: float = 0.05,
                        power: float = 0.8, alternative: str = "two-sided",
-                       n_sim: int = N_SIMULATIONS, seed: int = 0, n_max: int = 1000
-                       ) -> int | None:
+                       n_sim: int = N_SIMULATIONS, seed: int = 0, n_max: int = 1000,
+                       family: int = 1) -> int | None:
     """Repetitions per environment for the robust procedure to detect a relative slowdown
     `effect` with the power asked, from the pilot's own spreads: each arm's log residuals
     (log time minus the arm's median log time), resampled with Gaussian smoothing as
     :func:`mann_whitney_repetitions` does, so a noisy cloud stays noisier than a PC.
 
-    None when the pilot has fewer than 2 runs an arm or a value that is not positive, or
-    when n_max runs do not suffice.
+    Below 8 runs a group a size counts only if the permutation test's smallest p can pass
+    Holm's first step over `family` comparisons (the datasets x configurations of a metric
+    and pair): with 4 runs a group its 2/70 never passes .05/2. None when the pilot has
+    fewer than 2 runs an arm or a value that is not positive, or when n_max runs do not
+    suffice.
     """
     from cloudbench.analysis.simulation import robust_p_rows
 
@@ -429,6 +433,8 @@ def robust_repetitions(a: S.Values, b: S.Values, effect: float, alpha: float = 0
     cache: dict[int, float] = {}
 
     def power_at(n: int) -> float:
+        if n < R.SMALL_STUDY_RUNS and smallest_p(n, n, alternative) * max(family, 1) >= alpha:
+            return 0.0
         if n not in cache:
             xa = arms[0].first(n).T + (shift if up_a else 0.0)
             xb = arms[1].first(n).T + (0.0 if up_a else shift)

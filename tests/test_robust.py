@@ -138,6 +138,12 @@ def test_robust_power_and_repetitions_for_a_pilot_s_spread() -> None:
     assert 8 <= n <= 60
     # the noisier the cloud, the more runs: the same pilot with twice its spread of logs
     assert P.robust_repetitions(quiet, 20 * (noisy / 20) ** 2, 0.10, n_sim=200) > n
+    # a size whose smallest p cannot pass Holm's first step does not count
+    clear = P.robust_repetitions(quiet, 20 * rng.lognormal(0.3, 0.03, 8), 0.10, n_sim=200)
+    assert clear < 8 and P.smallest_p(clear, clear) < 0.05
+    wide = P.robust_repetitions(quiet, 20 * rng.lognormal(0.3, 0.03, 8), 0.10, n_sim=200,
+                                family=10)
+    assert wide > clear and P.smallest_p(wide, wide) * 10 < 0.05
     assert P.robust_repetitions([1.0], noisy, 0.1) is None
     assert P.robust_repetitions([-1.0, 2.0], noisy, 0.1) is None
 
