@@ -7,10 +7,18 @@ with Holm's correction across the datasets of a metric and pair:
 - ``procedure="spss"`` (the default), the reference study's: Shapiro-Wilk per group at
   alpha, then Student's t (or Welch's when Levene's test rejects equal variances at alpha)
   if both groups look normal, Mann-Whitney otherwise (analysis.procedures.spss);
-- ``procedure="robust"``: Brunner-Munzel's studentized permutation test (Neubert and
-  Brunner 2007) for every comparison, the one test that kept its type-I error best across
-  the simulated scenarios (analysis.simulation, docs/statistics.md) while losing least
-  power; its relabellings are drawn from the analysis seed, so it is reproducible.
+- ``procedure="robust"``: from 8 runs a group, Yuen's trimmed test on log times and
+  Brunner-Munzel's test, significant only where both are; below, Brunner-Munzel's
+  studentized permutation test (analysis.procedures.robust), the procedure that kept its
+  type-I error at or under 6.5 % across the simulated scenarios (analysis.simulation,
+  docs/statistics.md); the permutations are drawn from the analysis seed, so it is
+  reproducible.
+
+Whichever procedure decides, every comparison carries both verdicts, SPSS's and the
+robust one's (``verdicts``, each Holm-adjusted in its own family, and ``verdicts_agree``),
+so a reader sees where the reference study's procedure and the robust one part ways; a
+non-significant verdict with fewer than 8 runs in a group reads "inconclusive", not "no
+difference".
 
 Each procedure is a module of analysis.procedures, named in the catalogue data.procedures
 (where another package or a test registers more).
@@ -24,11 +32,12 @@ Keys beyond the reference study's tables (docs/design.md), in each comparison:
 ci_low, ci_high} (a / b, percentile bootstrap), ``outliers`` {env: {modified_z, tukey[,
 run_ids]}}, ``warnings``, ``alternative`` and ``alpha``; the t-tests also carry
 ``mean_difference``, ``ci_low``, ``ci_high`` and the Hodges-Lehmann shift its ``method``;
-``brunner_munzel`` under the robust procedure, ``equivalence`` with a margin and
+``brunner_munzel`` and ``yuen`` (the robust verdict's tests, with Yuen's interval of the
+speed ratio), ``verdicts`` and ``verdicts_agree``, ``equivalence`` with a margin and
 ``configuration`` with a sweep. At the top level, ``procedure``, and ``kruskal_wallis`` when
 there are more than two environments, and ``time`` (analysis.temporal) when the runs carry
 their start times. The JSON carries ``"format": "cloudbench-analysis"`` and
-``"format_version"`` (analysis.results: version 4 with ``time``, else 3).
+``"format_version"`` (analysis.results: version 5 with ``time``, else 4).
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from cloudbench.analysis import equivalence as E
+from cloudbench.analysis import results as R
 from cloudbench.analysis import stats as S
 from cloudbench.analysis import temporal as T
 from cloudbench.analysis.procedures import Pair, Procedure, load_procedure
@@ -58,10 +68,21 @@ from cloudbench.analysis.results import (
     Outliers,
     ShapiroWilk,
     StudentT,
+    Verdict,
     WelchT,
+    YuenBrunnerMunzel,
+    YuenLog,
 )
 from cloudbench.data.procedures import DEFAULT_PROCEDURE, UnknownProcedureError
 from cloudbench.errors import InputError
+
+#: The procedures whose verdicts every comparison carries, side by side: the reference
+#: study's and the robust one.
+VERDICTS = ("spss", "robust")
+#: The null hypothesis of each test, as a key (analysis.results.NULL_HYPOTHESES).
+NULL_HYPOTHESIS = {"student_t": "equal_means", "welch_t": "equal_means",
+                   "mann_whitney": "equal_distributions", "brunner_munzel": "relative_effect",
+                   "yuen_brunner_munzel": "trimmed_log_means_or_relative_effect"}
 
 REQUIRED = ("environment", "dataset")
 # Numeric columns that describe a run rather than measure it.
@@ -232,6 +253,7 @@ class _Context:
     seed: int
     procedure: str
     rule: Procedure  # the procedure's implementation
+    rules: dict[str, Procedure]  # every verdict's procedure, the analysis' own included
     margin: float | None
     indices: dict[tuple[Stratum, str], np.ndarray]  # (stratum, env) -> positions, input order
     rank_in_order: np.ndarray  # position -> place in run order
@@ -274,7 +296,7 @@ class _Context:
                      notes, draws)
 
 
-def _test_p(test: MannWhitney | StudentT | WelchT | BrunnerMunzel
+def _test_p(test: MannWhitney | StudentT | WelchT | BrunnerMunzel | YuenBrunnerMunzel
             ) -> tuple[float | None, str | None]:
     """The p of the test used and how it was obtained: Mann-Whitney's exact p where it
     exists (no ties, N < 50, as R's default), else its asymptotic one."""
@@ -284,7 +306,7 @@ def _test_p(test: MannWhitney | StudentT | WelchT | BrunnerMunzel
         return test.p_asymptotic, None if test.p_asymptotic is None else "asymptotic"
     if isinstance(test, BrunnerMunzel):
         return test.p_permutation, None if test.p_permutation is None else "permutation"
-    return test.p, None if test.p is None else "t"
+    return test.p, None if test.p is None else "t"  # t-tests, Yuen's with Brunner-Munzel's
 
 
 def check_procedure(procedure: str) -> Procedure:
@@ -308,23 +330,46 @@ def decide(a: S.Values, b: S.Values, alternative: str = "two-sided",
     return used, _test_p(pair[used])[0]
 
 
-def _lower(c: Comparison) -> bool | None:
-    """Whether a is lower than b by the test used's own estimate: the medians for
-    Mann-Whitney, the means for a t-test, P(a < b) > 1/2 for Brunner-Munzel."""
-    if c.test_used == "brunner_munzel":
+def _lower(c: Comparison, test_used: str | None = None) -> bool | None:
+    """Whether a is lower than b by a test's own estimate (the test used by default): the
+    medians for Mann-Whitney, the means for a t-test, P(a < b) > 1/2 for Brunner-Munzel,
+    the ratio of trimmed geometric means for Yuen's with Brunner-Munzel's (which agree
+    wherever it is significant)."""
+    used = test_used or c.test_used
+    if used == "brunner_munzel":
         effect = c.brunner_munzel.estimate if c.brunner_munzel else None
         return None if effect is None or effect == 0.5 else effect > 0.5
+    if used == "yuen_brunner_munzel":
+        ratio = c.yuen.ratio if c.yuen else None
+        return None if ratio is None or ratio == 1 else ratio < 1
     da, db = c.descriptives[c.a], c.descriptives[c.b]
-    ca, cb = (da.median, db.median) if c.test_used == "mann_whitney" else (da.mean, db.mean)
+    ca, cb = (da.median, db.median) if used == "mann_whitney" else (da.mean, db.mean)
     return None if ca is None or cb is None or ca == cb else ca < cb
 
 
-def lower(c: Comparison) -> bool | None:
+def lower(c: Comparison, test_used: str | None = None) -> bool | None:
     """Which way a significant comparison goes: True where a is lower than b. A one-sided
     H1 says it; a two-sided one goes by the test's estimate (:func:`_lower`)."""
     if c.alternative != "two-sided":
         return c.alternative == "less"
-    return _lower(c)
+    return _lower(c, test_used)
+
+
+def small(n_a: int, n_b: int) -> bool:
+    """Whether a comparison has fewer than SMALL_STUDY_RUNS runs in a group, where a
+    non-significant result is "inconclusive" rather than "no difference"."""
+    return min(n_a, n_b) < R.SMALL_STUDY_RUNS
+
+
+def decision(c: Comparison, verdict: Verdict) -> str:
+    """A verdict's decision (analysis.results.DECISIONS): which way where significant,
+    else "no_difference", or "inconclusive" for a small study; "not_testable" without p."""
+    if verdict.p is None:
+        return "not_testable"
+    if verdict.significant:
+        down = lower(c, verdict.test_used)
+        return "not_testable" if down is None else "lower" if down else "higher"
+    return "inconclusive" if small(c.n_a, c.n_b) else "no_difference"
 
 
 def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
@@ -348,6 +393,18 @@ def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
                 known={"shapiro_a": ga.shapiro, "shapiro_b": gb.shapiro,
                        "levene": S.levene(x, y), **tests})
     used = ctx.rule.choose(pair)
+    verdicts = {}
+    for name, rule in ctx.rules.items():
+        chosen = used if name == ctx.procedure else rule.choose(pair)
+        p_v, method_v = _test_p(pair[chosen])
+        verdicts[name] = Verdict(test_used=chosen, null_hypothesis=NULL_HYPOTHESIS.get(chosen),
+                                 p=p_v, p_method=method_v)
+    # the robust verdict's tests, whichever decided: Brunner-Munzel's permutation test
+    # where it is used, else the t approximation the test of 8 runs and more is made of
+    combined = pair.computed("yuen_brunner_munzel")
+    bm = pair.computed("brunner_munzel") or (combined.brunner_munzel if combined else None)
+    yuen = combined.yuen if combined and combined.yuen else \
+        S.yuen_log_t(x, y, ctx.alternative) if testable else YuenLog()
     warnings = ga.warnings + gb.warnings
     p, method = _test_p(pair[used])
     if p is None:
@@ -373,7 +430,7 @@ def _compare(ctx: _Context, metric: str, stratum: Stratum, a: str, b: str,
         outliers={a: ga.outliers, b: gb.outliers},
         warnings=tuple(warnings), alternative=ctx.alternative, alpha=ctx.alpha,
         configuration=configuration, equivalence=equivalence,
-        brunner_munzel=pair[used] if used == "brunner_munzel" else None)
+        brunner_munzel=bm, yuen=yuen, verdicts=verdicts)
 
 
 def _first_seen(values: Iterable[Any]) -> list[Any]:
@@ -425,6 +482,8 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     if not 0 < alpha < 1:
         raise AnalysisError(f"alpha must be between 0 and 1, got {alpha}")
     rule = check_procedure(procedure)
+    rules = {name: check_procedure(name) for name in VERDICTS}
+    rules[procedure] = rule
     if equivalence is not None:
         try:
             equivalence = E.check_margin(equivalence)
@@ -449,7 +508,7 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     order = _run_order(frame)
     rank_in_order = np.empty(len(frame), dtype=np.int64)
     rank_in_order[order] = np.arange(len(frame))
-    ctx = _Context(alternative, alpha, seed, procedure, rule, equivalence, indices,
+    ctx = _Context(alternative, alpha, seed, procedure, rule, rules, equivalence, indices,
                    rank_in_order,
                    frame["run_id"].astype(str).to_numpy() if "run_id" in frame else None)
     pairs = list(itertools.combinations(envs, 2))
@@ -474,6 +533,16 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
         for i, p_holm in zip(members, adjusted, strict=True):
             comparisons[i] = replace(comparisons[i], p_holm=p_holm,
                                      significant=p_holm is not None and p_holm < alpha)
+        for name in rules:  # each verdict in its own family
+            held = [comparisons[i].verdicts[name] for i in members]  # type: ignore[index]
+            for i, v, p_holm in zip(members, held, S.holm([v.p for v in held]), strict=True):
+                c = comparisons[i]
+                v = replace(v, p_holm=p_holm, significant=p_holm is not None and p_holm < alpha)
+                c.verdicts[name] = replace(v, decision=decision(c, v))  # type: ignore[index]
+    for i, c in enumerate(comparisons):
+        found = c.verdicts or {}
+        comparisons[i] = replace(c, verdicts_agree=found["spss"].decision
+                                 == found["robust"].decision)
     for i, c in enumerate(comparisons):
         if c.equivalence is not None:
             comparisons[i] = replace(c, equivalence=E.conclude(

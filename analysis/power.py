@@ -25,12 +25,22 @@ averaged (for equal arms that is Welch's standard error) and df = 2n - 2.
 
 ``ratio_halfwidth`` serves ``repetitions = "auto"``: the relative half-width of the
 bootstrap 95 % interval of the ratio of medians, which the scheduler compares to its target.
+
+Small studies (issue 29): below 8 runs a group (analysis.results.SMALL_STUDY_RUNS) a
+non-significant result is "inconclusive", and :func:`small_study` says before any run
+what such a study can find: the robust procedure's power against a 10 % and a 20 %
+slowdown at the study's size (by simulation, with the reference study's spread unless a
+pilot measured one), and the smallest p its permutation test can give beside what Holm's
+correction over the study's datasets needs. :func:`robust_repetitions` is the
+repetitions the robust procedure needs for a pilot's own spreads, each environment's kept
+(a cloud is noisier than a PC).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +49,7 @@ from scipy import integrate
 from scipy import stats as sps
 from scipy.special import ndtr, stdtrit
 
+from cloudbench.analysis import results as R
 from cloudbench.analysis import stats as S
 
 N_SIMULATIONS = 400
@@ -221,14 +232,21 @@ def ratio_halfwidth(a: S.Values, b: S.Values, conf_level: float = 0.95,
     return (high - low) / 2 / abs(est)
 
 
+def _sd_log(x: np.ndarray) -> float | None:
+    """The sd of the log values of one arm (None below 2 runs or with a value not positive)."""
+    return S.num(np.log(x).std(ddof=1)) if x.size > 1 and S.positive(x) else None
+
+
 def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, effect: float,
                      alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided",
                      datasets: Sequence[str] | None = None, seed: int = 0,
                      margin: float | None = None) -> dict[str, Any]:
     """Repetitions for one metric and pair of environments, per dataset of the pilot frame
     (columns environment, dataset and the metric; only usable runs count), and overall: the
-    largest over the datasets, since every dataset is run the same number of times. With a
-    margin, also those to show equivalence within it (``n_equivalence``)."""
+    largest over the datasets, since every dataset is run the same number of times: for
+    the t-test, Mann-Whitney and the robust procedure (``n_robust``, from each arm's own
+    spread of log values, ``sd_log_a`` and ``sd_log_b``). With a margin, also those to show
+    equivalence within it (``n_equivalence``)."""
     from cloudbench.analysis.compare import AnalysisError, check_metrics, usable_runs
 
     check_metrics(frame, [metric])
@@ -236,7 +254,8 @@ def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, e
     values = pd.to_numeric(frame[metric], errors="coerce")
     available = list(dict.fromkeys(frame["dataset"].astype(str)))
     rows = []
-    for dataset in datasets if datasets is not None else available:
+    wanted = list(datasets if datasets is not None else available)
+    for dataset in wanted:
         here = frame["dataset"].astype(str) == dataset
         a = values[here & (frame["environment"].astype(str) == env_a)].to_numpy(float)
         b = values[here & (frame["environment"].astype(str) == env_b)].to_numpy(float)
@@ -255,6 +274,9 @@ def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, e
             "n_mann_whitney": mann_whitney_repetitions(a, b, effect, alpha, power, alternative,
                                                        seed=seed),
             "ratio_halfwidth": ratio_halfwidth(a, b, seed=seed),
+            "sd_log_a": _sd_log(a), "sd_log_b": _sd_log(b),
+            "n_robust": robust_repetitions(a, b, effect, alpha, power, alternative,
+                                           seed=seed, family=len(wanted)),
         })
         if margin is not None:
             logs = S.positive(a) and S.positive(b)
@@ -269,7 +291,155 @@ def plan_repetitions(frame: pd.DataFrame, metric: str, env_a: str, env_b: str, e
 
     out = {"metric": metric, "a": env_a, "b": env_b, "effect": effect, "alpha": alpha,
            "power": power, "alternative": alternative, "datasets": rows,
-           "n_t_test": largest("n_t_test"), "n_mann_whitney": largest("n_mann_whitney")}
+           "n_t_test": largest("n_t_test"), "n_mann_whitney": largest("n_mann_whitney"),
+           "n_robust": largest("n_robust")}
     if margin is not None:
         out.update(equivalence=margin, n_equivalence=largest("n_equivalence"))
     return out
+
+
+# --------------------------------------------------------------------------- small studies
+
+
+#: The spread of log times assumed before any run: the reference study's, about 8 % (the
+#: simulation's group a, analysis.simulation.SPREAD).
+REFERENCE_SPREAD = 0.08
+SMALL_STUDY_SIMULATIONS = 2000
+SLOWDOWNS = (0.10, 0.20)
+
+
+def robust_power(n_a: int, n_b: int, effect: float, spread_a: float = REFERENCE_SPREAD,
+                 spread_b: float | None = None, alpha: float = 0.05,
+                 alternative: str = "two-sided", n_sim: int = SMALL_STUDY_SIMULATIONS,
+                 seed: int = 0) -> float:
+    """The robust procedure's power with n_a and n_b runs when one environment is `effect`
+    slower (b, or a for H1 "greater"), log-normal times with these sds of the logs; by
+    simulation of the procedure's own test (analysis.simulation.robust_p_rows), seeded."""
+    from cloudbench.analysis.simulation import robust_p_rows
+
+    S.check_alternative(alternative)
+    rng = np.random.default_rng([seed, n_a, n_b])
+    shift = math.log(1 + effect)
+    x = spread_a * rng.standard_normal((n_sim, n_a))
+    y = (spread_b if spread_b is not None else spread_a) * rng.standard_normal((n_sim, n_b))
+    if alternative == "greater":
+        x += shift
+    else:
+        y += shift
+    return float(np.mean(robust_p_rows(np.exp(x), np.exp(y), alternative) < alpha))
+
+
+def smallest_p(n_a: int, n_b: int, alternative: str = "two-sided") -> float:
+    """The smallest p the robust procedure's permutation test (below 8 runs a group) can
+    give: a complete separation, 1 / C(n_a + n_b, n_a) per tail over every relabelling,
+    or 1 / 20,001 over drawn ones; the exact Mann-Whitney test of SPSS's has the same."""
+    if S.all_relabellings(n_a, n_b, S.BM_PERMUTATIONS):
+        return S.separation_p(n_a, n_b, alternative)
+    return 1 / (S.BM_PERMUTATIONS + 1)
+
+
+@dataclass(frozen=True)
+class SmallStudy:
+    """What a study of fewer than 8 runs a group can find (:func:`small_study`)."""
+
+    runs: int  # per environment and dataset
+    family: int  # comparisons in one Holm family: datasets x configurations
+    alpha: float
+    alternative: str
+    spread: float  # the sd of the log times assumed
+    power: dict[float, float]  # slowdown -> the robust procedure's power
+    smallest_p: float  # the robust procedure's, with these runs
+    needed_p: float  # alpha / family: Holm's first step
+    reachable: bool  # whether smallest_p can pass Holm's first step
+
+    def lines(self) -> list[str]:
+        """The warning, in plain text: what `study validate` and `study plan` print."""
+        power = ", ".join(f"{self.power[e]:.0%} for a {e:.0%} slowdown" for e in self.power)
+        out = [f"only {self.runs} run(s) per environment and dataset, fewer than "
+               f"{R.SMALL_STUDY_RUNS}: a non-significant comparison will read "
+               f"'inconclusive', not 'no difference'",
+               f"power of the robust procedure at this size, for one comparison before "
+               f"Holm's correction (alpha {self.alpha:g}, {self.alternative}, log times "
+               f"with sd {self.spread:.3g}): {power}"]
+        holm = (f"Holm's correction over {self.family} comparison(s) per metric and pair "
+                f"needs p < {self.needed_p:.3g} for the first rejection")
+        out.append(f"the smallest p the robust procedure's permutation test can give with "
+                   f"{self.runs} vs {self.runs} runs is {self.smallest_p:.3g}; {holm}"
+                   + ("" if self.reachable else ": no difference can ever be significant"))
+        return out
+
+
+def small_study(runs: int, family: int = 1, alpha: float = 0.05,
+                alternative: str = "two-sided", spread: float = REFERENCE_SPREAD,
+                n_sim: int = SMALL_STUDY_SIMULATIONS, seed: int = 0) -> SmallStudy | None:
+    """The small-study warning for `runs` per environment (None from 8 runs on): the robust
+    procedure's power against a 10 % and a 20 % slowdown, and whether its smallest p can
+    pass Holm's correction over `family` comparisons (a metric's datasets x
+    configurations), before any run."""
+    if runs >= R.SMALL_STUDY_RUNS:
+        return None
+    n = max(int(runs), 2)
+    low = smallest_p(n, n, alternative)
+    needed = alpha / max(family, 1)
+    return SmallStudy(runs=int(runs), family=max(family, 1), alpha=alpha,
+                      alternative=alternative, spread=spread,
+                      power={e: robust_power(n, n, e, spread, spread, alpha, alternative,
+                                             n_sim, seed) for e in SLOWDOWNS},
+                      smallest_p=low, needed_p=needed, reachable=low < needed)
+
+
+def pilot_spread(frame: pd.DataFrame, metric: str) -> float | None:
+    """The pilot's spread of log values for the small-study warning: the root mean square
+    of every environment and dataset's sd of the log values (None without two runs of
+    positive values anywhere)."""
+    values = pd.to_numeric(frame[metric], errors="coerce")
+    sds = [_sd_log(S.clean(v.to_numpy(float)))
+           for _, v in values.groupby([frame["environment"], frame["dataset"]])]
+    found = [sd for sd in sds if sd is not None]
+    return math.sqrt(float(np.mean(np.square(found)))) if found else None
+
+
+def robust_repetitions(a: S.Values, b: S.Values, effect: float, alpha: float = 0.05,
+                       power: float = 0.8, alternative: str = "two-sided",
+                       n_sim: int = N_SIMULATIONS, seed: int = 0, n_max: int = 1000,
+                       family: int = 1) -> int | None:
+    """Repetitions per environment for the robust procedure to detect a relative slowdown
+    `effect` with the power asked, from the pilot's own spreads: each arm's log residuals
+    (log time minus the arm's median log time), resampled with Gaussian smoothing as
+    :func:`mann_whitney_repetitions` does, so a noisy cloud stays noisier than a PC.
+
+    Below 8 runs a group a size counts only if the permutation test's smallest p can pass
+    Holm's first step over `family` comparisons (the datasets x configurations of a metric
+    and pair): with 4 runs a group its 2/70 never passes .05/2. None when the pilot has
+    fewer than 2 runs an arm or a value that is not positive, or when n_max runs do not
+    suffice.
+    """
+    from cloudbench.analysis.simulation import robust_p_rows
+
+    S.check_alternative(alternative)
+    x, y = S.clean(a), S.clean(b)
+    if x.size < 2 or y.size < 2 or not (S.positive(x) and S.positive(y)):
+        return None
+    arms = []
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)]
+    for values, rng in zip((np.log(x), np.log(y)), streams, strict=True):
+        residuals = values - np.median(values)
+        iqr = float(np.subtract(*np.percentile(residuals, [75, 25])))
+        sd = float(residuals.std(ddof=1))
+        bandwidth = 0.9 * (min(sd, iqr / 1.34) or sd) * residuals.size ** -0.2
+        arms.append(_Arm(residuals, bandwidth, n_sim, rng))
+    shift = math.log(1 + effect)
+    up_a = alternative == "greater"
+    cache: dict[int, float] = {}
+
+    def power_at(n: int) -> float:
+        if n < R.SMALL_STUDY_RUNS and smallest_p(n, n, alternative) * max(family, 1) >= alpha:
+            return 0.0
+        if n not in cache:
+            xa = arms[0].first(n).T + (shift if up_a else 0.0)
+            xb = arms[1].first(n).T + (0.0 if up_a else shift)
+            cache[n] = float(np.mean(robust_p_rows(np.exp(xa), np.exp(xb), alternative)
+                                     < alpha))
+        return cache[n]
+
+    return _smallest_n(power_at, power, n_max)

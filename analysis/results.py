@@ -10,15 +10,19 @@ strings, lists and ``None`` (never NaN). :meth:`Analysis.to_dict` adds ``"format
 JSON back and refuses another format or version with a message that says so.
 
 Version history of the JSON: 1 is the unversioned layout of earlier toolkits; 2 is the
-same layout with ``format`` and ``format_version`` at the top; 3 adds ``procedure`` at
-the top, and per comparison ``brunner_munzel`` (the robust procedure's test),
-``equivalence`` (with a margin) and ``configuration`` (a sweep's cell), the last three only
-where they apply; 4 (this one) adds ``time`` at the top (:class:`TimeAnalysis`: the
+same layout with ``format`` and ``format_version`` at the top; 3 adds ``procedure`` at the
+top, and per comparison ``brunner_munzel`` (the robust procedure's test), ``equivalence``
+(with a margin) and ``configuration`` (a sweep's cell), the last three only where they
+apply; 4 adds per comparison ``yuen`` (Yuen's trimmed test on log values, with its interval
+of the speed ratio), ``verdicts`` (SPSS's and the robust procedure's verdicts side by side,
+each Holm-adjusted in its own family) and ``verdicts_agree``, and the test name
+"yuen_brunner_munzel"; 5 (this one) adds ``time`` at the top (:class:`TimeAnalysis`: the
 analysis across the hours and days of a study whose runs carry ``started_at``). A JSON
-without a ``time`` section is still written as version 3, so a toolkit that reads only 3
+without a ``time`` section is still written as version 4, so a toolkit that reads only 4
 reads every analysis it can understand, and refuses one with ``time`` with a message rather
-than misreading it. Versions 2 and 3 are still read (2 as procedure "spss"). A procedure is
-read if the procedure catalogue (data.procedures) knows its name.
+than misreading it. Versions 2, 3 and 4 are still read (2 as procedure "spss"; 2 and 3
+without verdicts). A procedure is read if the procedure catalogue (data.procedures) knows
+its name.
 """
 
 from __future__ import annotations
@@ -33,15 +37,24 @@ from cloudbench.data.procedures import procedure_names
 from cloudbench.errors import InputError
 
 FORMAT = "cloudbench-analysis"
-FORMAT_VERSION = 4
-#: The version written for an analysis without a ``time`` section (which version 3 reads).
-FORMAT_VERSION_WITHOUT_TIME = 3
-#: The versions this toolkit reads: the current one, 3 (no time section) and 2 (no
-#: procedure: SPSS's).
-READABLE_VERSIONS = (2, 3, 4)
+FORMAT_VERSION = 5
+#: The version written for an analysis without a ``time`` section (which version 4 reads).
+FORMAT_VERSION_WITHOUT_TIME = 4
+#: The versions this toolkit reads: the current one, 4 (no time section), 3 (no verdicts)
+#: and 2 (no procedure: SPSS's).
+READABLE_VERSIONS = (2, 3, 4, 5)
 
 T = TypeVar("T", bound="Result")
-TESTS = ("mann_whitney", "student_t", "welch_t", "brunner_munzel")
+TESTS = ("mann_whitney", "student_t", "welch_t", "brunner_munzel", "yuen_brunner_munzel")
+#: A verdict's decision: which way a differs from b where significant; else "no_difference",
+#: or "inconclusive" where a group has fewer than SMALL_STUDY_RUNS runs (too few for a
+#: non-significant result to say much), or "not_testable" where no test could be computed.
+DECISIONS = ("lower", "higher", "no_difference", "inconclusive", "not_testable")
+#: The null hypothesis of the test a verdict used, as a key the paper words.
+NULL_HYPOTHESES = ("equal_means", "equal_distributions", "relative_effect",
+                   "trimmed_log_means_or_relative_effect")
+#: Below this many runs in a group a study is small: non-significant reads "inconclusive".
+SMALL_STUDY_RUNS = 8
 CONCLUSIONS = ("faster", "slower", "lower", "higher", "equivalent", "inconclusive")
 P_METHODS = ("exact", "asymptotic", "t", "permutation")
 
@@ -343,6 +356,57 @@ class BrunnerMunzel(Result):
 
 
 @dataclass(frozen=True, kw_only=True)
+class YuenLog(Result):
+    """Yuen's trimmed-means Welch test on log values: t, df and p, the share trimmed at each
+    end, and the ratio of the trimmed geometric means a / b (exp of the difference of the
+    trimmed means of the logs) with its two-sided interval at ``conf_level``: the robust
+    procedure's interval of the speed ratio."""
+
+    t: float | None = None
+    df: float | None = None
+    p: float | None = None
+    trim: float | None = None
+    ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    conf_level: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class YuenBrunnerMunzel(Result):
+    """The robust procedure's test from 8 runs a group (analysis.stats.yuen_brunner_munzel):
+    significant only where Yuen's test on log values and Brunner-Munzel's both are, in the
+    same direction; ``p`` = max of the two. Not a key of the JSON: the comparison keeps
+    its parts (``yuen``, ``brunner_munzel``) and the verdict its p."""
+
+    p: float | None = None
+    same_direction: bool | None = None
+    yuen: YuenLog | None = None
+    brunner_munzel: BrunnerMunzel | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict(Result):
+    """One procedure's verdict on a comparison: the test it chose, that test's null
+    hypothesis (a key of NULL_HYPOTHESES), its p, Holm's p within the procedure's own family
+    (the datasets and configurations of the metric and pair), whether that is below alpha,
+    and the decision (a key of DECISIONS)."""
+
+    test_used: str | None = None
+    null_hypothesis: str | None = None
+    p: float | None = None
+    p_method: str | None = None
+    p_holm: float | None = None
+    significant: bool = False
+    decision: str = "not_testable"
+
+    _readers = {"test_used": _optional(_one_of(TESTS)),
+                "null_hypothesis": _optional(_one_of(NULL_HYPOTHESES)),
+                "p_method": _optional(_one_of(P_METHODS)), "significant": _BOOL,
+                "decision": _one_of(DECISIONS)}
+
+
+@dataclass(frozen=True, kw_only=True)
 class Equivalence(Result):
     """Two one-sided tests (TOST) of the ratio of geometric means a / b against the margin:
     equivalent when both reject at alpha, i.e. when the (1 - 2 alpha) interval (90 % at
@@ -419,7 +483,7 @@ class Comparison(Result):
     levene: Levene
     student_t: StudentT
     welch_t: WelchT
-    test_used: str  # "mann_whitney" | "student_t" | "welch_t" | "brunner_munzel"
+    test_used: str  # a key of TESTS
     p: float | None
     p_holm: float | None
     significant: bool
@@ -437,8 +501,17 @@ class Comparison(Result):
     brunner_munzel: BrunnerMunzel | None = None
     #: TOST against the study's margin and the four-way conclusion; left out without one.
     equivalence: Equivalence | None = None
+    #: Yuen's trimmed test on log values, with the robust procedure's interval of the speed
+    #: ratio; left out where not computed (a version-3 JSON).
+    yuen: YuenLog | None = None
+    #: Every procedure's verdict by name: "spss" and "robust" always, and the analysis'
+    #: own procedure where it is another; left out of a version-3 JSON.
+    verdicts: dict[str, Verdict] | None = None
+    #: Whether SPSS's and the robust verdict decide alike (None without both).
+    verdicts_agree: bool | None = None
 
-    _omitted = frozenset({"configuration", "brunner_munzel", "equivalence"})
+    _omitted = frozenset({"configuration", "brunner_munzel", "equivalence", "yuen",
+                          "verdicts", "verdicts_agree"})
     _readers = {
         "metric": _STR, "dataset": _STR, "a": _STR, "b": _STR, "n_a": _INT, "n_b": _INT,
         "descriptives": _per_env(Descriptives), "shapiro": _per_env(ShapiroWilk),
@@ -456,11 +529,17 @@ class Comparison(Result):
         "alpha": _REAL, "configuration": _optional(_STR),
         "brunner_munzel": _optional(lambda v, w: BrunnerMunzel.from_dict(v, w)),
         "equivalence": _optional(lambda v, w: Equivalence.from_dict(v, w)),
+        "yuen": _optional(lambda v, w: YuenLog.from_dict(v, w)),
+        "verdicts": _optional(_per_env(Verdict)),
+        "verdicts_agree": _optional(_BOOL),
     }
 
     @property
-    def test(self) -> MannWhitney | StudentT | WelchT | BrunnerMunzel:
-        """The result of the test the procedure used."""
+    def test(self) -> MannWhitney | StudentT | WelchT | BrunnerMunzel | YuenLog:
+        """The result of the test the procedure used (Yuen's for "yuen_brunner_munzel",
+        whose statistic the text quotes)."""
+        if self.test_used == "yuen_brunner_munzel":
+            return self.yuen if self.yuen is not None else YuenLog()
         test = getattr(self, self.test_used)
         return test if test is not None else BrunnerMunzel()
 

@@ -1,9 +1,11 @@
 """A terminal summary of an analysis: what a researcher reads before the paper.
 
 One table per metric and pair of environments (dataset, medians, the test used, its
-statistic, p, Holm's p, the decision and the ratio of medians with its interval; with an
-equivalence margin, the TOST's 90 % interval and the conclusion), the Kruskal-Wallis tests
-when there are more than two environments, then the warnings.
+statistic, p, Holm's p, the decision, the other procedure's decision (SPSS's and the
+robust one side by side) and the ratio of medians with its interval; with an equivalence
+margin, the TOST's 90 % interval and the conclusion), the Kruskal-Wallis tests when there
+are more than two environments, then the warnings. With fewer than 8 runs in a group a
+non-significant decision reads "inconclusive", not "n.s.": so small a study cannot tell.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cloudbench.analysis.results import Analysis, BrunnerMunzel, Comparison, MannWhitney
+from cloudbench.analysis.results import (
+    Analysis,
+    BrunnerMunzel,
+    Comparison,
+    MannWhitney,
+    Verdict,
+    YuenLog,
+)
 from cloudbench.data.procedures import DEFAULT_PROCEDURE, procedure_descriptions
 
 MAX_WARNINGS = 20
 WIDE = 140
 TEST_NAMES = {"mann_whitney": "Mann-Whitney", "student_t": "Student t", "welch_t": "Welch t",
-              "brunner_munzel": "Brunner-Munzel"}
+              "brunner_munzel": "Brunner-Munzel",
+              "yuen_brunner_munzel": "Yuen + Brunner-Munzel"}
+#: How a verdict's decision reads in the table (analysis.results.DECISIONS).
+DECISION_TEXT = {"lower": "[bold]a < b[/]", "higher": "[bold]a > b[/]",
+                 "no_difference": "n.s.", "inconclusive": "[yellow]inconclusive[/]",
+                 "not_testable": "[yellow]not testable[/]"}
 
 
 def fmt(value: float | None, digits: int = 4, zeros: bool = False) -> str:
@@ -48,14 +62,26 @@ def statistic(entry: Comparison) -> str:
             return "-"
         w = "inf" if test.statistic is None else fmt(test.statistic, 3)
         return f"W = {w}, P(a<b) = {fmt(test.estimate, 3)}"
+    if isinstance(test, YuenLog) and test.t is not None:
+        return f"t_Y({fmt(test.df, 4)}) = {fmt(test.t, 3)}"
     if test.t is None:
         return "-"
     return f"t({fmt(test.df, 4)}) = {fmt(test.t, 3)}"
 
 
-def decision(entry: Comparison) -> str:
-    """Which way a and b differ ("a < b" by their medians; by P(a < b) for Brunner-Munzel),
-    or "n.s." (Holm-adjusted alpha)."""
+def verdict_text(verdict: Verdict | None) -> str:
+    """A procedure's decision as the table shows it: "a < b", "n.s.", "inconclusive"."""
+    return "-" if verdict is None else DECISION_TEXT[verdict.decision]
+
+
+def decision(entry: Comparison, procedure: str | None = None) -> str:
+    """Which way a and b differ ("a < b" by the test's own estimate), "n.s." (Holm-adjusted
+    alpha), or "inconclusive" with fewer than 8 runs in a group: the verdict of the
+    analysis' `procedure`; an analysis read from a version-3 JSON has none, and goes by
+    the medians."""
+    own = (entry.verdicts or {}).get(procedure or "")
+    if own is not None:
+        return verdict_text(own)
     if entry.p is None:
         return "[yellow]not testable[/]"
     if not entry.significant:
@@ -91,7 +117,8 @@ def equivalence(entry: Comparison) -> str:
     return interval + word
 
 
-def _pair_table(metric: str, a: str, b: str, entries: list[Comparison]) -> Table:
+def _pair_table(metric: str, a: str, b: str, entries: list[Comparison],
+                procedure: str = DEFAULT_PROCEDURE) -> Table:
     first = entries[0]
     table = Table(title=f"{escape(metric)}: a = {escape(a)}, b = {escape(b)}  "
                         f"(H1: {first.alternative}, "
@@ -100,6 +127,9 @@ def _pair_table(metric: str, a: str, b: str, entries: list[Comparison]) -> Table
     columns = [("dataset", "left"), ("median a", "right"), ("median b", "right"),
                ("test", "left"), ("statistic", "left"), ("p", "right"), ("p Holm", "right"),
                ("decision", "left"), ("a/b medians [95% CI]", "right")]
+    other = _other_procedure(first, procedure)
+    if other:
+        columns.insert(8, (other, "left"))
     margin = first.equivalence is not None
     if margin:
         columns.append(("equivalence: a/b [90% CI]", "left"))
@@ -108,11 +138,21 @@ def _pair_table(metric: str, a: str, b: str, entries: list[Comparison]) -> Table
     for e in entries:
         cells = [escape(e.dataset), fmt(e.descriptives[a].median, zeros=True),
                  fmt(e.descriptives[b].median, zeros=True), TEST_NAMES[e.test_used],
-                 statistic(e), fmt_p(e.p), fmt_p(e.p_holm), decision(e), ratio(e)]
+                 statistic(e), fmt_p(e.p), fmt_p(e.p_holm), decision(e, procedure), ratio(e)]
+        if other:
+            cells.insert(8, verdict_text((e.verdicts or {}).get(other)))
         if margin:
             cells.append(equivalence(e))
         table.add_row(*cells)
     return table
+
+
+def _other_procedure(entry: Comparison, procedure: str) -> str | None:
+    """The procedure whose verdict the table shows beside the one that decides: the robust
+    one under SPSS's, SPSS's under any other (None without verdicts)."""
+    found = entry.verdicts or {}
+    return next((name for name in ("robust", "spss") if name in found and name != procedure),
+                None)
 
 
 def make_console() -> Console:
@@ -136,7 +176,7 @@ def print_summary(analysis: Analysis, console: Console | None = None) -> None:
     for entry in analysis.comparisons:
         tables.setdefault((entry.metric, entry.a, entry.b), []).append(entry)
     for (metric, a, b), entries in tables.items():
-        console.print(_pair_table(metric, a, b, entries))
+        console.print(_pair_table(metric, a, b, entries, analysis.procedure))
     kruskal = analysis.kruskal_wallis or ()
     if kruskal:
         table = Table(title="Kruskal-Wallis over all environments", title_justify="left",

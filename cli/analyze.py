@@ -4,7 +4,12 @@
                            [--procedure NAME] [--equivalence 0.05]
     study plan SPEC --pilot RUNS.csv --effect 5% [--metric train_s] [--alpha A] [--power 0.8]
                     [--equivalence 0.05]
-    study simulate [--replicates N] [--jobs J] [--json OUT] [--markdown OUT]
+    study simulate [--replicates N] [--power-replicates N] [--jobs J] [--json OUT]
+                   [--markdown OUT]
+
+`study plan` (and `study validate`, through :func:`small_study_lines`) warn a study of
+fewer than 8 runs a group before any run, and `study plan` gives the robust procedure's
+repetitions for the pilot's spread.
 
 Errors in the input (a missing or malformed CSV, an unknown metric, a bad study file) print
 one line to stderr and return 2, so scripts can tell them from a crash: each command raises
@@ -30,6 +35,8 @@ from cloudbench.data.procedures import (
 )
 from cloudbench.errors import CloudbenchError, InputError
 
+#: analysis.results.SMALL_STUDY_RUNS, spelled out for the same reason as ALTERNATIVES
+SMALL_STUDY_RUNS = 8
 # analysis.stats.ALTERNATIVES, spelled out so that registering the subcommands does not
 # import scipy.stats (half a second) into every `study` command (a test keeps them equal)
 ALTERNATIVES = ("two-sided", "less", "greater")
@@ -135,6 +142,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                   power=args.power, alternative=study.hypothesis,
                                   datasets=datasets, seed=study.seed, margin=margin)
                  for a, b in itertools.combinations(envs, 2)]
+        runs = study_runs(study)
+        spread = None
+        if runs < SMALL_STUDY_RUNS:
+            from cloudbench.analysis.power import pilot_spread
+
+            spread = pilot_spread(frame, args.metric)
         if args.json is not None:
             _write_json(args.json, {"plans": plans})
     except CloudbenchError:
@@ -146,8 +159,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     table = Table(title=f"{study.name}: repetitions per environment for a {effect:.1%} "
                         f"difference in {args.metric}, power {args.power}, alpha {alpha}, "
                         f"H1 {study.hypothesis}", title_justify="left", box=box.SIMPLE_HEAD)
+    for line in small_study_lines(study, spread):  # fewer than 8 runs a group: before any run
+        console.print(f"[yellow]warning[/]: {line}", highlight=False)
     names = ["a vs b", "dataset", "pilot n", "median", "sd", "Cohen's d", "t-test",
-             "Mann-Whitney", "ratio CI half-width now"]
+             "Mann-Whitney", "robust", "ratio CI half-width now"]
     if margin is not None:
         names.append(f"equivalence ±{margin:.0%}")
     for name in names:
@@ -158,7 +173,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                      f"{row['n_pilot_a']} / {row['n_pilot_b']}", f"{row['median']:.4g}",
                      "-" if row["sd_pooled"] is None else f"{row['sd_pooled']:.3g}",
                      "-" if row["cohen_d"] is None else f"{row['cohen_d']:.2f}",
-                     _n(row["n_t_test"]), _n(row["n_mann_whitney"]),
+                     _n(row["n_t_test"]), _n(row["n_mann_whitney"]), _n(row["n_robust"]),
                      "-" if row["ratio_halfwidth"] is None else f"{row['ratio_halfwidth']:.1%}"]
             if margin is not None:
                 cells.append(_n(row["n_equivalence"]))
@@ -181,7 +196,41 @@ def cmd_plan(args: argparse.Namespace) -> int:
                       "applies when the times are not normal)")
         for line in plan_cost(study, frame, max(needed)):
             console.print(line)
+    robust = [p["n_robust"] for p in plans]
+    console.print("the robust procedure (Yuen's and Brunner-Munzel's tests from 8 runs a "
+                  "group), for the pilot's own spread in each environment: "
+                  + ("[yellow]not reachable within the limit for some cells[/]"
+                     if None in robust else
+                     f"[bold]{max(robust)}[/] repetitions per environment and dataset"
+                     + (f" (the study plans {study_runs(study)})"
+                        if max(robust) > study_runs(study) else "")))
     return 0
+
+
+def study_runs(study: Any) -> int:
+    """The runs per environment and dataset a study file plans: its repetitions, or the
+    fewest an "auto" study may stop at."""
+    return study.repetitions if isinstance(study.repetitions, int) else study.min_repetitions
+
+
+def small_study_lines(study: Any, spread: float | None = None) -> list[str]:
+    """The small-study warning (analysis.power.small_study) for a study file, before any
+    run: nothing from 8 runs per environment and dataset. ``spread``: a pilot's sd of log
+    times (default: the reference study's); the family is the datasets x configurations
+    of one metric and pair, as the analysis adjusts them."""
+    if study_runs(study) >= SMALL_STUDY_RUNS:
+        return []
+    from cloudbench.analysis.power import REFERENCE_SPREAD, small_study
+
+    found = small_study(study_runs(study), len(study.datasets) * len(study.configurations),
+                        study.analysis.alpha, study.hypothesis,
+                        spread if spread else REFERENCE_SPREAD, seed=study.seed)
+    lines = found.lines() if found else []
+    if found and not spread:
+        lines[1] += " (the reference study's spread; `study plan` uses a pilot's)"
+    if study.repetitions == "auto":
+        lines[0] = lines[0].replace("only ", "an \"auto\" study may stop at ", 1)
+    return lines
 
 
 def plan_cost(study: Any, pilot: Any, repetitions: int) -> list[str]:
@@ -220,7 +269,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from cloudbench.analysis import simulation as M
 
-    cells = M.scenarios(sizes=((5, 5), (24, 10)), effects=(0.0, 0.1)) if args.quick else None
+    cells = M.scenarios(sizes=((5, 5), (24, 10)), ratios=(1.0, 9.0, 25.0),
+                        effects=(0.0, 0.1)) if args.quick else None
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -229,7 +279,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     data = M.simulate(cells, replicates=args.replicates, seed=args.seed,
-                      n_perm=args.permutations, jobs=args.jobs, progress=progress)
+                      n_perm=args.permutations, jobs=args.jobs, progress=progress,
+                      power_replicates=args.power_replicates)
     data["settings"]["seconds"] = round(time.perf_counter() - start, 1)
     try:
         if args.json is not None:
@@ -241,8 +292,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from exc
     for line in M.summary(data):
         print(line)
-    print(f"{len(data['scenarios'])} scenarios x {args.replicates} replicates in "
-          f"{data['settings']['seconds']} s")
+    power = data["settings"]["power_replicates"]
+    print(f"{len(data['scenarios'])} scenarios x {args.replicates} replicates"
+          + (f" ({power} with an effect)" if power != args.replicates else "")
+          + f" in {data['settings']['seconds']} s")
     return 0
 
 
@@ -300,11 +353,13 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("simulate", help="error rates and power of the procedures",
                               description="Type-I error and power of SPSS's procedure, of the "
-                                          "robust one (Brunner-Munzel's permutation test) "
+                                          "robust one (Yuen's and Brunner-Munzel's tests) "
                                           "and of other single tests, by simulation "
                                           "(docs/statistics.md).")
     p.add_argument("--replicates", type=_positive_int, default=40_000,
                    help="per scenario (default 40000: every rate's standard error <= 0.0025)")
+    p.add_argument("--power-replicates", type=_positive_int, default=None, metavar="N",
+                   help="per scenario with an effect (default: as --replicates)")
     p.add_argument("--permutations", type=_positive_int, default=999,
                    help="relabellings of the permutation test of medians (default 999)")
     p.add_argument("--jobs", type=_positive_int, default=1, help="processes (default 1)")

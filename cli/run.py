@@ -71,6 +71,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         excluded = (f", {len(study.sweep.exclude)} exclusion rule(s)"
                     if study.sweep.exclude else "")
         console.print(f"sweep: {escape(levels)}{excluded}")
+    from cloudbench.cli.analyze import small_study_lines
+
+    for line in small_study_lines(study):  # fewer than 8 runs a group: what it can find
+        console.print(f"[yellow]warning[/]: {escape(line)}", highlight=False)
     return 0
 
 

@@ -49,8 +49,9 @@ BUILT_IN = (
               "then Student's t (Welch's when Levene's test rejects equal variances at "
               "alpha) if both look normal, else Mann-Whitney",
               "cloudbench.analysis.procedures.spss:SPSS"),
-    Procedure("robust", "Brunner-Munzel's studentized permutation test (Neubert and Brunner "
-              "2007) for every comparison, its relabellings drawn from the analysis seed",
+    Procedure("robust", "from 8 runs a group, Yuen's 20 % trimmed test on log times and "
+              "Brunner-Munzel's test, significant only where both are; below, "
+              "Brunner-Munzel's studentized permutation test (Neubert and Brunner 2007)",
               "cloudbench.analysis.procedures.robust:ROBUST"),
 )
 

@@ -29,6 +29,8 @@ ENTRY_KEYS = {"metric", "dataset", "a", "b", "n_a", "n_b", "descriptives", "shap
               "mann_whitney", "hodges_lehmann", "levene", "student_t", "welch_t", "test_used",
               "p", "p_holm", "significant"}
 EXTRA_KEYS = {"p_method", "median_ratio", "outliers", "warnings", "alternative", "alpha"}
+# format version 4 (issue 29): the robust verdict's tests and both verdicts, always
+VERDICT_KEYS = {"brunner_munzel", "yuen", "verdicts", "verdicts_agree"}
 DESCRIPTIVE_KEYS = {"n", "mean", "sd", "median", "q1", "q3", "min", "max", "cv"}
 MW_KEYS = {"U", "W", "Z", "p_asymptotic", "p_exact", "r", "rank_biserial"}
 
@@ -121,12 +123,12 @@ def test_json_shape_exactly_as_design() -> None:
     # procedure (SPSS's by default)
     assert list(result) == ["format", "format_version", "procedure", "comparisons"]
     assert result["procedure"] == "spss"
-    assert (result["format"], result["format_version"]) == ("cloudbench-analysis", 3)
+    assert (result["format"], result["format_version"]) == ("cloudbench-analysis", 4)
     entries = result["comparisons"]
     assert [(e["metric"], e["dataset"], e["a"], e["b"]) for e in entries] == [
         ("train_s", "a", "pc", "colab"), ("train_s", "b", "pc", "colab")]
     for e in entries:
-        assert set(e) == ENTRY_KEYS | EXTRA_KEYS
+        assert set(e) == ENTRY_KEYS | EXTRA_KEYS | VERDICT_KEYS
         assert set(e["descriptives"]) == set(e["shapiro"]) == set(e["ranks"]) == {"pc", "colab"}
         assert set(e["descriptives"]["pc"]) == DESCRIPTIVE_KEYS
         assert set(e["shapiro"]["pc"]) == {"W", "p"}
@@ -534,7 +536,7 @@ def test_analysis_round_trips_through_its_json() -> None:
         again = R.Analysis.from_dict(json.loads(text))
         assert again == result
         assert json.dumps(again.to_dict(), allow_nan=False) == text
-    assert R.Analysis().to_dict() == {"format": "cloudbench-analysis", "format_version": 3,
+    assert R.Analysis().to_dict() == {"format": "cloudbench-analysis", "format_version": 4,
                                       "procedure": "spss", "comparisons": []}
 
 
@@ -545,11 +547,11 @@ def test_from_dict_refuses_other_formats_and_versions() -> None:
     with pytest.raises(R.AnalysisFormatError, match="format 'other' is not 'cloudbench-an"):
         R.Analysis.from_dict({**good, "format": "other"})
     with pytest.raises(R.AnalysisFormatError, match="format_version 1 is not supported.*"
-                                                    "reads version 4.*study analyze"):
+                                                    "reads version 5.*study analyze"):
         R.Analysis.from_dict({**good, "format_version": 1})
-    with pytest.raises(R.AnalysisFormatError, match="format_version 5 is not supported.*newer"):
-        R.Analysis.from_dict({**good, "format_version": 5})
-    with pytest.raises(R.AnalysisFormatError, match="'time' needs format_version 4"):
+    with pytest.raises(R.AnalysisFormatError, match="format_version 6 is not supported.*newer"):
+        R.Analysis.from_dict({**good, "format_version": 6})
+    with pytest.raises(R.AnalysisFormatError, match="'time' needs format_version 5"):
         R.Analysis.from_dict({**good, "time": []})
     # version 2 (before the procedure was recorded) is still read, as SPSS's procedure
     old = {k: v for k, v in good.items() if k != "procedure"} | {"format_version": 2}

@@ -130,29 +130,47 @@ def test_analysis_json_carries_equivalence_only_with_a_margin() -> None:
         analyze(frame, ["train_s"], equivalence=0)
 
 
-def test_robust_procedure_uses_brunner_munzel_for_every_comparison() -> None:
+def test_robust_procedure_by_group_size() -> None:
+    """Issue 29: from 8 runs a group Yuen's test on log times with Brunner-Munzel's (both must
+    reject), below Brunner-Munzel's permutation test; both verdicts in every comparison."""
     frame = make_runs(n=12)
     result = analyze(frame, ["train_s"], procedure="robust", equivalence=0.05)
     data = result.to_dict()
     assert data["procedure"] == "robust" and list(data)[:3] == ["format", "format_version",
                                                               "procedure"]
     for c in result.comparisons:
-        assert c.test_used == "brunner_munzel" and c.p_method == "permutation"
-        assert c.p == c.brunner_munzel.p_permutation
-        assert c.brunner_munzel.permutations == 20_000 and c.brunner_munzel.exact is False
-    # the same seed, the same relabellings, the same p
+        assert c.test_used == "yuen_brunner_munzel" and c.p_method == "t"
+        assert c.p == max(c.yuen.p, c.brunner_munzel.p) and c.test is c.yuen
+        assert c.brunner_munzel.p_permutation is None  # the t approximation decides here
+        assert c.yuen.ci_low < c.yuen.ratio < c.yuen.ci_high
+        assert c.verdicts["robust"].p == c.p and c.verdicts["robust"].p_holm == c.p_holm
+        assert c.verdicts["robust"].null_hypothesis == "trimmed_log_means_or_relative_effect"
+    # the same seed, the same p
     again = analyze(frame, ["train_s"], procedure="robust", equivalence=0.05)
     assert again == result
     assert R.Analysis.from_dict(json.loads(json.dumps(data))) == result
     # pc is 10 % slower on dataset b: significant, and the conclusion says which way
     b = next(c for c in result.comparisons if c.dataset == "b")
     assert b.significant and b.equivalence.conclusion == "slower"
-    assert decide(*[frame.query(f"environment == '{e}' and dataset == 'b'")["train_s"]
-                    for e in ("pc", "colab")], procedure="robust")[0] == "brunner_munzel"
-    # the SPSS JSON has no Brunner-Munzel key, and its procedure says so
-    spss = analyze(frame, ["train_s"]).to_dict()
-    assert spss["procedure"] == "spss"
-    assert all("brunner_munzel" not in e for e in spss["comparisons"])
+    assert b.verdicts["robust"].decision == "higher" and b.yuen.ratio > 1
+    pair = [frame.query(f"environment == '{e}' and dataset == 'b'")["train_s"]
+            for e in ("pc", "colab")]
+    assert decide(*pair, procedure="robust")[0] == "yuen_brunner_munzel"
+    # below 8 runs a group: the permutation test, every relabelling
+    small = analyze(make_runs(n=6), ["train_s"], procedure="robust")
+    for c in small.comparisons:
+        assert c.test_used == "brunner_munzel" and c.p_method == "permutation"
+        assert c.p == c.brunner_munzel.p_permutation and c.brunner_munzel.exact
+        assert c.brunner_munzel.permutations == 924
+    # SPSS's JSON carries the robust verdict beside its own, each in its own Holm family
+    spss = analyze(frame, ["train_s"])
+    assert spss.procedure == "spss"
+    for c in spss.comparisons:
+        assert c.verdicts["spss"].test_used == c.test_used and c.verdicts["spss"].p == c.p
+        assert c.verdicts["robust"] == next(
+            r for r in result.comparisons if r.dataset == c.dataset).verdicts["robust"]
+        assert c.verdicts_agree == (c.verdicts["spss"].decision
+                                    == c.verdicts["robust"].decision)
     with pytest.raises(AnalysisError, match="procedure"):
         analyze(frame, ["train_s"], procedure="bayes")
 
@@ -365,8 +383,9 @@ def test_paper_names_the_procedure_and_the_equivalence(tmp_path: Path, quick_stu
         analysis = R.Analysis.from_dict(json.loads((csv.parent / "analysis.json").read_text()))
         assert analysis.procedure == "robust"
         for c in analysis.comparisons:
-            assert c.test_used == "brunner_munzel" and c.equivalence is not None
-            sentence = plain(escape(equivalence_conclusion(c, lang)))
+            # 8 runs a group: Yuen's test with Brunner-Munzel's (issue 29)
+            assert c.test_used == "yuen_brunner_munzel" and c.equivalence is not None
+            sentence = plain(equivalence_conclusion(c, lang))
             assert sentence[:60] in text, (lang, sentence)
 
 

@@ -82,8 +82,8 @@ def test_the_names_the_study_knows_are_the_implementations() -> None:
         assert implementation.simulated is None or implementation.simulated in M.METHODS
         assert P.procedure_descriptions()[name]
     assert M.procedure_method("spss") == "spss"
-    assert M.procedure_method("robust") == "brunner_munzel_perm"
-    assert M.PROCEDURE_METHOD == {"spss": "spss", "robust": "brunner_munzel_perm"}
+    assert M.procedure_method("robust") == "robust"  # issue 29: Yuen's and Brunner-Munzel's
+    assert M.PROCEDURE_METHOD == {"spss": "spss", "robust": "robust"}
 
 
 def test_the_study_layer_reads_the_names_without_the_analysis() -> None:
@@ -154,7 +154,8 @@ def test_a_procedure_registered_at_run_time_is_used_everywhere(
     result = analyze(runs(), ["train_s"], procedure=welch)
     assert result.procedure == welch
     assert all(c.test_used == "welch_t" and c.p == c.welch_t.p and c.p_method == "t"
-               and c.brunner_munzel is None for c in result.comparisons)
+               and set(c.verdicts) == {"spss", "robust", welch}
+               and c.verdicts[welch].test_used == "welch_t" for c in result.comparisons)
     assert R.Analysis.from_dict(json.loads(json.dumps(result.to_dict()))) == result
     a, b = (runs().query(f"environment == '{e}' and dataset == 'y'")["train_s"]
             for e in ("a", "b"))

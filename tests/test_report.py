@@ -309,7 +309,7 @@ def test_paper_with_hostile_names_builds_once(tmp_path: Path) -> None:
     assert HOSTILE in text and HOSTILE_DS in text
 
     data = json.loads((csv.parent / "analysis.json").read_text(encoding="utf-8"))
-    assert (data["format"], data["format_version"]) == ("cloudbench-analysis", 4)
+    assert (data["format"], data["format_version"]) == ("cloudbench-analysis", 5)
     analysis = Analysis.from_dict(data)
     first = T.comparisons(analysis, "train_s")[0]
     mw = first.mann_whitney

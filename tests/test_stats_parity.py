@@ -536,3 +536,94 @@ def test_welch_on_logs(case: str, r_new: dict[str, dict[str, float]]) -> None:
     assert close(ours.t, r["wl_t"]) and close(ours.df, r["wl_df"]) and close(ours.p, r["wl_p"])
     assert close(ours.ratio, r["wl_ratio"])
     assert close(ours.ci_low, r["wl_ci1"]) and close(ours.ci_high, r["wl_ci2"])
+
+
+# --------------------------------------------------------------------------- Yuen (issue 29)
+#
+# Yuen's trimmed-means Welch test (Yuen 1974; Wilcox, Introduction to Robust Estimation and
+# Hypothesis Testing, 4th ed., section 5.3.1: what WRS2's yuen computes) on log values, in
+# base R by hand: R's own mean(x, trim = 0.2) for the trimmed mean, the winsorized variance
+# from sort() and pmin/pmax, d = (n - 1) s_w^2 / (h (h - 1)), Welch-Satterthwaite's df,
+# pt and qt for p and the interval; and the robust procedure's test of 8 runs and more, the
+# larger p of Yuen's and Brunner-Munzel's where they point the same way (two-sided).
+
+_y_rng = np.random.default_rng(29)
+YUEN_CASES: dict[str, tuple[list[float], list[float]]] = {
+    "balanced": (_rounded(_y_rng, 17.6, 0.5, 10, 4), _rounded(_y_rng, 18.4, 0.9, 10, 4)),
+    "noisy_small": (_rounded(_y_rng, 20.0, 0.6, 20, 4), _rounded(_y_rng, 21.0, 3.0, 8, 4)),
+    # slow outliers in the larger group, and ties
+    "outliers": ([12.1, 12.3, 12.3, 12.8, 13.0, 13.0, 13.4, 12.2, 12.6, 19.5, 18.9, 12.4],
+                 [12.3, 12.9, 13.0, 13.5, 13.9, 14.1, 12.8, 13.3]),
+    "tiny": ([3.1, 3.4, 2.9], [2.0, 2.6, 2.9, 3.3, 3.8]),
+    "reference_study": _reference_study(),
+}
+
+R_YUEN = r"""
+yuen_log <- function(case, x, y, trim = 0.2) {
+  one <- function(v) {
+    n <- length(v); g <- floor(trim * n); h <- n - 2 * g; s <- sort(v)
+    w <- pmin(pmax(s, s[g + 1]), s[n - g])
+    list(m = mean(v, trim = trim), d = (n - 1) * var(w) / (h * (h - 1)), h = h)
+  }
+  a <- one(log(x)); b <- one(log(y))
+  se <- sqrt(a$d + b$d); t <- (a$m - b$m) / se
+  df <- (a$d + b$d)^2 / (a$d^2 / (a$h - 1) + b$d^2 / (b$h - 1))
+  p <- c(2 * pt(-abs(t), df), pt(t, df), pt(t, df, lower.tail = FALSE))
+  emit(case, "y_t", t); emit(case, "y_df", df); emit(case, "y_p", p)
+  emit(case, "y_ratio", exp(a$m - b$m))
+  emit(case, "y_ci", exp(a$m - b$m + c(-1, 1) * qt(0.975, df) * se))
+  bmr <- bm(x, y)
+  q <- c(2 * pt(-abs(bmr$w), bmr$df), pt(bmr$w, bmr$df, lower.tail = FALSE),
+         pt(bmr$w, bmr$df))
+  same <- sign(t) == -sign(bmr$w)
+  emit(case, "iut_p", c(if (same) max(p[1], q[1]) else 1, max(p[2], q[2]), max(p[3], q[3])))
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def r_yuen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, float]]:
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        pytest.fail("Rscript not found: the R parity tests need R (Debian: apt-get install "
+                    "r-base-core)")
+    lines = [R_HEADER, R_NEW, R_YUEN]
+    for name, (a, b) in YUEN_CASES.items():
+        lines.append(f'yuen_log("{name}", {_r_vector(a)}, {_r_vector(b)})')
+    script = tmp_path_factory.mktemp("r") / "parity_yuen.R"
+    script.write_text("\n".join(lines) + "\n")
+    proc = subprocess.run([rscript, "--vanilla", str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"Rscript failed:\n{proc.stderr}"
+    out: dict[str, dict[str, float]] = {}
+    for line in proc.stdout.splitlines():
+        case, key, value = line.split("|")
+        out.setdefault(case, {})[key] = float(value)
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(YUEN_CASES))
+def test_yuen_on_logs_is_the_hand_formulas(case: str,
+                                           r_yuen: dict[str, dict[str, float]]) -> None:
+    r = r_yuen[case]
+    a, b = YUEN_CASES[case]
+    for i, alternative in enumerate(ALTERNATIVES, start=1):
+        ours = S.yuen_log_t(a, b, alternative)
+        assert close(ours.t, r["y_t"]) and close(ours.df, r["y_df"])
+        assert close(ours.p, r[f"y_p{i}"]), (alternative, ours.p, r[f"y_p{i}"])
+        assert close(ours.ratio, r["y_ratio"]) and ours.trim == 0.2
+        assert close(ours.ci_low, r["y_ci1"]) and close(ours.ci_high, r["y_ci2"])
+        robust = S.yuen_brunner_munzel(a, b, alternative)
+        assert close(robust.p, r[f"iut_p{i}"]), (alternative, robust.p, r[f"iut_p{i}"])
+    # scipy's own trimmed t-test (scipy >= 1.7) gives the same t and two-sided p
+    from scipy.stats import ttest_ind
+
+    res = ttest_ind(np.log(a), np.log(b), equal_var=False, trim=0.2)
+    assert close(float(res.statistic), r["y_t"]) and close(float(res.pvalue), r["y_p1"])
+
+
+def test_yuen_degenerate_samples() -> None:
+    assert S.yuen_log_t([1.0, 2.0], [0.0, 3.0]).p is None  # a value that is not positive
+    assert S.yuen_log_t([1.0], [2.0, 3.0]).p is None  # one run
+    assert S.yuen_log_t([2.0] * 5, [2.0] * 6).p is None  # no variance at all
+    assert S.yuen_brunner_munzel([2.0] * 5, [2.0] * 6).p is None

@@ -132,7 +132,7 @@ def test_the_time_section_is_in_the_json_and_read_back() -> None:
     assert result.time[0].environments["local"].n == 36 - sum(
         frame.loc[frame.index[:3], "environment"] == "local")
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
-    assert data["format_version"] == R.FORMAT_VERSION == 4
+    assert data["format_version"] == R.FORMAT_VERSION == 5
     assert list(data)[-1] == "time"
     section = data["time"][0]
     assert {"metric", "dataset", "clock", "windows", "environments", "pairs",
@@ -143,7 +143,7 @@ def test_the_time_section_is_in_the_json_and_read_back() -> None:
     assert R.Analysis.from_dict(data) == result
     # without start times there is no section, and the JSON stays version 3
     plain = analyze(frame.drop(columns=["started_at"]), ["train_s"])
-    assert plain.time is None and plain.to_dict()["format_version"] == 3
+    assert plain.time is None and plain.to_dict()["format_version"] == 4
 
 
 def test_too_few_runs_give_empty_parts_not_errors() -> None:

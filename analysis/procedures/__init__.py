@@ -6,8 +6,8 @@ implementations are here (:mod:`.spss`, :mod:`.robust`), and :func:`load_procedu
 the one place that imports one by name. A procedure is an object with
 
 - ``choose(pair)``: the name of the test the comparison uses (a key of :class:`Pair`:
-  "mann_whitney", "student_t", "welch_t" or "brunner_munzel"), asking `pair` only for the
-  results the choice needs;
+  "mann_whitney", "student_t", "welch_t", "brunner_munzel" or "yuen_brunner_munzel"),
+  asking `pair` only for the results the choice needs;
 - ``simulated``: the method of analysis.simulation whose simulated rates are this
   procedure's, or None where it is not simulated (the paper then states no error rate).
 
@@ -35,6 +35,7 @@ _COMPUTE: dict[str, Callable[[Pair], Result]] = {
     "student_t": lambda p: S.student_t(p.x, p.y, p.alternative),
     "welch_t": lambda p: S.welch_t(p.x, p.y, p.alternative),
     "brunner_munzel": lambda p: S.brunner_munzel(p.x, p.y, p.alternative, seed=p.seed),
+    "yuen_brunner_munzel": lambda p: S.yuen_brunner_munzel(p.x, p.y, p.alternative),
 }
 
 
