@@ -26,7 +26,7 @@ from cloudbench.analysis.results import (
     MannWhitney,
     MedianRatio,
 )
-from cloudbench.paper.model import Cell, Column, Group, Part, Table, text_cell
+from cloudbench.paper.model import Cell, Column, Group, Part, Statement, Table, text_cell
 from cloudbench.paper.text import (
     MINUS,
     MISSING,
@@ -398,7 +398,7 @@ def brunner_munzel_table(analysis: Analysis, metric: str, lang: str = "en") -> T
     """The robust procedure's test per comparison: the relative effect, W, df, the t
     approximation's Sig. and the permutation test's, with how many relabellings."""
     found = [c for c in comparisons(analysis, metric) if c.brunner_munzel is not None]
-    if not found:
+    if not found or analysis.procedure != "robust":  # an SPSS study shows the verdicts table
         return None
     pairs = many_pairs(analysis)
     rows = []
@@ -732,3 +732,45 @@ def phase_medians_table(inputs: Inputs) -> Table | None:
     head += [c.removesuffix("_s") for c in columns]
     return Table("tab:phase-medians", label("phase_medians_caption", lang),
                  _cols(head, "ll" + "r" * len(columns)), rows, keys=1)
+
+
+@report_part("verdicts", "results")
+def verdicts_part(inputs: Inputs) -> Part | None:
+    """SPSS's verdict (the reference study's procedure) and the robust procedure's, side by
+    side for every comparison, each with its test, Holm's p in its own family and its
+    decision; and a sentence for each comparison where they disagree."""
+    found = [c for c in comparisons(inputs.analysis) if c.verdicts]
+    if not found:
+        return None
+    lang, pairs = inputs.lang, many_pairs(inputs.analysis)
+    rows, disagree = [], []
+    for c in found:
+        spss, robust = c.verdicts.get("spss"), c.verdicts.get("robust")
+        cells = [text_cell(metric_name(c.metric, lang, capital=True)), text_cell(where(c))]
+        cells += [text_cell(pair_text(c))] if pairs else []
+        for verdict in (spss, robust):
+            cells += [text_cell(label(f"test_{verdict.test_used}", lang)
+                                if verdict and verdict.test_used else MISSING),
+                      p_cell(verdict.p_holm if verdict else None),
+                      text_cell(label(f"decision_{verdict.decision}", lang)
+                                if verdict else MISSING)]
+        rows.append(cells)
+        if c.verdicts_agree is False and spss and robust:
+            disagree.append(Statement(label(
+                "verdicts_disagree", lang, metric=metric_name(c.metric, lang),
+                dataset=where(c), a=c.a, b=c.b,
+                spss=label(f"decision_{spss.decision}", lang),
+                robust=label(f"decision_{robust.decision}", lang)),
+                {"p_spss": spss.p_holm, "p_robust": robust.p_holm}, kind="verdicts"))
+    head = [label("metric", lang), label("dataset", lang)] + (
+        [label("pair", lang)] if pairs else [])
+    head += [label("verdict_test", lang), label("p_holm", lang), label("verdict_decision", lang)
+             ] * 2
+    keys = len(head) - 6
+    table = Table("tab:verdicts", label("verdicts_caption", lang),
+                  _cols(head, "l" * keys + "lrl" * 2), rows,
+                  [label("verdicts_note", lang)], keys=keys)
+    table.groups = [Group(label("verdict_spss", lang), keys, 3),
+                    Group(label("verdict_robust", lang), keys + 3, 3)]
+    paragraphs = disagree or [Statement(label("verdicts_agree", lang), kind="verdicts")]
+    return Part(label("verdicts_heading", lang), paragraphs=paragraphs, tables=[table])
