@@ -32,8 +32,6 @@ from cloudbench.paper.text import fmt_num, label, metric_name, p_clause, percent
 
 #: Runs within this many hours are one sitting: the hour of the day cannot be told apart.
 MIN_SPAN_HOURS = 2.0
-#: The columns the two figures carry per run (hovering names the run, its block...).
-_FIGURE_COLUMNS = ("run_id", "environment", "dataset", "block", "session", "device")
 
 
 def _spread(analysis: Any, study: Any) -> bool:
@@ -63,10 +61,17 @@ def _figure_data(usable: pd.DataFrame, metric: str, timezone: str | None) -> pd.
                          "started": runs["utc"].dt.tz_localize(None), "hour": runs["hour"],
                          "session": runs["session"], "device": runs["device"],
                          "value": pd.to_numeric(usable.loc[runs.index, metric])})
-    for column in ("run_id", "block"):
-        if column in usable:
-            data[column] = usable.loc[runs.index, column].astype(str)
+    if "run_id" in usable:
+        data["run_id"] = usable.loc[runs.index, "run_id"].astype(str)
+    if "block" in usable:
+        data["block"] = [_block(b) for b in usable.loc[runs.index, "block"]]
     return data.sort_values("started").reset_index(drop=True)
+
+
+def _block(value: Any) -> str:
+    """A block as it was numbered: 3, not the 3.0 a column with gaps reads as."""
+    number = pd.to_numeric(value, errors="coerce")
+    return str(int(number)) if pd.notna(number) and float(number).is_integer() else str(value)
 
 
 def _figures(inputs: Inputs, metric: str, clock: str) -> list[Figure]:
