@@ -732,7 +732,3 @@ def phase_medians_table(inputs: Inputs) -> Table | None:
     head += [c.removesuffix("_s") for c in columns]
     return Table("tab:phase-medians", label("phase_medians_caption", lang),
                  _cols(head, "ll" + "r" * len(columns)), rows, keys=1)
-
-
-# The section across time registers itself (issue 27): a module of its own, as it is long.
-from cloudbench.paper import timeofday as _timeofday  # noqa: E402, F401

@@ -1,7 +1,8 @@
 """The report's section across time (issue 27): does the verdict hold at every hour, on every
 device?
 
-One registered part (paper.tables.report_part) closing the results: a run chart (each run's
+One registered part (paper.tables.report_part; paper.build imports this module, which
+registers it) closing the results: a run chart (each run's
 time against the clock, per environment, the runs of a session joined), a figure of the
 time by hour of the day, a table of each environment over time (hour effect, drift), a table
 of the devices each environment got (with the comparison per device where it got several)
