@@ -2,13 +2,13 @@
 device?
 
 One registered part (paper.tables.report_part; paper.build imports this module, which
-registers it) closing the results: a run chart (each run's
-time against the clock, per environment, the runs of a session joined), a figure of the
-time by hour of the day, a table of each environment over time (hour effect, drift), a table
-of the devices each environment got (with the comparison per device where it got several)
-and sentences from analysis.temporal's results. It shows only for a study spread over time
-(runs spanning more than MIN_SPAN_HOURS, or a study with a [schedule]): a study run in one
-sitting has a time section in its analysis but nothing to say about the hour of the day.
+registers it) closing the results: a run chart (each run's time against the clock, per
+environment, the runs of a session joined), a figure of the time by hour of the day, a table
+of each environment over time (hour effect, drift), a table of the devices each environment
+got (with the comparison per device where it got several) and sentences from
+analysis.temporal's results. It shows only for a study spread over time (runs spanning more
+than MIN_SPAN_HOURS, or a study with a [schedule]): a study run in one sitting has a time
+section in its analysis but nothing to say about the hour of the day.
 """
 
 from __future__ import annotations
