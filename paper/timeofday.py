@@ -29,7 +29,16 @@ from cloudbench.paper.tables import (
     p_cell,
     report_part,
 )
-from cloudbench.paper.text import fmt_num, label, metric_name, p_clause, percent, phrase, var
+from cloudbench.paper.text import (
+    fmt_num,
+    label,
+    metric_name,
+    p_clause,
+    percent,
+    phrase,
+    var,
+    where,
+)
 
 #: Runs within this many hours are one sitting: the hour of the day cannot be told apart.
 MIN_SPAN_HOURS = 2.0
@@ -107,7 +116,7 @@ def environments_table(found: list[TimeAnalysis], lang: str) -> Table | None:
     for t in found:
         for env, e in t.environments.items():
             h, d = e.hour, e.drift
-            rows.append([text_cell(t.dataset), text_cell(env), int_cell(e.n),
+            rows.append([text_cell(where(t)), text_cell(env), int_cell(e.n),
                          num(e.span_hours, 1), int_cell(e.sessions),
                          num(h.statistic if h else None), p_cell(h.pvalue if h else None),
                          _percent(h.amplitude if h else None),
@@ -149,7 +158,7 @@ def devices_table(found: list[TimeAnalysis], usable: pd.DataFrame, lang: str
             for device, n in (e.devices or {}).items():
                 c = against.get((env, device))
                 diff = c.difference if c else None
-                rows.append([text_cell(t.dataset), text_cell(env), text_cell(device),
+                rows.append([text_cell(where(t)), text_cell(env), text_cell(device),
                              int_cell(n), int_cell(sessions.get((env, device))),
                              text_cell(c.other if c else ""),
                              Cell(diff.ratio if diff else None, "interval", 3,
@@ -174,7 +183,7 @@ def _pair_sentences(t: TimeAnalysis, pair: TimePair, lang: str) -> list[Statemen
     session as the unit reaches the run-level decision."""
     out = []
     i = pair.interaction
-    where = {"a": pair.a, "b": pair.b, "dataset": t.dataset}
+    names = {"a": pair.a, "b": pair.b, "dataset": where(t)}
     if i is not None and i.ratio is not None:
         faster, slower = (pair.a, pair.b) if i.ratio < 1 else (pair.b, pair.a)
         ratio = i.ratio if i.ratio < 1 else 1 / i.ratio
@@ -185,19 +194,19 @@ def _pair_sentences(t: TimeAnalysis, pair: TimePair, lang: str) -> list[Statemen
         theirs = i.b_faster_windows if faster == pair.a else i.a_faster_windows
         if i.holds_at_every_window:
             text = phrase("time_every_window", lang, faster=faster, slower=slower,
-                          dataset=t.dataset, stats=stats,
+                          dataset=where(t), stats=stats,
                           ratio=fmt_num(ratio, 3, lang))
         elif i.windows_used and set(mine) >= set(i.windows_used):
             # faster in each window, by an amount that depends on the window
             text = phrase("time_every_window_varies", lang, faster=faster, slower=slower,
-                          dataset=t.dataset, stats=stats)
+                          dataset=where(t), stats=stats)
         else:
             if mine:
                 text = phrase("time_only_windows", lang, faster=faster, slower=slower,
-                              dataset=t.dataset, windows=_windows(mine, lang), stats=stats)
+                              dataset=where(t), windows=_windows(mine, lang), stats=stats)
             else:
                 text = phrase("time_no_window", lang, faster=faster, slower=slower,
-                              dataset=t.dataset, stats=stats)
+                              dataset=where(t), stats=stats)
             if theirs:
                 text += " " + phrase("time_reversed_windows", lang, faster=slower,
                                      slower=faster, windows=_windows(theirs, lang))
@@ -205,7 +214,7 @@ def _pair_sentences(t: TimeAnalysis, pair: TimePair, lang: str) -> list[Statemen
     s = pair.sessions
     if s is not None and s.pvalue is not None:
         key = "time_sessions_agree" if s.agree else "time_sessions_disagree"
-        out.append(Statement(phrase(key, lang, **where,
+        out.append(Statement(phrase(key, lang, **names,
                                     sessions=s.n_sessions_a + s.n_sessions_b,
                                     p_runs=p_clause(s.runs_pvalue, lang),
                                     p_sessions=p_clause(s.pvalue, lang)),
@@ -222,18 +231,18 @@ def _environment_sentences(t: TimeAnalysis, env: str, e: EnvironmentTime, lang: 
     if h is not None and h.pvalue is not None:
         stats = f"{var('F')} = {fmt_num(h.statistic, 2, lang)}, {p_clause(h.pvalue, lang)}"
         if h.significant:
-            text = phrase("time_hour_effect", lang, env=env, dataset=t.dataset, stats=stats,
+            text = phrase("time_hour_effect", lang, env=env, dataset=where(t), stats=stats,
                           amplitude=percent(h.amplitude or 0.0, lang),
                           peak=fmt_num(h.peak_hour, 0, lang))
         else:
-            text = phrase("time_no_hour_effect", lang, env=env, dataset=t.dataset, stats=stats)
+            text = phrase("time_no_hour_effect", lang, env=env, dataset=where(t), stats=stats)
         out.append(Statement(text, {"F": h.statistic, "p": h.pvalue,
                                     "amplitude": h.amplitude, "peak_hour": h.peak_hour},
                              "time_hour"))
     d = e.drift
     if d is not None and d.pvalue is not None:
         key = "time_drift" if d.significant else "time_no_drift"
-        out.append(Statement(phrase(key, lang, env=env, dataset=t.dataset,
+        out.append(Statement(phrase(key, lang, env=env, dataset=where(t),
                                     change=percent(d.over_study or 0.0, lang),
                                     p=p_clause(d.pvalue, lang)),
                              {"over_study": d.over_study, "p": d.pvalue}, "time_drift"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from fixtures.report_cases import case_inputs
-from test_report_browser import _Cells, _squeeze
+from test_report_browser import Loaded, _Cells, _squeeze, browser  # noqa: F401  (fixture)
 from test_report_model import pdf_words
 
 from cloudbench.study import sysdeps
@@ -152,3 +152,27 @@ def test_a_study_in_one_sitting_has_no_time_section(tmp_path: Path) -> None:
     assert analysis.time
     assert not any(p.heading == "Across time and devices" for parts in report.extra.values()
                    for p in parts)
+
+
+def test_the_time_figures_draw_and_name_their_runs_in_the_browser(
+        papers: Any, request: pytest.FixtureRequest) -> None:
+    """In a real browser (test_report_browser's chromium) the page loads with no error,
+    every figure draws, and hovering a point of the run chart names its run, environment
+    and block."""
+    loaded = Loaded(request.getfixturevalue("browser"), papers["time"]["html"])
+    try:
+        p = loaded.page
+        assert loaded.console == []
+        figures = p.locator("div.figure-plot")
+        assert p.locator("div.figure-plot.js-plotly-plot").count() == figures.count()
+        chart = p.locator("#fig-time-runs div.figure-plot")
+        assert chart.locator("svg.main-svg").count() > 0
+        chart.locator("path.point").first.hover(force=True)
+        label = chart.locator(".hoverlayer .hovertext").first
+        label.wait_for(timeout=5_000)
+        text = label.text_content() or ""
+        assert re.search(r"(one-thread|two-threads)\+shapes\+r\d{3}", text), text
+        assert "Environment:" in text and "Block:" in text
+        assert p.locator("#fig-time-hours div.figure-plot svg.main-svg").count() > 0
+    finally:
+        loaded.page.close()
