@@ -320,6 +320,7 @@ def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
     from cloudbench.analysis.compare import with_cells
     from cloudbench.paper import figures as F
     from cloudbench.paper import tables as T
+    from cloudbench.paper import timeofday  # noqa: F401  (registers the section across time)
 
     lang = check_language(study.analysis.language if study else "en")
     alternative = study.hypothesis if study else "two-sided"

@@ -251,6 +251,69 @@ def phase_shares(frame: pd.DataFrame, path: Path, phases: list[str],
     return path
 
 
+def run_chart(frame: pd.DataFrame, path: Path, metric: str, lang: str = "en") -> Path | None:
+    """Each run's time against the clock it started at, per environment; the runs of one
+    session joined by a line (a session shares its machine: its runs move together)."""
+    import matplotlib.dates as mdates
+
+    data = _numeric(frame, "value")
+    if data is None:
+        return None
+    data = data.assign(started=pd.to_datetime(data["started"]))
+    with _dataset_panels(data, path, lang) as (envs, palette, panels):
+        for ax, ds, sub in panels:
+            for env in envs:
+                mine = sub[sub["environment"] == env]
+                for session, runs in mine.groupby("session", sort=False):
+                    if session and len(runs) > 1:
+                        ax.plot(runs["started"], runs["value"], color=palette[env],
+                                linewidth=0.8, alpha=0.7)
+                ax.scatter(mine["started"], mine["value"], s=6, color=palette[env],
+                           label=env, zorder=3)
+            ax.set_title(ds)
+            ax.set_xlabel(_label("axis_started", lang))
+            ax.set_ylabel(metric_name(metric, lang, capital=True))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %H:%M"))
+            ax.tick_params(axis="x", labelrotation=30)
+        panels[0][0].legend(frameon=False, fontsize=6)
+    return path
+
+
+def hour_of_day(frame: pd.DataFrame, path: Path, metric: str, lang: str = "en",
+                windows: int = 6) -> Path | None:
+    """The time by hour of the day, per environment: every run, and each window's median
+    as a step, so an afternoon slowdown shows as a raised step."""
+    data = _numeric(frame, "value", "hour")
+    if data is None:
+        return None
+    size = 24 / windows
+    with _dataset_panels(data, path, lang) as (envs, palette, panels):
+        for ax, ds, sub in panels:
+            for env in envs:
+                mine = sub[sub["environment"] == env]
+                ax.scatter(mine["hour"], mine["value"], s=6, color=palette[env], label=env,
+                           zorder=3)
+                medians = window_medians(mine, windows)
+                for w, m in medians.items():
+                    ax.plot([w * size, (w + 1) * size], [m, m], color=palette[env],
+                            linewidth=1.2)
+            ax.set_title(ds)
+            ax.set_xlim(0, 24)
+            ax.set_xticks(range(0, 25, 4))
+            ax.set_xlabel(_label("axis_hour", lang))
+            ax.set_ylabel(metric_name(metric, lang, capital=True))
+        panels[0][0].legend(frameon=False, fontsize=6)
+    return path
+
+
+def window_medians(runs: pd.DataFrame, windows: int = 6) -> dict[int, float]:
+    """Each window of the day's median value (both renderings draw the same steps)."""
+    size = 24 / windows
+    window = (pd.to_numeric(runs["hour"]) // size).clip(0, windows - 1).astype(int)
+    return {int(w): float(m) for w, m in
+            pd.to_numeric(runs["value"]).groupby(window).median().sort_index().items()}
+
+
 FigureMaker = Callable[[pd.DataFrame, Path, str], Path | None]
 
 #: Report-wide figures: (name, id, kind, caption label, options).
@@ -334,6 +397,10 @@ def draw(figure: Figure, path: Path, lang: str = "en") -> Path | None:
         return phase_shares(data, path, o["phases"], lang)
     if figure.kind == "box":
         return metric_boxplot(data, o["metric"], path, lang)
+    if figure.kind == "runchart":
+        return run_chart(data, path, o["metric"], lang)
+    if figure.kind == "hourly":
+        return hour_of_day(data, path, o["metric"], lang)
     raise ValueError(f"no PDF drawing for a figure of kind {figure.kind!r}")
 
 

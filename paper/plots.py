@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cloudbench.paper.figures import outlier_mask
+from cloudbench.paper.figures import outlier_mask, window_medians
 from cloudbench.paper.model import Figure
 from cloudbench.paper.tables import epoch_table, ordered
 from cloudbench.paper.text import label, metric_name, plain
@@ -279,8 +279,71 @@ def _ratio(fig: Figure, lang: str) -> dict[str, Any]:
     return out
 
 
+def _time_traces(fig: Figure, lang: str, x: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every run as a point (x: its start or its hour), per environment and dataset panel;
+    hovering names the run, its environment, block and value."""
+    data = fig.data
+    datasets, envs = ordered(data["dataset"]), ordered(data["environment"])
+    name = plain(metric_name(fig.options["metric"], lang))
+    traces = []
+    for d, ds in enumerate(datasets):
+        axes = {"xaxis": f"x{d + 1 if d else ''}", "yaxis": f"y{d + 1 if d else ''}"}
+        for e, env in enumerate(envs):
+            sub = data[(data["dataset"] == ds) & (data["environment"] == env)]
+            if sub.empty:
+                continue
+            pts = run_points(sub, "value")
+            xs = (list(pd.to_datetime(sub["started"]).dt.strftime("%Y-%m-%d %H:%M:%S"))
+                  if x == "started" else _finite(sub["hour"]))
+            traces.append({"type": "scatter", "mode": "markers", "name": env,
+                           "legendgroup": env, "showlegend": d == 0, "x": xs, "y": pts["y"],
+                           "customdata": [[r, env, b] for r, b in zip(pts["run"], pts["block"],
+                                                                        strict=True)],
+                           "marker": {"color": _colour(e), "size": 6},
+                           "hovertemplate": hover_template(name, lang), **axes})
+            if x == "started":  # the runs of one session, joined
+                for session, runs in sub.groupby("session", sort=False):
+                    if session and len(runs) > 1:
+                        traces.append({"type": "scatter", "mode": "lines", "showlegend": False,
+                                       "x": list(pd.to_datetime(runs["started"]).dt.strftime(
+                                           "%Y-%m-%d %H:%M:%S")),
+                                       "y": _finite(runs["value"]), "hoverinfo": "skip",
+                                       "line": {"color": _colour(e), "width": 1}, **axes})
+            else:  # each window's median, as the PDF draws it
+                size = 24 / 6
+                for w, m in window_medians(sub, 6).items():
+                    traces.append({"type": "scatter", "mode": "lines", "showlegend": False,
+                                   "x": [w * size, (w + 1) * size], "y": [m, m],
+                                   "hoverinfo": "skip", "legendgroup": env,
+                                   "line": {"color": _colour(e), "width": 2}, **axes})
+    return traces, datasets
+
+
+def _runchart(fig: Figure, lang: str) -> dict[str, Any]:
+    """Each run's time against its start (UTC), per environment, sessions joined."""
+    traces, datasets = _time_traces(fig, lang, "started")
+    out = _panels(traces, datasets, metric_name(fig.options["metric"], lang, capital=True),
+                  _text(lang, "axis_started"))
+    for key, axis in out["layout"].items():
+        if key.startswith("xaxis"):
+            axis["type"] = "date"
+    return out
+
+
+def _hourly(fig: Figure, lang: str) -> dict[str, Any]:
+    """The time by hour of the day, per environment, with each window's median."""
+    traces, datasets = _time_traces(fig, lang, "hour")
+    out = _panels(traces, datasets, metric_name(fig.options["metric"], lang, capital=True),
+                  _text(lang, "axis_hour"))
+    for key, axis in out["layout"].items():
+        if key.startswith("xaxis"):
+            axis.update(range=[0, 24], dtick=4)
+    return out
+
+
 _KINDS = {"box": _box, "bars": _bars, "epochs": _epochs, "scatter": _scatter,
-          "phases": _phases, "ratio": _ratio}
+          "phases": _phases, "ratio": _ratio,
+          "runchart": _runchart, "hourly": _hourly}
 
 
 def plot(fig: Figure, lang: str = "en") -> dict[str, Any]:
