@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudbench.data.atomic import atomic_path, write_text_atomic
+from cloudbench.paper import timeofday  # noqa: F401  (registers the section across time)
 from cloudbench.paper.cache import (  # noqa: F401  (build_count: for tests and benchmarks)
     beside,
     build_count,
@@ -320,7 +321,6 @@ def report_model(frame: pd.DataFrame, usable: pd.DataFrame, analysis: Analysis,
     from cloudbench.analysis.compare import with_cells
     from cloudbench.paper import figures as F
     from cloudbench.paper import tables as T
-    from cloudbench.paper import timeofday  # noqa: F401  (registers the section across time)
 
     lang = check_language(study.analysis.language if study else "en")
     alternative = study.hypothesis if study else "two-sided"
