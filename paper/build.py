@@ -54,7 +54,12 @@ from cloudbench.paper.text import (
 from cloudbench.study.manifest import toolkit_version
 from cloudbench.study.notebook import Protocol
 from cloudbench.study.notebook import inspect as inspect_notebook
-from cloudbench.study.record import BOOKKEEPING_FIELDS, FINGERPRINT_FIELDS, RUNNER_FIELDS
+from cloudbench.study.record import (
+    BOOKKEEPING_FIELDS,
+    FINGERPRINT_FIELDS,
+    OCCASIONAL_FIELDS,
+    RUNNER_FIELDS,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,7 +109,8 @@ def tagged_protocol(study: Study | None) -> Protocol | None:
 
 
 #: Columns of a tagged notebook's record that are neither phases nor its metrics.
-_NOT_METRICS = frozenset(RUNNER_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS) | {
+_NOT_METRICS = frozenset(RUNNER_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS
+                         + OCCASIONAL_FIELDS) | {
     "n_train", "n_test", "epochs", "batch_size", "seed", "peak_rss_mb", "peak_gpu_mb",
     "epoch_s"}
 

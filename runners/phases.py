@@ -22,6 +22,7 @@ from cloudbench.study.notebook import METRICS_TAG, PHASE_PREFIX, describe, first
 from cloudbench.study.record import (
     BOOKKEEPING_FIELDS,
     FINGERPRINT_FIELDS,
+    OCCASIONAL_FIELDS,
     RUNNER_FIELDS,
     RecordError,
 )
@@ -34,7 +35,8 @@ ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill.execute.ERROR_MARKER_
 FINGERPRINT_MARK = "CLOUDBENCH-FINGERPRINT "
 METRICS_MARK = "CLOUDBENCH-METRICS "
 #: Columns the toolkit measures or writes itself, which no metrics key may take.
-MEASURED = frozenset(RUNNER_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS) - {
+MEASURED = frozenset(RUNNER_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS
+                     + OCCASIONAL_FIELDS) - {
     "model", "n_params"} | {"peak_rss_mb", "peak_gpu_mb", "peak_gpu_nvml_mb", "other_s",
                             "total_s", "total_client_s"}
 #: The id of the toolkit's own last cell: a cell of the notebook with its tag is not it.

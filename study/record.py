@@ -91,11 +91,6 @@ class Fingerprint(TypedDict, total=False):
     accelerator: str  # cpu | gpu | tpu
     device_name: str
     host_id: str  # a hash, never the host name
-    # The versions of the other frameworks a tagged notebook's kernel had imported
-    # (protocols/fingerprint.py FRAMEWORKS), when it had.
-    torch: str
-    jax: str
-    sklearn: str
 
 
 class Bookkeeping(TypedDict, total=False):
@@ -112,17 +107,29 @@ class Bookkeeping(TypedDict, total=False):
     n_params: int
     format_version: int
     session: str | None  # one id per block of an environment (a Colab VM, a SLURM job...)
-    planned_at: str | None  # the block's slot of a [schedule], UTC ISO 8601
-    late_s: float | None  # how long after its slot the run started
     local_offset_min: int  # the controller's UTC offset when the run started (local time)
-    required_device: str | None  # require_device, when a wrong_device run says what it got
     leftover_processes: int  # processes the run left running (setsid, double fork), killed
     artifacts: int  # files the notebook wrote in its working folder, kept in artifacts/
+
+
+class Occasional(TypedDict, total=False):
+    """Fields only some runs have: a scheduled block's slot, a refused device, frameworks a
+    notebook happened to import, what did not fit in artifacts/. runs.csv puts them after
+    the others when some run has them."""
+
+    planned_at: str | None  # the block's slot of a [schedule], UTC ISO 8601
+    late_s: float | None  # how long after its slot the run started
+    required_device: str | None  # require_device, when a wrong_device run says what it got
+    # The versions of the other frameworks a tagged notebook's kernel had imported
+    # (protocols/fingerprint.py FRAMEWORKS), when it had.
+    torch: str
+    jax: str
+    sklearn: str
     artifacts_bytes: int
     artifacts_not_kept: int  # over keep_artifacts: named in artifacts/<run_id>/NOT-KEPT.txt
 
 
-class RecordFields(RunnerFields, ProtocolFields, Fingerprint, Bookkeeping):
+class RecordFields(RunnerFields, ProtocolFields, Fingerprint, Bookkeeping, Occasional):
     """A whole record's named fields; protocols may add keys beyond these."""
 
 
@@ -158,6 +165,7 @@ RUNNER_FIELDS = _names(RunnerFields)
 PROTOCOL_FIELDS = _names(ProtocolFields)
 FINGERPRINT_FIELDS = _names(Fingerprint)
 BOOKKEEPING_FIELDS = _names(Bookkeeping)
+OCCASIONAL_FIELDS = _names(Occasional)
 #: runs.csv's columns, in order; any other field of a record follows them, sorted.
 COLUMNS = RUNNER_FIELDS + PROTOCOL_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS
 

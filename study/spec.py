@@ -33,6 +33,7 @@ from cloudbench.study.notebook import inspect as inspect_notebook
 from cloudbench.study.record import (
     BOOKKEEPING_FIELDS,
     FINGERPRINT_FIELDS,
+    OCCASIONAL_FIELDS,
     PROTOCOL_FIELDS,
     RUNNER_FIELDS,
     configuration_id,
@@ -423,7 +424,8 @@ def _metrics_of(protocol: Protocol) -> set[str] | None:
     """The columns a metric can be, for a protocol: the record's for the built-in way, the
     phases' times for a tagged notebook; None when its metrics cell may add any name."""
     if protocol.writes_record:
-        return set(PROTOCOL_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS) | {"wall_s"}
+        return set(PROTOCOL_FIELDS + FINGERPRINT_FIELDS + BOOKKEEPING_FIELDS
+                   + OCCASIONAL_FIELDS) | {"wall_s"}
     if protocol.metrics_cell is not None:
         return None
     phases = [f"{p}_s" for p in protocol.phases]

@@ -29,6 +29,7 @@ from cloudbench.study import layout
 from cloudbench.study.layout import default_results_dir
 from cloudbench.study.record import (
     COLUMNS,
+    OCCASIONAL_FIELDS,
     RUNNER_FIELDS,
     STATUSES,
     RecordError,
@@ -296,7 +297,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     batch_size gets no such empty columns."""
     filled = set().union(*(_filled(r) for r in rows)) if rows else set()
     keep = [c for c in COLUMNS if c in RUNNER_FIELDS or c in filled]
-    return keep + sorted(filled - set(COLUMNS))
+    keep += [c for c in OCCASIONAL_FIELDS if c in filled]
+    return keep + sorted(filled - set(keep))
 
 
 def _sort_number(value: Any) -> float:
