@@ -11,6 +11,7 @@ import argparse
 import tomllib
 from pathlib import Path
 
+from cloudbench.cli.args import path_arg
 from cloudbench.errors import InputError
 
 DEFAULT_OUTPUT = Path("paper/build")
@@ -74,9 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("paper", help="tables, figures and the PDF of a study",
                               description="Build paper/build/<study>.pdf from a study's runs; "
                               "nothing is rebuilt when nothing changed.")
-    p.add_argument("spec", type=Path, nargs="?", help="the study file (TOML)")
-    p.add_argument("--runs", type=Path, metavar="RUNS.csv",
+    p.add_argument("spec", type=path_arg, nargs="?", help="the study file (TOML)")
+    p.add_argument("--runs", type=path_arg, metavar="RUNS.csv",
                    help="the runs table (default data/results/<study>/runs.csv)")
-    p.add_argument("--output", type=Path, metavar="DIR",
+    p.add_argument("--output", type=path_arg, metavar="DIR",
                    help=f"where the paper goes (default {DEFAULT_OUTPUT})")
     p.set_defaults(func=cmd_paper)
