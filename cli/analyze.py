@@ -257,6 +257,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+MAX_JOBS = 256  # processes: more fail at the system's limits, not as a refusal
+
+
+def _jobs(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_JOBS}, got {text}")
+    return value
+
+
 def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -311,7 +321,7 @@ def register(subparsers: Any) -> None:
                    help="per scenario (default 40000: every rate's standard error <= 0.0025)")
     p.add_argument("--permutations", type=_positive_int, default=999,
                    help="relabellings of the permutation test of medians (default 999)")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="processes (default 1)")
+    p.add_argument("--jobs", type=_jobs, default=1, help="processes (default 1)")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--json", type=path_arg, metavar="OUT", help="write the results here")
     p.add_argument("--markdown", type=path_arg, metavar="OUT", help="write the tables here")

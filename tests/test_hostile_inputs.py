@@ -582,13 +582,15 @@ def test_property_a_results_folder_gives_a_status_or_exit_2(
     ["simulate", "--seed", "-1"],
     ["simulate", "--seed", "x"],
     ["simulate", "--seed", str(2**64)],
+    ["simulate", "--jobs", "100000"],
 ])
 def test_a_path_or_number_no_system_call_takes_is_refused_by_argparse(
         argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     code, err = study_cli(argv)
     assert code == 2 and "usage: study" in err, err
-    assert "NUL" in err or "over the system's limit" in err or "--seed" in err, err
+    assert "NUL" in err or "over the system's limit" in err or "--seed" in err \
+        or "--jobs" in err, err
     assert list(tmp_path.iterdir()) == []
 
 
