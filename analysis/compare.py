@@ -42,7 +42,9 @@ their start times. The JSON carries ``"format": "cloudbench-analysis"`` and
 
 from __future__ import annotations
 
+import csv
 import itertools
+import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -75,6 +77,7 @@ from cloudbench.analysis.results import (
 )
 from cloudbench.data.procedures import DEFAULT_PROCEDURE, UnknownProcedureError
 from cloudbench.errors import InputError
+from cloudbench.study.record import RecordFields
 
 #: The procedures whose verdicts every comparison carries, side by side: the reference
 #: study's and the robust one.
@@ -119,8 +122,8 @@ def _as_numeric(column: pd.Series) -> tuple[pd.Series | None, Any]:
 def usable_runs(frame: pd.DataFrame) -> pd.DataFrame:
     """The runs that count: status "ok" where a status is recorded, warm-up runs left out."""
     keep = pd.Series(True, index=frame.index)
-    if "status" in frame.columns:
-        keep &= frame["status"].astype(str).str.strip().eq("ok")
+    if "status" in frame.columns:  # "OK" and "Ok" too: a spreadsheet may capitalise
+        keep &= frame["status"].astype(str).str.strip().str.lower().eq("ok")
     if "warmup" in frame.columns:
         keep &= ~frame["warmup"].astype(str).str.strip().str.lower().isin(_TRUE_TOKENS)
     return frame[keep]
@@ -131,21 +134,30 @@ def load_runs(path: str | Path, metrics: Sequence[str] | None = None) -> pd.Data
 
     Every error is an :class:`AnalysisError` naming the file and the column (and the line
     of a value that is not a number), because these CSVs also come from outside the
-    toolkit. The index keeps each row's position among the CSV's data rows.
+    toolkit: a spreadsheet's `;`-separated export, decimal commas, a stray word in a column
+    of numbers are each refused saying what was found, never read as something else. The
+    index keeps each row's position among the CSV's data rows.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AnalysisError(f"{path}: no such file")
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        if not path.is_file():
+            raise AnalysisError(f"{path}: no such file")
+        _check_rows(path)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                          index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AnalysisError(f"{path}: not a readable CSV file ({exc})") from exc
+    except OSError as exc:
+        raise AnalysisError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     raw.columns = [str(c).strip() for c in raw.columns]
     for column in REQUIRED:
         if column not in raw.columns:
             raise AnalysisError(f"{path}: missing column {column!r} "
-                                f"(the file has: {', '.join(raw.columns) or 'no columns'})")
+                                f"(the file has: {', '.join(raw.columns) or 'no columns'})"
+                                + _separator_hint(raw.columns))
     frame = usable_runs(raw).copy()
+    if "status" in frame.columns:
+        frame["status"] = frame["status"].str.strip().str.lower()
     for column in REQUIRED:
         blank = frame[column].str.strip().eq("")
         if blank.any():
@@ -154,12 +166,77 @@ def load_runs(path: str | Path, metrics: Sequence[str] | None = None) -> pd.Data
     for column in frame.columns:
         if column in REQUIRED or column == "status":
             continue
-        values, _ = _as_numeric(frame[column])
+        values, bad = _as_numeric(frame[column])
+        if column not in TEXT_COLUMNS:
+            _check_column(path, frame[column], values, bad,
+                          strict=metrics is None and column not in BOOKKEEPING)
         if values is not None:
             frame[column] = values
     if metrics is not None:
         check_metrics(frame, metrics, source=str(path), csv_lines=True)
     return frame
+
+
+#: The record schema's text columns (study.record): never metrics, whatever they hold.
+TEXT_COLUMNS = frozenset(
+    {name for name, kind in RecordFields.__annotations__.items() if "str" in str(kind)}
+    | {"epoch_s", "warmup"})
+_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]+,[0-9]+")
+
+
+def _check_rows(path: Path) -> None:
+    """Refuse a row with more fields than the header: pandas would silently shift such a
+    file (a decimal comma written 1,5 without quotes, in every row) or drop the rest."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        try:
+            reader = csv.reader(fh, skipinitialspace=True)
+            header = next(reader, None)
+            if header is None:
+                return
+            for row in reader:
+                if len(row) > len(header):
+                    raise AnalysisError(
+                        f"{path}: line {reader.line_num} has {len(row)} fields, the header "
+                        f"{len(header)} ({', '.join(row)[:200]!r}): a decimal comma (1,5; write "
+                        "1.5) or a value with a comma that is not quoted?"
+                        + _separator_hint(header))
+        except csv.Error as exc:
+            raise AnalysisError(f"{path}: line {reader.line_num}: not a readable CSV file "
+                                f"({exc})") from exc
+
+
+def _separator_hint(header: Sequence[str]) -> str:
+    """What a header that is one `;`- or tab-separated field says about the file."""
+    for sep, name in ((";", "';'"), ("\t", "tab")):
+        if any(sep in str(c) for c in header):
+            return (f": it looks like a {name}-separated file (its header: "
+                    f"{str(sep.join(map(str, header)))[:200]!r}); save it with ',' between "
+                    "columns and '.' as the decimal point")
+    return ""
+
+
+def _check_column(path: Path, column: pd.Series, values: pd.Series | None, bad: Any,
+                  strict: bool) -> None:
+    """Refuse decimal commas anywhere, and (`strict`: every numeric column is a metric) a
+    column of numbers with one value that is not a number, naming the column, the line
+    and the value: left out, it would silently drop a metric from the analysis."""
+    text = column.astype(str).str.strip()
+    comma = text.str.fullmatch(_DECIMAL_COMMA)
+    if comma.any():
+        label = comma.idxmax()
+        raise AnalysisError(f"{path}: column {column.name!r}, line {label + 2}: "
+                            f"{column[label]!r} has a decimal comma; write numbers with a "
+                            "decimal point (1.5), and ',' only between columns")
+    if not strict or values is not None:
+        return
+    missing = column.isna() | text.isin(_NA_TOKENS)
+    numbers = pd.to_numeric(text.where(~missing), errors="coerce").notna()
+    if numbers.any():
+        label, value = bad
+        raise AnalysisError(f"{path}: column {column.name!r}, line {label + 2}: {value!r} is "
+                            f"not a number, but {int(numbers.sum())} of the column's values "
+                            "are: correct it (an empty cell is a run without a value), or "
+                            "name the metrics to analyse with --metric")
 
 
 def _is_metric_column(frame: pd.DataFrame, column: str) -> bool:
@@ -457,6 +534,27 @@ def _configurations(frame: pd.DataFrame) -> list[str | None]:
             else str(v).strip() for v in frame["configuration"]]
 
 
+#: Pairs of environments an analysis takes (45 environments make 990), and comparisons in
+#: all (metrics x datasets x configurations x pairs): at some 20 ms each, 20,000 take
+#: minutes; 1,000 environments' 499,500 pairs would take hours with nothing to show.
+MAX_PAIRS = 1_000
+MAX_COMPARISONS = 20_000
+
+
+def check_size(environments: int, cells: int) -> None:
+    """Refuse, before any test runs, an analysis too large to finish, naming its size."""
+    pairs = environments * (environments - 1) // 2
+    if pairs > MAX_PAIRS:
+        raise AnalysisError(f"{environments:,} environments make {pairs:,} pairs to compare, "
+                            f"over the limit of {MAX_PAIRS:,} (45 environments): analyse a "
+                            "subset of them (a CSV of their runs only)")
+    if pairs * cells > MAX_COMPARISONS:
+        raise AnalysisError(f"{pairs:,} pairs x {cells:,} metrics and datasets make "
+                            f"{pairs * cells:,} comparisons, over the limit of "
+                            f"{MAX_COMPARISONS:,}: name fewer metrics with --metric, or "
+                            "analyse a subset of the runs")
+
+
 def timing(metric: str) -> bool:
     """Whether a metric is a time (its column ends in _s), where lower means faster."""
     return metric.endswith("_s")
@@ -497,7 +595,7 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
                          dataset=frame["dataset"].astype(str))
     chosen = check_metrics(frame, metrics)
     present = _first_seen(frame["environment"])
-    envs = [e for e in environments or () if e in present]
+    envs = [e for e in dict.fromkeys(environments or ()) if e in present]
     envs += [e for e in present if e not in envs]
     configurations = _configurations(frame)
     strata: list[Stratum] = _first_seen(zip(frame["dataset"], configurations, strict=True))
@@ -511,6 +609,7 @@ def analyze(frame: pd.DataFrame, metrics: Sequence[str] | None = None,
     ctx = _Context(alternative, alpha, seed, procedure, rule, rules, equivalence, indices,
                    rank_in_order,
                    frame["run_id"].astype(str).to_numpy() if "run_id" in frame else None)
+    check_size(len(envs), len(chosen) * len(strata))
     pairs = list(itertools.combinations(envs, 2))
     comparisons: list[Comparison] = []
     kruskal: list[KruskalWallis] = []

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cloudbench.cli.args import path_arg, seed_arg
 from cloudbench.cli.exits import guarded
 from cloudbench.data.atomic import write_text_atomic
 from cloudbench.data.procedures import (
@@ -93,6 +94,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         frame = load_runs(args.runs, args.metric)
         order = [e.strip() for e in args.order.split(",")] if args.order else None
+        repeated = [e for i, e in enumerate(order or ()) if e in order[:i]]
+        if repeated:  # pc,pc would compare pc with itself and double the Holm family
+            raise AnalysisError(f"--order: environment {repeated[0]!r} is named twice")
         unknown = [e for e in order or () if e not in set(frame["environment"])]
         if unknown:
             raise AnalysisError(f"--order: no environment {unknown[0]!r} in {args.runs}; it "
@@ -306,6 +310,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+MAX_JOBS = 256  # processes: more fail at the system's limits, not as a refusal
+
+
+def _jobs(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_JOBS}, got {text}")
+    return value
+
+
 def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -317,8 +331,8 @@ def register(subparsers: Any) -> None:
                                           "dataset (and sweep configuration) and pair of "
                                           "environments, Holm-adjusted within each metric "
                                           "and pair.")
-    p.add_argument("runs", type=Path, metavar="RUNS.csv")
-    p.add_argument("--json", type=Path, metavar="OUT", help="write the analysis JSON here")
+    p.add_argument("runs", type=path_arg, metavar="RUNS.csv")
+    p.add_argument("--json", type=path_arg, metavar="OUT", help="write the analysis JSON here")
     p.add_argument("--metric", action="append", metavar="M",
                    help="a metric column (repeatable; default: every numeric one)")
     p.add_argument("--alternative", choices=ALTERNATIVES, default="two-sided",
@@ -338,8 +352,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("plan", help="repetitions needed, from a pilot",
                               description="Repetitions per environment for a given power, "
                                           "by t-test power and Mann-Whitney simulation.")
-    p.add_argument("spec", type=Path, metavar="SPEC")
-    p.add_argument("--pilot", type=Path, required=True, metavar="RUNS.csv")
+    p.add_argument("spec", type=path_arg, metavar="SPEC")
+    p.add_argument("--pilot", type=path_arg, required=True, metavar="RUNS.csv")
     p.add_argument("--effect", required=True, help="relative difference: 5%% or 0.05")
     p.add_argument("--metric", default="train_s")
     p.add_argument("--alpha", type=_alpha, default=None, metavar="A",
@@ -348,7 +362,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--equivalence", type=_margin, default=None, metavar="MARGIN",
                    help="also the repetitions to show equivalence within this relative "
                         "margin (default: the study's [analysis] equivalence)")
-    p.add_argument("--json", type=Path, metavar="OUT", help="write the plan as JSON here")
+    p.add_argument("--json", type=path_arg, metavar="OUT", help="write the plan as JSON here")
     p.set_defaults(func=cmd_plan)
 
     p = subparsers.add_parser("simulate", help="error rates and power of the procedures",
@@ -362,10 +376,10 @@ def register(subparsers: Any) -> None:
                    help="per scenario with an effect (default: as --replicates)")
     p.add_argument("--permutations", type=_positive_int, default=999,
                    help="relabellings of the permutation test of medians (default 999)")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="processes (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
-    p.add_argument("--markdown", type=Path, metavar="OUT", help="write the tables here")
+    p.add_argument("--jobs", type=_jobs, default=1, help="processes (default 1)")
+    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--json", type=path_arg, metavar="OUT", help="write the results here")
+    p.add_argument("--markdown", type=path_arg, metavar="OUT", help="write the tables here")
     p.add_argument("--quick", action="store_true",
                    help="a few scenarios only, to check the machinery")
     p.set_defaults(func=cmd_simulate)

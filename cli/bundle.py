@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
+from cloudbench.cli.args import path_arg
 from cloudbench.cli.kfp import register_export as register_export_kfp
 from cloudbench.cli.run import repetitions_arg
 from cloudbench.study.spec import load_study
@@ -43,19 +43,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "export", help="write a self-contained notebook that runs an environment elsewhere")
     targets = export.add_subparsers(dest="target", required=True, metavar="TARGET")
     p = targets.add_parser("colab", help="a notebook to run in Colab from the browser")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=path_arg)
     p.add_argument("--environment", required=True, metavar="NAME",
                    help="the colab environment of the study file to run")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="NOTEBOOK")
+    p.add_argument("-o", "--output", type=path_arg, required=True, metavar="NOTEBOOK")
     p.add_argument("--repetitions", type=repetitions_arg, metavar="N",
                    help="repetitions per dataset (overrides the study file)")
     p.set_defaults(func=cmd_export_colab)
     register_export_kfp(targets)
 
     p = subparsers.add_parser("import", help="check an archive of runs made elsewhere, merge it")
-    p.add_argument("archive", type=Path)
-    p.add_argument("--output", type=Path, metavar="DIR",
+    p.add_argument("archive", type=path_arg)
+    p.add_argument("--output", type=path_arg, metavar="DIR",
                    help="results folder (default data/results/<study>)")
-    p.add_argument("--spec", type=Path, metavar="SPEC",
+    p.add_argument("--spec", type=path_arg, metavar="SPEC",
                    help="the study file (default: the one named in the archive's manifest)")
     p.set_defaults(func=cmd_import)

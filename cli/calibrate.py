@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from cloudbench.cli.args import path_arg
 from cloudbench.cli.run import repetitions_arg
 from cloudbench.data.atomic import write_json_atomic
 from cloudbench.study.spec import Study, load_study
@@ -78,8 +79,8 @@ def _percent(value: float | None) -> str:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("calibrate", help="A/A calibration: one environment as two arms, "
                               "for the noise floor and the false-positive rate")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=path_arg)
     p.add_argument("--environment", required=True, metavar="NAME")
     p.add_argument("--repetitions", type=repetitions_arg, metavar="N")
-    p.add_argument("--output", type=Path, metavar="DIR")
+    p.add_argument("--output", type=path_arg, metavar="DIR")
     p.set_defaults(func=cmd_calibrate)

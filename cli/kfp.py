@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
+from cloudbench.cli.args import path_arg
 from cloudbench.cli.run import repetitions_arg
 from cloudbench.study.spec import load_study
 
@@ -28,10 +28,10 @@ def cmd_export_kfp(args: argparse.Namespace) -> int:
 def register_export(targets: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`study export kfp ...`, beside `study export colab` (cli.bundle)."""
     p = targets.add_parser("kfp", help="the compiled Kubeflow Pipelines YAML of an environment")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=path_arg)
     p.add_argument("--environment", required=True, metavar="NAME",
                    help="the kfp environment of the study file")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="YAML")
+    p.add_argument("-o", "--output", type=path_arg, required=True, metavar="YAML")
     p.add_argument("--repetitions", type=repetitions_arg, metavar="N",
                    help="repetitions per dataset (overrides the study file)")
     p.set_defaults(func=cmd_export_kfp)

@@ -12,6 +12,7 @@ import argparse
 import tomllib
 from pathlib import Path
 
+from cloudbench.cli.args import path_arg
 from cloudbench.errors import InputError
 
 DEFAULT_OUTPUT = Path("paper/build")
@@ -86,10 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Build paper/build/<study>.pdf, or the self-contained "
                               "interactive page paper/build/<study>.html, from a study's runs; "
                               "nothing is rebuilt when nothing changed.")
-    p.add_argument("spec", type=Path, nargs="?", help="the study file (TOML)")
-    p.add_argument("--runs", type=Path, metavar="RUNS.csv",
+    p.add_argument("spec", type=path_arg, nargs="?", help="the study file (TOML)")
+    p.add_argument("--runs", type=path_arg, metavar="RUNS.csv",
                    help="the runs table (default data/results/<study>/runs.csv)")
-    p.add_argument("--output", type=Path, metavar="DIR",
+    p.add_argument("--output", type=path_arg, metavar="DIR",
                    help=f"where the paper goes (default {DEFAULT_OUTPUT})")
     p.add_argument("--format", choices=sorted(FORMAT_CHOICES), default="pdf",
                    help="pdf (the default), html (one self-contained interactive page; no TeX "

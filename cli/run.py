@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cloudbench.cli.args import path_arg
 from cloudbench.errors import EXIT_OK, EXIT_RUNS_NOT_OK
 from cloudbench.study.plan import cells, plan
 from cloudbench.study.record import FINAL_STATUSES
@@ -152,17 +152,17 @@ def cmd_all(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("validate", help="check a study file; run nothing")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=path_arg)
     p.set_defaults(func=cmd_validate)
 
     for name, func, text in (("run", cmd_run, "run what is missing of a study"),
                              ("all", cmd_all, "run, analyze and build the paper (PDF and page): "
                               "the main job")):
         p = subparsers.add_parser(name, help=text)
-        p.add_argument("spec", type=Path)
+        p.add_argument("spec", type=path_arg)
         p.add_argument("--repetitions", type=repetitions_arg, metavar="N",
                        help="repetitions per environment x dataset (overrides the study file)")
-        p.add_argument("--output", type=Path, metavar="DIR",
+        p.add_argument("--output", type=path_arg, metavar="DIR",
                        help="results folder (default data/results/<study>)")
         p.add_argument("--wait-lock", type=seconds_arg, metavar="SECONDS", nargs="?",
                        const=24 * 3600.0, default=None,
@@ -177,7 +177,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("status", help="done / oom / failed / pending per environment x "
                               "dataset (x configuration)")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=path_arg)
     p.add_argument("--repetitions", type=repetitions_arg, metavar="N")
-    p.add_argument("--output", type=Path, metavar="DIR")
+    p.add_argument("--output", type=path_arg, metavar="DIR")
     p.set_defaults(func=cmd_status)

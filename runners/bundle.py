@@ -15,11 +15,15 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
+import struct
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from cloudbench.data.atomic import atomic_path
 from cloudbench.runners.staging import (
@@ -188,25 +192,74 @@ def export_colab(study: Study, env_name: str, output: Path,
 # --------------------------------------------------------------------------------------------
 
 
+
+
+#: The runners whose environments are exported as a bundle, so whose runs come back in an
+#: archive; a local environment's runs are made here, never imported.
+EXPORTED_RUNNERS = ("colab",)
+MAX_MANIFEST_BYTES = 64 << 20  # 20,000 runs' hashes are about 3 MB
+MAX_RECORD_BYTES = 16 << 20  # a record is about a kilobyte
+#: What a damaged or hostile zip raises while a member is read: a bad CRC or deflate
+#: stream, a truncated member, an unsupported compression method, an encrypted member.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
+               ValueError, OSError, struct.error)
+#: Each folder's file names: the run id, then what the store names its files by
+#: (study.layout); an attempt carries its number. Nothing else is the store's own.
+_MEMBER_NAMES = {
+    "records": re.compile(r"(?P<rid>[^/]+)\.json"),
+    "notebooks": re.compile(r"(?P<rid>[^/]+)\.ipynb"),
+    "logs": re.compile(r"(?P<rid>[^/]+)\.log"),
+    "attempts": re.compile(r"(?P<rid>[^/]+)\.(?P<attempt>[1-9][0-9]{0,5})\.json"),
+}
+
+
 def _unsafe(name: str) -> bool:
     path = PurePosixPath(name.replace("\\", "/"))
     return name.startswith(("/", "\\")) or ".." in path.parts or ":" in name
 
 
+def member_run_id(name: str) -> str | None:
+    """The run id a member's name gives ("attempts/<run id>.<n>.json"), None for a name
+    that is not one the store itself would write."""
+    folder, _, file = name.partition("/")
+    pattern = _MEMBER_NAMES.get(folder)
+    match = pattern.fullmatch(file) if pattern else None
+    return match["rid"] if match else None
+
+
 @dataclass(frozen=True)
 class Member:
-    """One file of an archive, read from the zip when needed and in chunks: a notebook or a
-    log of hundreds of MB is hashed and copied without being held in memory whole."""
+    """One file of an archive, read from the archive's one open zip when needed and in
+    chunks: a notebook or a log of hundreds of MB is hashed and copied without being held
+    in memory whole. A damaged member (bad CRC, truncated) is an ArchiveError naming it."""
 
     archive: Path
     name: str
+    zf: zipfile.ZipFile | None = field(default=None, compare=False, repr=False)
 
-    def read(self) -> bytes:
-        with zipfile.ZipFile(self.archive) as zf:
-            return zf.read(self.name)
+    @contextmanager
+    def _open(self) -> Iterator[IO[bytes]]:
+        try:
+            if self.zf is not None:
+                with self.zf.open(self.name) as fh:
+                    yield fh
+            else:
+                with zipfile.ZipFile(self.archive) as zf, zf.open(self.name) as fh:
+                    yield fh
+        except _ZIP_ERRORS as exc:
+            raise ArchiveError(f"{self.archive}: refused: {self.name} cannot be read from the "
+                               f"archive ({type(exc).__name__}: {exc})") from None
+
+    def read(self, limit: int | None = None) -> bytes:
+        """The member's bytes; more than `limit` of them is refused."""
+        with self._open() as fh:
+            data = fh.read(-1 if limit is None else limit + 1)
+        if limit is not None and len(data) > limit:
+            raise ArchiveError(f"{self.archive}: refused: {self.name} is over {limit} bytes")
+        return data
 
     def chunks(self) -> Iterator[bytes]:
-        with zipfile.ZipFile(self.archive) as zf, zf.open(self.name) as fh:
+        with self._open() as fh:
             while chunk := fh.read(CHUNK):
                 yield chunk
 
@@ -233,52 +286,61 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, Member]]:
-    """The manifest and files of an archive, refusing anything that could escape or explode.
-
-    Records and the manifest are small and read here; the other files are read in chunks
-    when they are checked and copied (Member)."""
+@contextmanager
+def open_archive(path: Path) -> Iterator[tuple[dict[str, Any], dict[str, Member]]]:
+    """The manifest and files of an archive, its zip opened once (opening it per member
+    reads the whole central directory each time: quadratic in the runs). Anything that
+    could escape or explode is refused."""
     if not path.is_file():
         raise ArchiveError(f"{path}: archive not found")
     if path.stat().st_size > MAX_ARCHIVE_BYTES:
         raise ArchiveError(f"{path}: {path.stat().st_size} bytes is over the size limit of "
                            f"{MAX_ARCHIVE_BYTES} bytes")
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            unpacked = sum(i.file_size for i in infos)
-            if unpacked > MAX_UNPACKED_BYTES:
-                raise ArchiveError(f"{path}: {unpacked} bytes unpacked is over the size limit "
-                                   f"of {MAX_UNPACKED_BYTES} bytes")
-            files: dict[str, Member] = {}
-            manifest_bytes = b""
-            for info in infos:
-                name = info.filename
-                if _unsafe(name):
-                    raise ArchiveError(f"{path}: unsafe path {name!r} (absolute or '..')")
-                if info.is_dir():
-                    continue
-                parts = name.split("/")
-                if name != "manifest.json" and (len(parts) != 2 or parts[0] not in ARCHIVE_DIRS):
-                    raise ArchiveError(f"{path}: unexpected file {name!r}; an archive holds "
-                                       f"manifest.json and {', '.join(ARCHIVE_DIRS)}/")
-                if name in files:
-                    raise ArchiveError(f"{path}: {name!r} appears twice")
-                if name == "manifest.json":
-                    manifest_bytes = zf.read(info)
-                else:
-                    files[name] = Member(path, name)
-    except zipfile.BadZipFile as exc:
+        zf = zipfile.ZipFile(path)
+    except _ZIP_ERRORS as exc:
         raise ArchiveError(f"{path}: not a zip archive ({exc})") from exc
-    if not manifest_bytes:
-        raise ArchiveError(f"{path}: no manifest.json; not an archive of `study export colab`")
-    try:
-        manifest = json.loads(manifest_bytes)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArchiveError(f"{path}: manifest.json is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise ArchiveError(f"{path}: manifest.json is not an object")
-    return manifest, files
+    with zf:
+        infos = zf.infolist()
+        unpacked = sum(i.file_size for i in infos)
+        if unpacked > MAX_UNPACKED_BYTES:
+            raise ArchiveError(f"{path}: {unpacked} bytes unpacked is over the size limit "
+                               f"of {MAX_UNPACKED_BYTES} bytes")
+        files: dict[str, Member] = {}
+        manifest_bytes = b""
+        for info in infos:
+            name = info.filename
+            if _unsafe(name):
+                raise ArchiveError(f"{path}: unsafe path {name!r} (absolute or '..')")
+            if info.is_dir():
+                continue
+            parts = name.split("/")
+            if name != "manifest.json" and (len(parts) != 2 or parts[0] not in ARCHIVE_DIRS):
+                raise ArchiveError(f"{path}: unexpected file {name!r}; an archive holds "
+                                   f"manifest.json and {', '.join(ARCHIVE_DIRS)}/")
+            if name in files or (name == "manifest.json" and manifest_bytes):
+                raise ArchiveError(f"{path}: {name!r} appears twice")
+            if name == "manifest.json":
+                manifest_bytes = Member(path, name, zf).read(MAX_MANIFEST_BYTES) or b" "
+            else:
+                files[name] = Member(path, name, zf)
+        if not manifest_bytes:
+            raise ArchiveError(f"{path}: no manifest.json; not an archive of "
+                               "`study export colab`")
+        try:
+            manifest = json.loads(manifest_bytes)
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise ArchiveError(f"{path}: manifest.json is not valid JSON: {reason}") from None
+        if not isinstance(manifest, dict):
+            raise ArchiveError(f"{path}: manifest.json is not an object")
+        yield manifest, files
+
+
+def read_archive(path: Path) -> tuple[dict[str, Any], dict[str, Member]]:
+    """The manifest and files of an archive (each member opens the zip when read)."""
+    with open_archive(path) as (manifest, files):
+        return manifest, {name: Member(path, name) for name in files}
 
 
 def find_spec(manifest: dict[str, Any], spec: Path | None) -> Path:
@@ -290,102 +352,147 @@ def find_spec(manifest: dict[str, Any], spec: Path | None) -> Path:
     for candidate in candidates:
         # Only a study file by the name the archive gives: a manifest must never make the
         # import open another file of this machine.
-        if (candidate.name and candidate.name == named.name and candidate.suffix == ".toml"
-                and candidate.is_file()):
-            return candidate
-    raise ArchiveError(f"cannot find the study file {manifest.get('study_file')!r} that the "
-                       "archive was exported from; pass it with --spec")
+        try:
+            if (candidate.name and candidate.name == named.name and candidate.suffix == ".toml"
+                    and candidate.is_file()):
+                return candidate
+        except (OSError, ValueError):  # a name too long for this system, a NUL in it
+            continue
+    raise ArchiveError(f"cannot find the study file {str(manifest.get('study_file'))[:200]!r} "
+                       "that the archive was exported from; pass it with --spec")
+
+
+Refuse = Callable[[str], ArchiveError]
+
+
+def _shown(value: Any) -> str:
+    """A value from the archive as a message shows it: its repr, at most 100 characters."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _parse_record(data: bytes, name: str, refuse: Refuse) -> Any:
+    """A record member's JSON; deep nesting is refused, not a RecursionError."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise refuse(f"{name} is not valid JSON: {reason}") from None
+
+
+def _checked_record(raw: Any, name: str, refuse: Refuse) -> RunRecord:
+    try:
+        return RunRecord(raw)
+    except RecordError as exc:
+        raise refuse(f"{name}: {exc}") from None
+    except RecursionError:
+        raise refuse(f"{name}: nested too deeply to be a run record") from None
+
+
+@dataclass
+class Checked:
+    """What an archive that passed every rule brings: its records' member names in order,
+    and each run's other members. Only names are held, never a record: the records are
+    read again, one at a time, when they are merged."""
+
+    records: list[str]
+    others: dict[str, list[str]]
 
 
 def validate(path: Path, manifest: dict[str, Any], files: dict[str, Member], study: Study,
-             store: ResultsStore) -> list[RunRecord]:
-    """Every rule an archive must pass before a byte of it is merged; its records if it does
-    (each checked as any record is when it is built: study.record.RunRecord)."""
+             store: ResultsStore) -> Checked:
+    """Every rule an archive must pass before a byte of it is merged (each record checked
+    as any record is when it is built: study.record.RunRecord), in one pass over the
+    members, each looked up in sets: the time grows with the archive, not its square."""
     def refuse(reason: str) -> ArchiveError:
         return ArchiveError(f"{path}: refused: {reason}")
 
     if manifest.get("format") != ARCHIVE_FORMAT:
-        raise refuse(f"format {manifest.get('format')!r} is not {ARCHIVE_FORMAT!r}")
+        raise refuse(f"format {_shown(manifest.get('format'))} is not {ARCHIVE_FORMAT!r}")
     if manifest.get("format_version") != ARCHIVE_VERSION:
-        raise refuse(f"format version {manifest.get('format_version')!r} is not supported; "
-                     f"this toolkit reads version {ARCHIVE_VERSION}")
+        raise refuse(f"format version {_shown(manifest.get('format_version'))} is not "
+                     f"supported; this toolkit reads version {ARCHIVE_VERSION}")
     if manifest.get("study") != study.name:
-        raise refuse(f"it holds runs of study {manifest.get('study')!r}, not of {study.name!r}")
+        raise refuse(f"it holds runs of study {_shown(manifest.get('study'))}, not of "
+                     f"{study.name!r}")
     notebook_sha = _sha256(study.notebook.read_bytes())
     if manifest.get("notebook_sha256") != notebook_sha:
         raise refuse(f"its protocol notebook differs from {study.notebook} "
                      f"(sha256 {str(manifest.get('notebook_sha256'))[:12]}... in the archive, "
                      f"{notebook_sha[:12]}... here)")
     if manifest.get("parameters") != study.parameters:
-        raise refuse(f"its protocol parameters {json.dumps(manifest.get('parameters'))} differ "
-                     f"from the study file's {json.dumps(study.parameters)}")
+        raise refuse(f"its protocol parameters {json.dumps(manifest.get('parameters'))[:300]} "
+                     f"differ from the study file's {json.dumps(study.parameters)}")
     try:
-        env = study.environment(str(manifest.get("environment")))
+        env = study.environment(str(manifest.get("environment"))[:200])
     except SpecError as exc:
         raise refuse(str(exc)) from exc
+    if env.runner not in EXPORTED_RUNNERS or manifest.get("runner", env.runner) != env.runner:
+        raise refuse(f"it names environment {env.name!r}, whose runner is {env.runner!r}: an "
+                     f"archive holds the runs of the {'/'.join(EXPORTED_RUNNERS)} environment "
+                     f"its bundle was exported for, never a {env.runner} one")
     if manifest.get("environment_parameters", {}) != env.parameters:
         raise refuse(f"the parameters of environment {env.name!r} differ from the study file's")
     hashes = manifest.get("files")
     if not isinstance(hashes, dict) or set(hashes) != set(files):
         raise refuse("its files do not match the list in its manifest")
-    for name, member in files.items():
-        if hashes[name] != member.sha256():
-            raise refuse(f"{name} was changed after packing (its sha256 does not match)")
     datasets = {d.name for d in study.datasets}
-    records: list[dict[str, Any]] = []
-    for name in sorted(n for n in files if n.startswith("records/")):
-        try:
-            record = json.loads(files[name].read())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise refuse(f"{name} is not valid JSON: {exc}") from exc
-        if not isinstance(record, dict):
+    planned = {j.run_id: (j.block, j.repetition, j.configuration)  # small: 20,000 of them
+               for j in plan(study, _planned_repetitions(manifest, study))
+               if j.environment == env.name}
+    names = sorted(files)
+    records = [n for n in names if n.startswith("records/")]
+    others: dict[str, list[str]] = {}
+    for name in names:  # names first: a name the store would not write is never read
+        rid = member_run_id(name)
+        if rid is None:
+            raise refuse(f"{name} is not a file name of a results folder (records/<run "
+                         "id>.json, attempts/<run id>.<attempt>.json, notebooks/<run "
+                         "id>.ipynb, logs/<run id>.log)")
+        if not name.startswith("records/"):
+            others.setdefault(rid, []).append(name)
+    seen: set[str] = set()
+    for name in records:
+        member = files[name]
+        data = member.read(MAX_RECORD_BYTES)
+        if hashes[name] != _sha256(data):
+            raise refuse(f"{name} was changed after packing (its sha256 does not match)")
+        raw = _parse_record(data, name, refuse)
+        if not isinstance(raw, dict):
             raise refuse(f"{name} is not a run record")
-        records.append(record)
-    ids = [r.get("run_id") for r in records]
-    duplicate = next((i for i in ids if ids.count(i) > 1), None)
-    if duplicate is not None:
-        raise refuse(f"run id {duplicate!r} appears more than once")
-    for name, record in zip(sorted(n for n in files if n.startswith("records/")), records,
-                            strict=True):
-        rid = str(record.get("run_id"))
+        rid = str(raw.get("run_id"))[:200]
+        if rid in seen:
+            raise refuse(f"run id {rid!r} appears more than once")
+        seen.add(rid)
         parts = rid.split(SEP)
         if name != f"records/{rid}.json":
             raise refuse(f"{name} holds the record of {rid!r}")
-        if (record.get("study") != study.name or record.get("environment") != env.name
+        if (raw.get("study") != study.name or raw.get("environment") != env.name
                 or len(parts) not in (3, 4) or parts[0] != env.name or parts[1] not in datasets
-                or record.get("dataset") != parts[1]):
+                or raw.get("dataset") != parts[1]):
             raise refuse(f"{name} is not a run of environment {env.name!r} of this study")
-        if record.get("status") not in STATUSES:
-            raise refuse(f"{name} has status {record.get('status')!r}")
-    planned = {j.run_id: j for j in plan(study, _planned_repetitions(manifest, study))
-               if j.environment == env.name}
-    checked: list[RunRecord] = []
-    for name, raw in zip(sorted(n for n in files if n.startswith("records/")), records,
-                         strict=True):
-        try:
-            record = RunRecord(raw)
-        except RecordError as exc:
-            raise refuse(f"{name}: {exc}") from exc
-        checked.append(record)
+        if raw.get("status") not in STATUSES:
+            raise refuse(f"{name} has status {_shown(raw.get('status'))}")
+        record = _checked_record(raw, name, refuse)
         job = planned.get(record["run_id"])
         if job is None:
             raise refuse(f"{name}: {record['run_id']!r} is not a planned run of environment "
                          f"{env.name!r}")
-        if (record["block"], record["repetition"], record.get("configuration") or "") != (
-                job.block, job.repetition, job.configuration):
+        if (record["block"], record["repetition"], record.get("configuration") or "") != job:
             raise refuse(f"{name}: its block, repetition or configuration contradict its run "
-                         f"id (planned: block {job.block}, repetition {job.repetition})")
-    ids_set = set(ids)
-    for name in files:
-        folder, file = name.split("/")
-        if folder != "records" and not any(file.startswith(f"{rid}.") for rid in ids_set):
-            raise refuse(f"{name} belongs to no run in the archive")
+                         f"id (planned: block {job[0]}, repetition {job[1]})")
+    for rid, members in others.items():
+        for name in members:
+            if f"records/{rid}.json" not in files:
+                raise refuse(f"{name} belongs to no run in the archive")
+            if hashes[name] != files[name].sha256():
+                raise refuse(f"{name} was changed after packing (its sha256 does not match)")
     old = store.read_manifest()
     if old is not None and store.has_records():
         for key in ("notebook_sha256", "parameters"):
             if key in old and old[key] != manifest.get(key):
                 raise refuse(f"the runs already in {store.root} have another {key}")
-    return checked
+    return Checked(records, others)
 
 
 def _planned_repetitions(manifest: dict[str, Any], study: Study) -> int:
@@ -398,32 +505,42 @@ def _planned_repetitions(manifest: dict[str, Any], study: Study) -> int:
 
 def import_archive(path: Path, output: Path | None = None, spec: Path | None = None
                    ) -> dict[str, list[str]]:
-    """Check, then merge; rebuild runs.csv. Importing the same archive again changes nothing."""
-    manifest, files = read_archive(path)
-    study = load_study(find_spec(manifest, spec), check_data=False)
-    store = ResultsStore(output or default_results_dir(study.name))
-    records = validate(path, manifest, files, study, store)
-    outcome: dict[str, list[str]] = {"added": [], "unchanged": [], "kept": []}
-    store.prepare()
-    for record in records:
+    """Check, then merge; rebuild runs.csv. Importing the same archive again changes nothing.
+
+    Two passes over the archive's one open zip: every rule first (nothing is merged from
+    an archive that breaks one), then each record read again and merged, so memory holds
+    names, never the records; the store's table is appended to, not rebuilt, per record."""
+    with open_archive(path) as (manifest, files):
+        study = load_study(find_spec(manifest, spec), check_data=False)
+        store = ResultsStore(output or default_results_dir(study.name))
+        checked = validate(path, manifest, files, study, store)
+        outcome: dict[str, list[str]] = {"added": [], "unchanged": [], "kept": []}
+        store.prepare()
+        with store.batch():
+            _merge(checked, files, store, outcome)
+        if store.read_manifest() is None:
+            store.write_manifest(build_manifest(study))
+        if not store.csv_path.exists():  # else each added record has updated it
+            store.write_csv()
+    return outcome
+
+
+def _merge(checked: Checked, files: dict[str, Member], store: ResultsStore,
+           outcome: dict[str, list[str]]) -> None:
+    """Each checked record read again and merged, with its run's other files."""
+    for name in checked.records:
+        record = json.loads(files[name].read(MAX_RECORD_BYTES))  # checked by validate
         rid = record["run_id"]
-        current = store.record_path(rid)
-        if current.exists():
-            old = json.loads(current.read_text(encoding="utf-8"))
+        old = store.read_record(rid)
+        if old is not None:
             if old == record:
                 outcome["unchanged"].append(rid)
                 continue
             if old.get("status") == "ok":  # a completed run is never replaced
                 outcome["kept"].append(rid)
                 continue
-        for name, member in files.items():
-            folder, file = name.split("/")
-            if folder != "records" and file.startswith(f"{rid}."):
-                member.copy_to(store.root / folder / file)
+        for member in checked.others.get(rid, ()):
+            folder, file = member.split("/")
+            files[member].copy_to(store.root / folder / file)
         store.write_record(record)
         outcome["added"].append(rid)
-    if store.read_manifest() is None:
-        store.write_manifest(build_manifest(study))
-    if outcome["added"] or not store.csv_path.exists():
-        store.write_csv()
-    return outcome

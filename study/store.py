@@ -10,20 +10,23 @@ long study never re-reads its records after every run.
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloudbench.data.atomic import atomic_path, write_json_atomic
+from cloudbench.data.atomic import atomic_path, write_json_atomic, write_text_atomic
 from cloudbench.errors import InputError
 from cloudbench.study import layout
 from cloudbench.study.layout import default_results_dir
@@ -34,6 +37,7 @@ from cloudbench.study.record import (
     STATUSES,
     RecordError,
     RunRecord,
+    check,
     upgrade,
 )
 
@@ -41,6 +45,11 @@ __all__ = ["COLUMNS", "STATUSES", "ResultsStore", "StoreError", "default_results
 MIN_FREE_MB = 50
 #: A temporary name of data.atomic: "." + the target's name + "." + mkstemp's 8 characters.
 _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
+#: An earlier try's name under attempts/: the run id, the attempt number, ".json".
+_ATTEMPT_NAME = re.compile(r"(?P<rid>.+)\.(?P<attempt>[1-9][0-9]{0,5})\.json")
+#: Where files that are not the store's own (a record that does not match its name, a
+#: list, a stray `{}`, NaN, a malformed attempt's name) are moved, each with a note.
+REJECTED = "rejected"
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,6 +80,12 @@ class ResultsStore:
         # at a time keeps runs.csv and the attempts free of lost updates.
         self._lock = threading.RLock()
         self.unsaved: list[dict[str, Any]] = []  # finished runs no disk would take
+        #: Files refused when read, path -> why: never merged, never counted as runs.
+        self.rejected: dict[Path, str] = {}
+        #: How a refused file is reported (once per file): a line on stderr by default.
+        self.notify: Callable[[str], None] = _warn
+        self._sync_each = True  # False inside batch(): one sync at its end
+        self._batch_written = False
 
     def prepare(self) -> None:
         """Create the folders and prove they are writable before the first run, not after."""
@@ -86,6 +101,7 @@ class ResultsStore:
                              ) from exc
         self._remove_leftovers()
         self._restore_unsaved()
+        self._set_aside_rejected()
         free_mb = shutil.disk_usage(self.root).free / 2**20
         if free_mb < MIN_FREE_MB:
             raise StoreError(f"results folder {self.root} has only {free_mb:.0f} MB free; "
@@ -153,21 +169,49 @@ class ResultsStore:
         if not self.unsaved_dir.is_dir():
             return
         for path in sorted(self.unsaved_dir.glob("*.json")):
-            record = json.loads(path.read_text(encoding="utf-8"))
-            if not self.record_path(record["run_id"]).exists():
+            record, _ = _read_record_file(path, path.stem)
+            if record is not None and not self.record_path(record["run_id"]).exists():
                 write_json_atomic(self.record_path(record["run_id"]), record)
             path.unlink()
         shutil.rmtree(self.unsaved_dir, ignore_errors=True)
 
     def _write_record(self, record: dict[str, Any]) -> None:
         current = self.record_path(record["run_id"])
-        if current.exists():
-            old = json.loads(current.read_text(encoding="utf-8"))
+        old, why = _read_record_file(current, record["run_id"]) if current.exists() \
+            else (None, None)
+        if why is not None:
+            self._set_aside(current, why)
+        if old is not None:
             self.attempts_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.attempts_dir / f"{old['run_id']}.{old.get('attempt', 1)}.json",
-                              old)
-        write_json_atomic(current, record)
+            self._write_json(self.attempts_dir / f"{old['run_id']}.{old.get('attempt', 1)}.json",
+                             old)
+        self._write_json(current, record)
         self._update_csv(record)
+
+    def _write_json(self, path: Path, data: Mapping[str, Any]) -> None:
+        if self._sync_each:
+            write_json_atomic(path, data)
+        else:  # write_json_atomic's text, without its fsync
+            write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True, default=str)
+                              + "\n")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many records at once (an imported archive): each still written atomically, but
+        synced to disk once at the end instead of one by one (an fsync per record made
+        20,000 records take minutes), and runs.csv rebuilt once at the end, streaming
+        (:meth:`rebuild_csv`), instead of kept in memory: memory stays flat however many
+        records come. A crash before the end can lose only records that the archive gives
+        again; an empty or torn file is refused when read."""
+        self._sync_each = False
+        self._batch_written = False
+        try:
+            yield
+        finally:
+            self._sync_each = True
+            if self._batch_written or not self.csv_path.exists():
+                self.rebuild_csv()
+                os.sync()
 
     def write_attempt(self, record: Mapping[str, Any]) -> None:
         """A failed try that will be retried: kept for the record, never counted as a run."""
@@ -187,9 +231,9 @@ class ResultsStore:
         with self._lock:
             for run_id, fields in amendments.items():
                 path = self.record_path(run_id)
-                if not path.is_file():
+                record = self.read_record(run_id)
+                if record is None:
                     continue
-                record = json.loads(path.read_text(encoding="utf-8"))
                 new = {k: v for k, v in fields.items() if k not in record}
                 if not new:
                     continue
@@ -201,25 +245,88 @@ class ResultsStore:
 
     def last_attempt(self, run_id: str) -> int:
         """The attempt number of the newest try of a run, 0 if it never ran."""
-        path = self.record_path(run_id)
-        tries = [int(p.suffixes[-2][1:]) for p in self.attempts_dir.glob(f"{run_id}.*.json")]
-        if path.exists():
-            tries.append(json.loads(path.read_text(encoding="utf-8")).get("attempt", 1))
+        tries = []
+        for path in self.attempts_dir.glob(f"{glob.escape(run_id)}.*.json"):
+            match = _ATTEMPT_NAME.fullmatch(path.name)
+            if match and match["rid"] == run_id:  # a name not the store's own is no try
+                tries.append(int(match["attempt"]))
+        record = self.read_record(run_id)
+        if record is not None:
+            attempt = record.get("attempt", 1)
+            tries.append(attempt if isinstance(attempt, int) else 1)
         return max(tries, default=0)
 
     def has_records(self) -> bool:
         return self.records_dir.is_dir() and any(self.records_dir.glob("*.json"))
 
+    def read_record(self, run_id: str) -> dict[str, Any] | None:
+        """The run's record, None if it has none or the file is not a valid record of it
+        (then it is reported, as :meth:`records` does)."""
+        path = self.record_path(run_id)
+        if not path.exists():
+            return None
+        record, why = _read_record_file(path, run_id)
+        if why is not None:
+            self._refuse(path, why)
+        return record
+
     def records(self) -> list[dict[str, Any]]:
-        out = []
+        """The valid records, by file name: records are the truth by name and content
+        together. A file that is not a record of the run its name gives (a list, a stray
+        `{}`, another run's id, NaN, invalid JSON) is reported with its path and left out,
+        never merged; a study's start moves it to rejected/ (:meth:`prepare`)."""
+        return list(self._records_read())
+
+    def _records_read(self) -> Iterator[dict[str, Any]]:
+        """:meth:`records`, one at a time."""
         if not self.records_dir.is_dir():
-            return out
+            return
         for path in sorted(self.records_dir.glob("*.json")):
-            try:
-                out.append(upgrade(json.loads(path.read_text(encoding="utf-8"))))
-            except (OSError, json.JSONDecodeError, RecordError) as exc:
-                raise StoreError(f"unreadable record {path}: {exc}") from exc
-        return out
+            record, why = _read_record_file(path, path.stem)
+            if why is not None:
+                self._refuse(path, why)
+            else:
+                yield record
+
+    def _refuse(self, path: Path, why: str) -> None:
+        if path not in self.rejected:
+            self.rejected[path] = why
+            self.notify(f"{path}: {why}; not counted as a run")
+
+    def _set_aside_rejected(self) -> None:
+        """Move what is not the store's own out of records/ and attempts/ (into rejected/,
+        with a note saying why), so that no later step reads it as a run or a try."""
+        for path in sorted(self.records_dir.glob("*.json")):
+            _, why = _read_record_file(path, path.stem)
+            if why is not None:
+                self._set_aside(path, why)
+        for path in sorted(self.attempts_dir.iterdir()):
+            if path.name.startswith(".") and path.is_file():
+                continue  # a temporary of an unfinished write: _remove_leftovers' own
+            match = _ATTEMPT_NAME.fullmatch(path.name)
+            if match is None:
+                self._set_aside(path, "not an attempt's name (<run id>.<attempt>.json)")
+                continue
+            data, why = _read_json_object(path)
+            if why is None and data.get("run_id") != match["rid"]:
+                why = f"holds a try of {str(data.get('run_id'))[:200]!r}, not of its name's run"
+            if why is not None:
+                self._set_aside(path, why)
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        """Move a refused file to rejected/<folder>/ with a note; never delete it."""
+        self._refuse(path, why)
+        folder = self.root / REJECTED / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / path.name
+        for n in range(1, 10_000):
+            if not dest.exists() and not dest.with_name(dest.name + ".why.txt").exists():
+                break
+            dest = folder / f"{path.name}.{n}"
+        os.replace(path, dest)
+        dest.with_name(dest.name + ".why.txt").write_text(
+            f"{path}: {why}\nSet aside by the results store: it is not counted as a run "
+            "(a planned run without a valid record runs again).\n", encoding="utf-8")
 
     def statuses(self) -> dict[str, str]:
         return {r["run_id"]: r.get("status", "failed") for r in self.records()}
@@ -242,7 +349,32 @@ class ResultsStore:
             self._rewrite_csv()
         return self.csv_path
 
+    def rebuild_csv(self) -> Path:
+        """runs.csv rebuilt as :meth:`write_csv` does, but streaming: one pass over the
+        records for the columns and the order, a second writes the lines, so only each
+        run's sort key is held. Later records rebuild it in memory again."""
+        with self._lock:
+            keys: list[tuple[float, str, str]] = []
+            columns: set[str] = set()
+            for record in self._records_read():
+                keys.append((_sort_number(record.get("block")), str(record.get("started_at")
+                                                                    or ""), record["run_id"]))
+                columns.update(record)
+            keys.sort(key=lambda k: k[:2])
+            header = COLUMNS + sorted(columns - set(COLUMNS))
+            with atomic_path(self.csv_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+                out.write(",".join(header) + "\n")
+                for _, _, run_id in keys:  # checked by the first pass: read only
+                    record, _ = _read_json_object(self.record_path(run_id))
+                    out.write(_csv_lines(header, [_row(upgrade(record))]))
+            self._rows = None
+            self._header = header
+        return self.csv_path
+
     def _update_csv(self, record: dict[str, Any]) -> None:
+        if not self._sync_each:  # inside batch(): rebuilt once at its end
+            self._batch_written = True
+            return
         if self._rows is None or not self.csv_path.exists():
             self.write_csv()
             return
@@ -273,13 +405,57 @@ class ResultsStore:
             tmp.write_text(text, encoding="utf-8")
 
     def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest, None without one; a broken one is refused (StoreError): it guards
+        the records against runs of another protocol, so it is never silently replaced."""
         if not self.manifest_path.exists():
             return None
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        data, why = _read_json_object(self.manifest_path)
+        if why is not None:
+            raise StoreError(f"{self.manifest_path}: {why}: it records which protocol made "
+                             "the runs here; restore it, or move it away to start a new one "
+                             "(the records are kept)")
+        return data
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         with self._lock:
             write_json_atomic(self.manifest_path, manifest)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _read_json_object(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A JSON object from a file, or ({}, why not)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        return {}, f"cannot be read ({exc.strerror or exc})"
+    except RecursionError:
+        return {}, "not valid JSON (nested too deeply)"
+    except ValueError as exc:  # UnicodeDecodeError too
+        return {}, f"not valid JSON ({exc})"
+    if not isinstance(data, dict):
+        return {}, f"a JSON {type(data).__name__}, not an object"
+    return data, None
+
+
+def _read_record_file(path: Path, run_id: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the record, None) when the file holds a valid record (study.record.RunRecord) of
+    the run `run_id`, its name's; else (None, why not)."""
+    data, why = _read_json_object(path)
+    if why is not None:
+        return None, why
+    try:
+        record = upgrade(data)
+        check(record)  # what RunRecord(data) checks, without a copy of a copy
+    except RecordError as exc:
+        return None, f"not a valid run record ({exc})"
+    except RecursionError:
+        return None, "not a valid run record (nested too deeply)"
+    if record["run_id"] != run_id:
+        return None, f"holds the record of {record['run_id'][:200]!r}, not of {run_id!r}"
+    return record, None
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:

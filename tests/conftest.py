@@ -180,6 +180,7 @@ def quick_study(tmp_path: Path, quick_notebook: Path):
 
 
 def examples(default: int) -> int:
-    """Hypothesis examples of a property test: `default` in CI (a few hundred), more for a
-    longer hunt: ``FUZZ_EXAMPLES=5000 bin/tox -e tests -- -k "hostile or property"``."""
-    return int(os.environ.get("FUZZ_EXAMPLES", default))
+    """Hypothesis examples of a property test: `default` in CI (a few hundred), times
+    CLOUDBENCH_HYPOTHESIS_SCALE for a longer hunt: ``CLOUDBENCH_HYPOTHESIS_SCALE=20
+    bin/tox -e tests -- -n 0 -k "hostile or property"``."""
+    return max(1, int(default * float(os.environ.get("CLOUDBENCH_HYPOTHESIS_SCALE", "1"))))

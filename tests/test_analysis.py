@@ -78,8 +78,12 @@ def test_load_runs_non_numeric_metric_names_line(tmp_path: Path) -> None:
     with pytest.raises(AnalysisError, match=r"runs.csv: column 'train_s' is not numeric "
                                             r"\(line 5 has 'fast'\)"):
         load_runs(path, ["train_s"])
-    # without asking for it, the column is simply not a metric
-    assert {e.metric for e in analyze(load_runs(path)).comparisons} == {"test_accuracy"}
+    # without asking for it, it is refused too: left out, a metric would silently vanish
+    with pytest.raises(AnalysisError, match=r"runs.csv: column 'train_s', line 5: 'fast' is "
+                                            r"not a number"):
+        load_runs(path)
+    assert {e.metric for e in analyze(load_runs(path, ["test_accuracy"])).comparisons} == {
+        "test_accuracy"}
 
 
 def test_load_runs_unreadable_and_empty(tmp_path: Path) -> None:

@@ -109,8 +109,8 @@ def test_a_study_start_removes_what_a_killed_study_left(tmp_path: Path) -> None:
     work.mkdir()
     (work / "kernel-connection.json").write_text('{"key": "secret"}')
     kept = [store.records_dir / "pc+shapes+r001.json", store.root / ".hidden-by-user"]
-    for path in kept:
-        path.write_text("{}")
+    kept[1].write_text("{}")
+    kept[0].write_text(json.dumps(record("pc+shapes+r001", 1)))  # a valid record, kept
     store.prepare()
     assert not any(p.exists() for p in stale) and not work.exists()
     assert all(p.exists() for p in kept)

@@ -171,7 +171,7 @@ def study_files(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-#: More examples for a longer hunt: FUZZ_EXAMPLES=2000 pytest tests/test_validation.py
+#: More examples for a longer hunt: CLOUDBENCH_HYPOTHESIS_SCALE=20 (tests/conftest.examples)
 EXAMPLES = examples(150)
 
 
