@@ -196,7 +196,7 @@ def export_colab(study: Study, env_name: str, output: Path,
 
 #: The runners whose environments are exported as a bundle, so whose runs come back in an
 #: archive; a local environment's runs are made here, never imported.
-EXPORTED_RUNNERS = ("colab",)
+EXPORTED_RUNNERS = ("colab", "kaggle")
 MAX_MANIFEST_BYTES = 64 << 20  # 20,000 runs' hashes are about 3 MB
 MAX_RECORD_BYTES = 16 << 20  # a record is about a kilobyte
 #: What a damaged or hostile zip raises while a member is read: a bad CRC or deflate

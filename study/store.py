@@ -359,9 +359,9 @@ class ResultsStore:
             for record in self._records_read():
                 keys.append((_sort_number(record.get("block")), str(record.get("started_at")
                                                                     or ""), record["run_id"]))
-                columns.update(record)
+                columns.update(_filled(_row(record)))
             keys.sort(key=lambda k: k[:2])
-            header = COLUMNS + sorted(columns - set(COLUMNS))
+            header = _columns([dict.fromkeys(columns, 1)])
             with atomic_path(self.csv_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 out.write(",".join(header) + "\n")
                 for _, _, run_id in keys:  # checked by the first pass: read only
