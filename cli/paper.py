@@ -38,6 +38,9 @@ def paper_for(spec: Path | None, runs_csv: Path | None, output: Path = DEFAULT_O
     """
     if spec is None and runs_csv is None:  # refused input, as argparse refuses an argument
         raise InputError("give a study file or --runs RUNS.csv")
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output} is a file; --output names the folder the paper goes to",
+                         key="--output")
     from cloudbench.paper.build import PaperError, build_paper
     from cloudbench.paper.cache import inputs_digest, up_to_date
     from cloudbench.study.sysdeps import TEX_COMMANDS, ensure_commands

@@ -76,9 +76,32 @@ def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object from a file, or {} when it is absent or unreadable (optional inputs)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+#: What the paper reads of a manifest, with the type each key must have to be used.
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "notebook": str, "notebook_sha256": str, "study_sha256": str, "study_file": str,
+    "toolkit_version": str, "git_commit": str, "git_dirty": bool, "created_at": str,
+    "updated_at": str, "seed": int, "order": str, "repetitions": (int, str), "warmup": int,
+    "environments": list, "machines": dict, "parameters": dict, "datasets": list,
+    "files": list, "stopping": dict, "sweep": dict, "study": str, "calibration": dict}
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """manifest.json beside the runs, keeping only the keys of the types the paper expects
+    (a manifest from elsewhere, or damaged, costs the paper those facts, never the build);
+    the environments and files are kept only where each is an object."""
+    data = _read_json(path)
+    out = {k: v for k, v in data.items()
+           if k in _MANIFEST_TYPES and isinstance(v, _MANIFEST_TYPES[k])
+           and not (isinstance(v, bool) and _MANIFEST_TYPES[k] is int)}
+    for key in ("environments", "files", "datasets"):
+        if key in out:
+            out[key] = [e for e in out[key] if isinstance(e, dict)]
+    return out
 
 
 def _load_frames(runs_csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -469,7 +492,7 @@ def build_paper(runs_csv: Path, study: Study | None = None, out_dir: Path = Path
         analysis = _analyze(usable, study, protocol)
     _write_analysis(analysis, runs_csv, folder)
     manifest_file, calibration_file = beside(runs_csv)
-    manifest = _read_json(manifest_file)
+    manifest = _read_manifest(manifest_file)
     calibration = _read_json(calibration_file) or manifest.get("calibration") or {}
     report = report_model(frame, usable, analysis, study, manifest, calibration, protocol,
                           name)

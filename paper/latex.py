@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,13 @@ MISSING = "---"
 MINUS = "$-$"
 
 
+#: Control characters (a form feed, DEL) that TeX cannot print or would act on: shown as
+#: their code, like Python's repr, so a name holding one still prints and builds.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def _plain_escape(text: str) -> str:
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     out = []
     for i, ch in enumerate(text):
         if ch == "<" and text[i + 1:i + 2] == "\u2009":  # "< .001": the math sign
@@ -301,10 +308,17 @@ def render_paper(report: Report, folder: Path) -> str:
         if f is None:
             return None
         target = figures_dir / f"{name}.pdf"
-        if f.kind == "ratio":
-            path = ratio_figure(f.data, f.options["parameter"], target, lang, f.options["which"])
-        else:
-            path = draw(f, target, lang)
+        try:
+            if f.kind == "ratio":
+                path = ratio_figure(f.data, f.options["parameter"], target, lang,
+                                    f.options["which"])
+            else:
+                path = draw(f, target, lang)
+        except (ValueError, OverflowError, FloatingPointError) as exc:
+            # Data a plot cannot scale (values near float's limit): the paper goes on
+            # without this figure, and says so in the build's log.
+            warnings.warn(f"figure {name} left out: {exc}", stacklevel=1)
+            return None
         return None if path is None else {"path": Markup(f"figures/{path.name}"),
                                           "caption": Markup(escape(f.caption)),
                                           "id": Markup(f.id)}

@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cloudbench.cli.main import main
 from cloudbench.cli.run import EXIT_RUNS_NOT_OK
 from cloudbench.study.spec import SpecError, load_study
 
-from conftest import write_quick_notebook
+from conftest import examples, write_quick_notebook
 
 MARKUP_FAILURE = """\
 import json, os
@@ -151,3 +153,63 @@ def test_a_folder_of_huge_images_is_checked_without_an_image_count(tmp_path: Pat
     spec.write_text(text)
     with pytest.raises(SpecError, match=r"datasets\[0\]\.size: 6 images of 100000x100000"):
         load_study(spec)
+
+
+def _runs(path: Path, envs: tuple[str, ...], value: float | None = None) -> Path:
+    import pandas as pd
+
+    rows = [{"run_id": f"{e}+d+r{i}", "environment": e, "dataset": "d", "status": "ok",
+             "block": i + 1, "train_s": value if value and e == envs[0] else 1.0 + i / 10 + k,
+             "total_s": 2.0 + i / 10} for k, e in enumerate(envs) for i in range(5)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("case", ["control characters", "near float's limit",
+                                  "manifest of wrong types"])
+def test_hostile_runs_still_give_a_paper(tmp_path: Path, case: str, capsys) -> None:
+    """Names with a form feed or DEL, values near 1e308, a manifest whose keys have the
+    wrong types: the paper is built (a figure that cannot be drawn is left out)."""
+    import json
+
+    envs = ("pc", "cl\x0coud", "de\x7fl") if case == "control characters" else ("pc", "cloud")
+    runs = _runs(tmp_path / "in" / "runs.csv", envs,
+                 1.7e308 if case == "near float's limit" else None)
+    if case == "manifest of wrong types":
+        (runs.parent / "manifest.json").write_text(json.dumps({
+            "notebook": 5, "toolkit_version": [1], "git_commit": {"a": 1},
+            "environments": "none", "created_at": 7, "parameters": "x"}))
+    code = main(["paper", "--runs", str(runs), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    assert (tmp_path / "out" / "in.pdf").is_file()
+
+
+def test_paper_output_naming_a_file_is_refused(tmp_path: Path, capsys) -> None:
+    runs = _runs(tmp_path / "in" / "runs.csv", ("pc", "cloud"))
+    (tmp_path / "a-file").write_text("x")
+    assert main(["paper", "--runs", str(runs), "--output", str(tmp_path / "a-file")]) == 2
+    assert "is a file; --output names the folder" in capsys.readouterr().err
+
+
+hostile_names = st.text(st.sampled_from(list("ab_-%$&#{}~^\\\x0c\x7f\x00\u00e9\u2009 \t")),
+                        min_size=1, max_size=8).filter(lambda n: n.strip(" \t"))
+
+
+@settings(max_examples=examples(6), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(names=st.lists(hostile_names, min_size=2, max_size=3, unique=True),
+       value=st.sampled_from([None, 1e-300, 1e300, 1.7e308]))
+def test_any_runs_table_gives_a_paper_or_a_clear_refusal(tmp_path: Path, capsys,
+                                                         names: list[str],
+                                                         value: float | None) -> None:
+    """The paper's property: environment names of any characters LaTeX treats specially
+    and values at float's edges give a PDF, or the toolkit's own refusal (exit 2)."""
+    import shutil
+
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    runs = _runs(tmp_path / "in" / "runs.csv", tuple(names), value)
+    code = main(["paper", "--runs", str(runs), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "Traceback" not in err, err
