@@ -324,6 +324,19 @@ class Runner:
         except (OSError, ValueError):
             return ""
 
+class BatchRunner(Runner):
+    """A runner whose engine takes a batch (a cluster job, a kernel version): it implements
+    :meth:`Runner.run_batch`, and a run alone is a batch of one."""
+
+    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
+        [result] = list(self.run_batch([Try(job, attempt)]))
+        record = result.record
+        return Outcome(record["status"], record.get("error"), result.infrastructure,
+                       wall_s=record.get("wall_s"),
+                       fields={k: v for k, v in record.items()
+                               if k not in ("status", "error", "wall_s")})
+
+
 def make_runner(study: Study, environment: Environment, paths: RunnerPaths) -> Runner:
     """The registered runner of the environment (study.registry), ready for its first block."""
     return load_runner(environment.runner)(study, environment, paths)

@@ -60,12 +60,18 @@ from pathlib import Path
 from typing import Any
 
 from cloudbench.errors import InfrastructureError
-from cloudbench.runners.base import Outcome, Runner, RunResult, Try, exception_outcome, utc_now
+from cloudbench.runners.base import (
+    BatchRunner,
+    Outcome,
+    RunResult,
+    Try,
+    exception_outcome,
+    utc_now,
+)
 from cloudbench.runners.secrets import redact, scrub
 from cloudbench.runners.staging import UNPACK_SOURCE, Stage
 from cloudbench.runners.vm import build_vm_stage
 from cloudbench.study import layout
-from cloudbench.study.layout import RunPaths
 from cloudbench.study.plan import RunJob
 from cloudbench.study.registry import Option, OptionError
 from cloudbench.study.spec import Environment, SpecError
@@ -253,7 +259,7 @@ def quota_hours_left(quota: Any) -> float | None:
     return None if used is None or total is None else total - used
 
 
-class KaggleRunner(Runner):
+class KaggleRunner(BatchRunner):
     """One Kaggle kernel version per block, through the official client's Python API."""
 
     options = (
@@ -440,15 +446,6 @@ class KaggleRunner(Runner):
         raise AssertionError("unreachable")
 
     # -- a block ------------------------------------------------------------------------------
-
-    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
-        """One run alone (``Runner.run``): a version of one."""
-        [result] = list(self.run_batch([Try(job, attempt)]))
-        record = result.record
-        return Outcome(record["status"], record.get("error"), result.infrastructure,
-                       wall_s=record.get("wall_s"),
-                       fields={k: v for k, v in record.items()
-                               if k not in ("status", "error", "wall_s")})
 
     def run_batch(self, tries: Iterable[Try]) -> Iterator[RunResult]:
         """ONE kernel version of exactly the tries given; their results in their order once

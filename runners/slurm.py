@@ -40,7 +40,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from cloudbench.runners.base import Outcome, Runner, RunResult, Try, exception_outcome, utc_now
+from cloudbench.runners.base import (
+    BatchRunner,
+    Outcome,
+    RunResult,
+    Try,
+    exception_outcome,
+    utc_now,
+)
 from cloudbench.runners.session import TransportError, read_result
 from cloudbench.runners.slurm_jobs import (
     SBIN,
@@ -55,8 +62,6 @@ from cloudbench.runners.slurm_jobs import (
 )
 from cloudbench.runners.staging import UNPACK_SOURCE, Stage
 from cloudbench.runners.vm import build_vm_stage
-from cloudbench.study.layout import RunPaths
-from cloudbench.study.plan import RunJob
 from cloudbench.study.record import RecordError, upgrade
 from cloudbench.study.registry import Option, OptionError
 from cloudbench.study.spec import Environment, SpecError
@@ -168,7 +173,7 @@ class Submitted:
         return self.folder / (f"node-task-{k}.json" if self.array else "node-job.json")
 
 
-class SlurmRunner(Runner):
+class SlurmRunner(BatchRunner):
     """One SLURM job (or job array) per block; the node runs the block's runs with the
     local runner, and the results come back through the shared folder."""
 
@@ -315,15 +320,6 @@ class SlurmRunner(Runner):
                 self.client.cancel(active.job_id)
 
     # -- a block ------------------------------------------------------------------------------
-
-    def execute(self, job: RunJob, attempt: int, paths: RunPaths) -> Outcome:
-        """One run alone (``Runner.run``): a job of one."""
-        [result] = list(self.run_batch([Try(job, attempt)]))
-        record = result.record
-        return Outcome(record["status"], record.get("error"), result.infrastructure,
-                       wall_s=record.get("wall_s"),
-                       fields={k: v for k, v in record.items()
-                               if k not in ("status", "error", "wall_s")})
 
     def run_batch(self, tries: Iterable[Try]) -> Iterator[RunResult]:
         """ONE job (or array) of exactly the tries given, in their order; each result as
