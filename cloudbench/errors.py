@@ -29,9 +29,9 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INPUT: "the input was refused (a study file, an argument, a CSV, an archive: the "
                 "message names the file, the key or the value); nothing ran",
     EXIT_RUNS_NOT_OK: "(`study run`, `study all`) the study went through but some planned "
-                      "runs are not ok (failed, timeout): their records say why, and the same "
-                      "command retries them. A run out of memory (`oom`) is a result, not "
-                      "retried and not counted here",
+                      "runs are not ok (failed, timeout, wrong_device): their records say "
+                      "why, and the same command retries them. A run out of memory (`oom`) is "
+                      "a result, not retried and not counted here",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C): the run in flight is stopped, its kernel too; "
                       "completed runs are kept, and the same command resumes",
     EXIT_TERMINATED: "terminated (SIGTERM, as a scheduler or `kill` sends it): as for "
