@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from cloudbench.paper.text import label
+from cloudbench.study.spec import OWN_DATA
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,7 +71,12 @@ def dataset_rows(frame: pd.DataFrame, study: Study | None) -> list[dict[str, str
     for name in dict.fromkeys(frame["dataset"].astype(str)):
         runs = frame[frame["dataset"].astype(str) == name]
         d = spec.get(name)
-        row = {"name": name, "source_col": d.keras_name or d.source if d else "",
+        source = d.keras_name or d.source if d else ""
+        if d is not None and d.source == OWN_DATA and study is not None:
+            # The data the notebook read itself: its files as every run had them.
+            source = ", ".join(f"{f.name} ({_size(f.size)}, {f.sha256()[:12]})"
+                               for f in study.files) or OWN_DATA
+        row = {"name": name, "source_col": source,
                "images": plain_value(d.images) if d and d.images else "",
                "size": "x".join(map(str, d.size)) if d and d.size else
                ("28x28" if d and d.source == "shapes" else "")}
@@ -78,6 +84,10 @@ def dataset_rows(frame: pd.DataFrame, study: Study | None) -> list[dict[str, str
             row[key] = summarise(runs[key], "en") if key in runs else ""
         rows.append(row)
     return rows
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{max(1, round(n / 2**10))} KB"
 
 
 def short(text: Any, n: int = 12) -> str:

@@ -93,6 +93,7 @@ def test_the_classification_tutorial_reports_its_results_and_the_paper_names_it(
     assert "Running classification.ipynb on pc and one-thread" in text  # the notebook's title
     assert "convolutional" not in text  # not the built-in protocol's network
     assert "predict_s" in text and "test_acc" in text
+    assert "fashion.npz (" in text  # the data: the notebook's own file, with size and hash
     assert json.loads((tmp_path / "paper" / "classification" / "analysis.json").read_text())
 
 
