@@ -111,13 +111,10 @@ def _load_frames(runs_csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     import pandas as pd
 
-    from cloudbench.analysis.compare import AnalysisError, load_runs
+    from cloudbench.analysis.compare import load_runs
 
-    try:
-        usable = load_runs(runs_csv)
-        raw = pd.read_csv(runs_csv, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except AnalysisError as exc:
-        raise PaperError(str(exc)) from exc
+    usable = load_runs(runs_csv)  # a table it refuses is refused input (AnalysisError: 2)
+    raw = pd.read_csv(runs_csv, dtype=str, keep_default_na=False, skipinitialspace=True)
     if usable.empty:
         raise PaperError(f"{runs_csv}: no successful runs to report")
     return raw, usable
@@ -170,8 +167,8 @@ def _analyze(usable: pd.DataFrame, study: Study | None, protocol: Protocol | Non
                "equivalence": study.analysis.equivalence} if study else {}
     try:
         return analyze(usable, metrics=present or None, **options)
-    except AnalysisError as exc:
-        raise PaperError(f"cannot analyse the runs: {exc}") from exc
+    except AnalysisError as exc:  # the runs table was refused: input, not the build (exit 2)
+        raise AnalysisError(f"cannot analyse the runs: {exc}") from exc
 
 
 def _write_analysis(analysis: Analysis, runs_csv: Path, folder: Path) -> Path:

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cloudbench.errors import InputError
 from cloudbench.study.manifest import toolkit_version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +37,12 @@ def study_name_from_csv(runs_csv: Path) -> str:
 
     Reads only the first data row: this runs on the no-change path, where time counts.
     """
-    with runs_csv.open(newline="", encoding="utf-8") as fh:
-        row = next(csv.DictReader(fh), None) or {}
+    try:
+        with runs_csv.open(newline="", encoding="utf-8") as fh:
+            row = next(csv.DictReader(fh), None) or {}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"{runs_csv}: cannot be read as a runs table: {why}") from exc
     name = (row.get("study") or "").strip()
     return safe_name(name) or safe_name(runs_csv.resolve().parent.name) or "runs"
 

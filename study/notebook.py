@@ -388,10 +388,17 @@ def inspect(path: Path) -> Protocol:
 
 
 def _python(source: str | list[str]) -> str:
-    """A cell's code as Python: IPython's own rewriting of magics and `!` commands."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
+    """A cell's code as Python: IPython's own rewriting of magics and `!` commands (where
+    IPython is not installed, a cell magic's cell and each line magic read as nothing)."""
     text = "".join(source) if isinstance(source, list) else source
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:
+        if text.lstrip().startswith("%%"):
+            return ""
+        return "\n".join(line[:len(line) - len(line.lstrip())] + "pass"
+                         if line.lstrip().startswith(("%", "!")) else line
+                         for line in text.splitlines())
     return TransformerManager().transform_cell(text)
 
 
