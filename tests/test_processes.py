@@ -12,12 +12,14 @@ import psutil
 from cloudbench.runners.processes import TreeMemory, kill_tree
 
 # A parent that holds ~64 MB itself and, after a moment, starts a child holding ~64 MB more.
+# Both write every page of their block: a zero-filled bytearray is not resident until then.
 PARENT = """
 import subprocess, sys, time
 block = bytearray(64 * 2**20)
+block[::4096] = bytes(len(block) // 4096)
 time.sleep(0.5)
-child = subprocess.Popen([sys.executable, "-c",
-                          "import time; b = bytearray(64 * 2**20); time.sleep(60)"])
+child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(64 * 2**20); "
+                          "b[::4096] = bytes(len(b) // 4096); time.sleep(60)"])
 time.sleep(60)
 """
 
@@ -40,7 +42,7 @@ def test_a_child_started_later_is_counted_after_the_next_rescan() -> None:
         assert _wait_for(lambda: len(root.children()) == 1)
         assert _wait_for(lambda: memory() > 120), "the late child's memory was never counted"
         without_root = TreeMemory(lambda: root, include_root=False, rescan_s=0.2)
-        assert 60 < without_root() < memory()
+        assert _wait_for(lambda: 60 < without_root() < memory())
     finally:
         kill_tree(psutil.Process(proc.pid))
         proc.wait(timeout=10)
